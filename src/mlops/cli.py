@@ -1,0 +1,115 @@
+"""`python -m mlops STAGE`: runs one stage with progress output, a run log and exit codes.
+
+Exit codes: 0 success, 1 a check that ran and said no, 2 bad input or config (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mlops.errors import CheckFailed, InputError
+
+RUN_LOG = Path("reports/run.log")
+log = logging.getLogger("mlops")
+
+# command: (module, entry function, one-line help). Every entry takes the Config first.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("mlops.data", "run", "verify raw checksums, split into train/test/current"),
+    "accept-data": ("mlops.data", "accept_command", "record sha256 of new or changed raw files"),
+    "validate": ("mlops.validate", "run", "schema and quality checks of every split"),
+    "train": ("mlops.train", "run", "fit the candidate pipeline"),
+    "evaluate": ("mlops.evaluate", "run", "score the candidate on the test split"),
+    "promote": ("mlops.promote", "run", "the gate: promote the candidate or say why not"),
+    "rollback": ("mlops.registry", "rollback_command", "restore the previous production version"),
+    "models": ("mlops.registry", "list_command", "list model versions and production"),
+    "runs": ("mlops.runlog", "show_command", "compare training runs"),
+    "drift": ("mlops.drift", "run", "Evidently drift report: data, prediction, performance"),
+    "drift-demo": ("mlops.drift", "demo_command", "make a drifted batch from real data and report"),
+    "serve": ("mlops.serve", "serve_command", "serve the production model over HTTP"),
+    "summary": ("mlops.summary", "run", "Markdown summary of metrics, gate and drift"),
+    "bench": ("mlops.bench", "run", "measure pipeline, drift and serving speed"),
+    "params-stamps": ("mlops.config", "stamps_command", "per-stage params stamps for Make"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    root.add_argument(
+        "--params",
+        type=Path,
+        default=Path(os.environ.get("PARAMS", "params.yaml")),
+        help="params file (default params.yaml, or $PARAMS)",
+    )
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, _, text) in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text)
+        if name in ("drift", "drift-demo"):
+            command.add_argument(
+                "--current", type=Path, help="CSV batch to compare (default: current split)"
+            )
+        if name == "rollback":
+            command.add_argument(
+                "--version", help="version to restore, e.g. v2 (default: previous)"
+            )
+        if name == "serve":
+            command.add_argument("--host")
+            command.add_argument("--port", type=int)
+        if name == "runs":
+            command.add_argument("--sort", choices=("best", "date"), default="best")
+        if name == "summary":
+            command.add_argument("--output", type=Path, help="write here instead of stdout")
+        if name == "params-stamps":
+            command.add_argument("directory", type=Path)
+    return root
+
+
+def setup_logging(stage: str) -> None:
+    """Progress to stderr; a full timestamped log appended to reports/run.log."""
+    RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[{stage}] %(message)s"))
+    record = logging.FileHandler(RUN_LOG, encoding="utf-8")
+    record.setFormatter(
+        logging.Formatter(f"%(asctime)s {stage} %(levelname)s %(name)s: %(message)s")
+    )
+    log.handlers[:] = [console, record]
+    log.setLevel(logging.INFO)
+
+
+def entry(command: str) -> Callable:
+    module, function, _ = COMMANDS[command]
+    return getattr(importlib.import_module(module), function)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.command)
+    started = time.perf_counter()
+    extras = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
+    try:
+        from threadpoolctl import threadpool_limits
+
+        from mlops.config import load_config
+
+        # One thread: the same model bytes on any machine, and no OpenMP thrashing on small runners.
+        with threadpool_limits(limits=1):
+            entry(args.command)(load_config(args.params), **extras)
+    except InputError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    except CheckFailed as exc:
+        log.error("FAILED: %s", exc)
+        return exc.exit_code
+    log.info("done in %.1fs", time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The one typed config: params.yaml loaded and validated, every error naming its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops.errors import InputError
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+Estimator = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
+StatTest = Literal[
+    "psi", "jensenshannon", "wasserstein", "hellinger", "kl_div", "ks", "chisquare", "z", "g_test"
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(Section):
+    source: Literal["raw", "synthetic"]
+    raw_dir: Path = Path("data/raw")
+    processed_dir: Path = Path("data/processed")
+    time_column: str = "year"
+    current: Literal["latest"] | int = "latest"
+    train_periods: Literal["earlier"] | list[int] = "earlier"
+    test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SyntheticConfig(Section):
+    rows: Annotated[int, Field(ge=100)] = 20_000
+    current_rows: Annotated[int, Field(ge=100)] = 5_000
+    numeric: PositiveInt = 15
+    categorical: Annotated[int, Field(ge=0)] = 5
+    categories: Annotated[int, Field(ge=2, le=200)] = 8
+    shifted_columns: Annotated[int, Field(ge=0)] = 3
+    shift: Annotated[float, Field(ge=0.0)] = 0.5
+
+
+class NumericRange(Section):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumericRange:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class SchemaConfig(Section):
+    target: str
+    labels: Annotated[list[int], Field(min_length=2, max_length=2)]  # binary: negative, positive
+    numeric: dict[str, NumericRange] = {}
+    categorical: dict[str, Annotated[list[int], Field(min_length=1)]] = {}
+    min_rows: PositiveInt = 100
+    max_missing: Fraction = 0.0
+    max_duplicate_share: Fraction = 0.3
+    min_label_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> SchemaConfig:
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"column(s) declared both numeric and categorical: {both}")
+        if self.target in self.numeric or self.target in self.categorical:
+            raise ValueError(f"target {self.target!r} is also declared as a feature")
+        return self
+
+
+class TrainConfig(Section):
+    estimator: Estimator
+    hyperparameters: dict[Estimator, dict[str, Any]] = {}
+    cv_folds: Annotated[int, Field(ge=0, le=20)] = 0
+    search: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+
+    @model_validator(mode="after")
+    def _known_parameters(self) -> TrainConfig:
+        from mlops.train import estimator_class  # sklearn import only when train is configured
+
+        for name, params in self.hyperparameters.items():
+            _check_parameters(estimator_class(name), params, f"hyperparameters.{name}")
+        _check_parameters(estimator_class(self.estimator), self.search, "search")
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds must be 0 (off) or at least 2")
+        if self.search and self.cv_folds < 2:
+            raise ValueError("search needs cv_folds of at least 2")
+        return self
+
+
+def _check_parameters(cls: type, params: dict[str, Any], where: str) -> None:
+    known = cls().get_params()
+    for key in params:
+        if key not in known:
+            raise ValueError(f"{where}.{key}: not a parameter of {cls.__name__}")
+
+
+class EvaluateConfig(Section):
+    importance_repeats: PositiveInt = 5
+    importance_rows: PositiveInt = 2_000
+
+
+class PromotionConfig(Section):
+    min_accuracy: Fraction
+    max_regression: Fraction
+    min_roc_auc: Fraction | None = None
+    min_recall: Fraction | None = None
+
+
+class ColumnPolicy(Section):
+    method: StatTest
+    threshold: Annotated[float, Field(gt=0.0)]
+
+
+class DriftConfig(Section):
+    reference: Literal["train", "test"] = "train"
+    fail_on_drift: bool = True
+    method: StatTest
+    threshold: Annotated[float, Field(gt=0.0)]
+    columns: dict[str, ColumnPolicy] = {}
+    drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    sample_size: Annotated[int, Field(ge=1_000)] = 100_000
+    prediction: ColumnPolicy
+    performance_tolerance: Fraction = 0.02
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8000
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+
+
+class Config(Section):
+    """Everything params.yaml holds."""
+
+    seed: Annotated[int, Field(ge=0)]
+    data: DataConfig
+    synthetic: SyntheticConfig
+    schema_: SchemaConfig = Field(alias="schema")
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    promotion: PromotionConfig
+    drift: DriftConfig
+    serve: ServeConfig
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    @property
+    def schema(self) -> SchemaConfig:  # type: ignore[override]
+        return self.schema_
+
+    @property
+    def categorical(self) -> dict[str, list[int]]:
+        """Categorical features and their allowed codes (generated names for synthetic data)."""
+        if self.data.source == "synthetic":
+            codes = list(range(self.synthetic.categories))
+            return {f"cat_{i}": codes for i in range(self.synthetic.categorical)}
+        return dict(self.schema.categorical)
+
+    @property
+    def numeric(self) -> dict[str, NumericRange]:
+        """Numeric features and their allowed ranges (unbounded for synthetic data)."""
+        if self.data.source == "synthetic":
+            unbounded = NumericRange(min=-1e300, max=1e300)
+            return {f"num_{i:02d}": unbounded for i in range(self.synthetic.numeric)}
+        return dict(self.schema.numeric)
+
+    @property
+    def features(self) -> list[str]:
+        """Model inputs in a fixed order: categorical first, then numeric."""
+        return [*self.categorical, *self.numeric]
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> Config:
+        if self.data.source == "raw" and not self.features:
+            raise ValueError("schema: declare at least one numeric or categorical feature")
+        unknown = sorted(set(self.drift.columns) - set(self.features))
+        if self.data.source == "raw" and unknown:
+            raise ValueError(f"drift.columns: not a feature: {', '.join(unknown)}")
+        return self
+
+
+# The params sections each stage reads: Make re-runs a stage only when one of them changes.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("seed", "data", "synthetic", "schema"),
+    "validate": ("schema",),
+    "train": ("seed", "data", "schema", "train"),
+    "evaluate": ("seed", "schema", "evaluate"),
+    "promote": ("promotion",),
+    "drift": ("seed", "schema", "drift"),
+}
+
+
+def _format(error: ValidationError, source: Path) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "missing section" if len(first["loc"]) == 1 else "missing key"
+    elif first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in first and not isinstance(first["input"], dict | list):
+        message += f" (got {first['input']!r})"
+    return f"{source}: {where}: {message}" if where else f"{source}: {message}"
+
+
+def load_config(path: Path | str = "params.yaml") -> Config:
+    """Read and validate params.yaml; any problem is an InputError naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_format(exc, path)) from None
+
+
+def stage_params(config: Config, stage: str) -> str:
+    """The canonical JSON of the sections one stage reads."""
+    dumped = config.model_dump(mode="json", by_alias=True)
+    return json.dumps({key: dumped[key] for key in STAGE_SECTIONS[stage]}, sort_keys=True)
+
+
+def write_stage_stamps(config: Config, directory: Path) -> list[str]:
+    """Rewrite each stage's params stamp only when its sections changed; return those stages."""
+    from mlops.files import write_text
+
+    changed = []
+    for stage in STAGE_SECTIONS:
+        stamp = directory / f"{stage}.json"
+        content = stage_params(config, stage) + "\n"
+        if not stamp.is_file() or stamp.read_text(encoding="utf-8") != content:
+            write_text(stamp, content)
+            changed.append(stage)
+    return changed
+
+
+def stamps_command(config: Config, directory: Path) -> None:
+    """CLI: refresh the per-stage params stamps Make depends on."""
+    write_stage_stamps(config, directory)

@@ -1,0 +1,174 @@
+"""Stage `make train`: fit one scikit-learn Pipeline on the train split and write the candidate."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from mlops import files
+from mlops.config import Config
+from mlops.errors import InputError
+
+log = logging.getLogger(__name__)
+CANDIDATE_DIR = Path("models/candidate")
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
+
+
+def estimator_class(name: str) -> type:
+    return {
+        "hist_gradient_boosting": HistGradientBoostingClassifier,
+        "random_forest": RandomForestClassifier,
+        "logistic_regression": LogisticRegression,
+    }[name]
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The model's input: the features in config order as one float64 array (fast to serve)."""
+    return frame[features].to_numpy(dtype=np.float64)
+
+
+def build_pipeline(config: Config) -> Pipeline:
+    """Preprocessing suited to the configured estimator, then the estimator itself."""
+    n_cat, n_features = len(config.categorical), len(config.features)
+    categorical, numeric = list(range(n_cat)), list(range(n_cat, n_features))
+    name = config.train.estimator
+    params: dict[str, Any] = {
+        "random_state": config.seed,
+        **config.train.hyperparameters.get(name, {}),
+    }
+    if name == "logistic_regression":
+        encode = [
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                categorical,
+            ),
+            ("numeric", StandardScaler(), numeric),
+        ]
+    else:
+        ordinal = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64
+        )
+        encode = [("categorical", ordinal, categorical), ("numeric", "passthrough", numeric)]
+        if name == "hist_gradient_boosting":
+            params.setdefault("categorical_features", [i < n_cat for i in range(n_features)])
+    preprocess = ColumnTransformer([step for step in encode if step[2]], sparse_threshold=0.0)
+    return Pipeline([("preprocess", preprocess), ("model", estimator_class(name)(**params))])
+
+
+def cross_validation(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: Config) -> dict:
+    """k-fold scores of the configured pipeline on train (or {} when switched off)."""
+    if config.train.cv_folds < 2:
+        return {}
+    folds = StratifiedKFold(config.train.cv_folds, shuffle=True, random_state=config.seed)
+    scores = cross_validate(pipeline, x, y, cv=folds, scoring=("accuracy", "roc_auc"))
+    return {
+        metric: {
+            "mean": float(np.mean(scores[f"test_{metric}"])),
+            "std": float(np.std(scores[f"test_{metric}"])),
+        }
+        for metric in ("accuracy", "roc_auc")
+    }
+
+
+def search(
+    pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: Config
+) -> tuple[Pipeline, dict]:
+    """Grid search over train.search, refitting the best; return it and the best params."""
+    grid = {f"model__{key}": values for key, values in config.train.search.items()}
+    folds = StratifiedKFold(config.train.cv_folds, shuffle=True, random_state=config.seed)
+    searcher = GridSearchCV(pipeline, grid, cv=folds, scoring="roc_auc", n_jobs=1, refit=True)
+    searcher.fit(x, y)
+    best = {key.removeprefix("model__"): value for key, value in searcher.best_params_.items()}
+    return searcher.best_estimator_, {
+        "best_params": best,
+        "best_roc_auc": float(searcher.best_score_),
+    }
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), **{name: version(name) for name in LIBRARIES}}
+
+
+def run(config: Config) -> dict:
+    """Fit on data/processed/train.parquet; write models/candidate/{model.joblib,metadata.json}."""
+    train_path = config.data.processed_dir / "train.parquet"
+    frame = files.read_parquet(train_path)
+    x, y = feature_matrix(frame, config.features), frame[config.schema.target].to_numpy()
+    pipeline = build_pipeline(config)
+    started = time.perf_counter()
+    cv = cross_validation(pipeline, x, y, config)
+    tuned: dict = {}
+    if config.train.search:
+        pipeline, tuned = search(pipeline, x, y, config)
+    else:
+        pipeline.fit(x, y)
+    fit_seconds = time.perf_counter() - started
+    model_path = CANDIDATE_DIR / MODEL_FILE
+    files.atomic_write(model_path, lambda tmp: joblib.dump(pipeline, tmp))
+    metadata = {
+        "model_sha256": files.sha256_file(model_path),
+        "estimator": config.train.estimator,
+        "params": {"seed": config.seed, "train": config.train.model_dump(mode="json")},
+        "features": config.features,
+        "target": config.schema.target,
+        "data_sha256": files.sha256_file(train_path),
+        "train_rows": len(frame),
+        "cross_validation": cv,
+        "search": tuned,
+        "fit_seconds": round(fit_seconds, 3),
+        "libraries": library_versions(),
+        "git_commit": git_commit(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    files.write_json(CANDIDATE_DIR / METADATA_FILE, metadata)
+    log.info(
+        "fitted %s on %d rows in %.1fs; sha256 %s",
+        config.train.estimator,
+        len(frame),
+        fit_seconds,
+        metadata["model_sha256"][:12],
+    )
+    return metadata
+
+
+def load_candidate() -> tuple[Pipeline, dict]:
+    """The candidate model, refused unless its bytes match the sha256 in its metadata."""
+    metadata = files.read_json(CANDIDATE_DIR / METADATA_FILE)
+    path = CANDIDATE_DIR / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run `make train`)")
+    if files.sha256_file(path) != metadata["model_sha256"]:
+        raise InputError(
+            f"{path}: sha256 does not match {CANDIDATE_DIR / METADATA_FILE}; refusing to load"
+        )
+    return joblib.load(path), metadata

@@ -1,0 +1,166 @@
+"""Stage `make validate`: pandera schema and quality checks of train, test and current."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+
+from mlops import files
+from mlops.config import Config
+from mlops.errors import CheckFailed
+
+log = logging.getLogger(__name__)
+REPORT = Path("reports/validation.json")
+SPLITS = ("train", "test", "current")
+EXAMPLES = 5
+
+
+def build_schema(config: Config, *, labelled: bool = True) -> pa.DataFrameSchema:
+    """The declared schema (params.yaml `schema`) as a pandera DataFrameSchema."""
+    spec = config.schema
+    nullable = spec.max_missing > 0
+
+    def column(checks: list[pa.Check]) -> pa.Column:
+        if nullable:
+            checks.append(
+                pa.Check(
+                    lambda s: s.isna().mean() <= spec.max_missing,
+                    ignore_na=False,
+                    name="max_missing",
+                    error=f"more than {spec.max_missing:.1%} missing",
+                )
+            )
+        return pa.Column("float64", checks=checks, coerce=True, nullable=nullable)
+
+    columns = {
+        name: column([pa.Check.isin(codes, name="allowed_codes")])
+        for name, codes in config.categorical.items()
+    }
+    columns |= {
+        name: column([pa.Check.in_range(bounds.min, bounds.max, name="in_range")])
+        for name, bounds in config.numeric.items()
+    }
+    frame_checks = [
+        pa.Check(
+            lambda df: len(df) >= spec.min_rows,
+            name="min_rows",
+            error=f"fewer than {spec.min_rows} rows",
+        ),
+        pa.Check(
+            lambda df: df.duplicated().mean() <= spec.max_duplicate_share,
+            name="duplicate_rows",
+            error=f"more than {spec.max_duplicate_share:.0%} duplicate rows",
+        ),
+    ]
+    if labelled:
+        columns[spec.target] = pa.Column(checks=[pa.Check.isin(spec.labels, name="allowed_labels")])
+        frame_checks.append(
+            pa.Check(
+                lambda df: (
+                    df[spec.target]
+                    .value_counts(normalize=True)
+                    .reindex(spec.labels)
+                    .fillna(0)
+                    .min()
+                    >= spec.min_label_share
+                ),
+                name="label_balance",
+                error=f"a label under {spec.min_label_share:.0%} of rows",
+            )
+        )
+    return pa.DataFrameSchema(columns, checks=frame_checks, strict=False)
+
+
+def _check_name(raw: str) -> str:
+    name = re.sub(r"\(.*", "", str(raw))
+    return {
+        "coerce_dtype": "dtype",
+        "not_nullable": "not_null",
+        "column_in_dataframe": "present",
+    }.get(name, name)
+
+
+def check_frame(frame: pd.DataFrame, config: Config, *, labelled: bool = True) -> list[dict]:
+    """Every check's result on one frame: column, check, passed, failures and example rows."""
+    schema = build_schema(config, labelled=labelled)
+    try:
+        schema.validate(frame, lazy=True)
+        failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+    except pa.errors.SchemaErrors as errors:
+        failures = errors.failure_cases
+    failures = failures.assign(check=failures["check"].map(_check_name))
+    failures["column"] = failures["column"].fillna("(rows)").astype(str)
+    declared = [
+        (name, kind)
+        for name, col in schema.columns.items()
+        for kind in ["present", "dtype", *(c.name for c in col.checks)]
+    ]
+    declared += [("(rows)", check.name) for check in schema.checks]
+    results = []
+    for column_name, check in declared:
+        hits = failures[(failures["column"] == column_name) & (failures["check"] == check)]
+        if column_name == "(rows)":
+            hits = failures[failures["check"] == check]
+        results.append(_result(frame, column_name, check, hits))
+    return results
+
+
+def _result(frame: pd.DataFrame, column: str, check: str, hits: pd.DataFrame) -> dict:
+    examples = []
+    for _, hit in hits.head(EXAMPLES).iterrows():
+        row = hit["index"]
+        record = (
+            json.loads(frame.loc[[row]].to_json(orient="records"))[0]
+            if pd.notna(row) and row in frame.index
+            else None
+        )
+        examples.append(
+            {
+                "row": None if pd.isna(row) else int(row),
+                "value": None if pd.isna(hit["failure_case"]) else str(hit["failure_case"]),
+                "record": record,
+            }
+        )
+    return {
+        "column": column,
+        "check": check,
+        "passed": hits.empty,
+        "failures": len(hits),
+        "examples": examples,
+    }
+
+
+def run(config: Config) -> dict:
+    """Validate every split, write reports/validation.json, raise CheckFailed on any failure."""
+    report: dict = {"status": "passed", "splits": {}}
+    for split in SPLITS:
+        frame = files.read_parquet(config.data.processed_dir / f"{split}.parquet")
+        checks = check_frame(frame, config)
+        failed = [c for c in checks if not c["passed"]]
+        report["splits"][split] = {
+            "rows": len(frame),
+            "status": "failed" if failed else "passed",
+            "checks": checks,
+        }
+        log.info("%s: %d checks, %d failed", split, len(checks), len(failed))
+    failed = [
+        f"{split}.{c['column']}.{c['check']}"
+        for split, body in report["splits"].items()
+        for c in body["checks"]
+        if not c["passed"]
+    ]
+    report["status"] = "failed" if failed else "passed"
+    report["failed_checks"] = failed
+    files.write_json(REPORT, report)
+    if failed:
+        raise CheckFailed(
+            f"validation failed: {len(failed)} check(s): {', '.join(failed[:5])}"
+            + (" …" if len(failed) > 5 else "")
+            + f" (details in {REPORT})"
+        )
+    return report

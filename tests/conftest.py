@@ -1,0 +1,70 @@
+"""Shared fixtures: a scratch copy of the project whose pipeline ran once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+from mlops import data, evaluate, train, validate
+from mlops.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread() -> Iterator[None]:
+    """As the CLI does: one OpenMP/BLAS thread, so models are byte-identical everywhere."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+def copy_project(destination: Path) -> Path:
+    """params.yaml and data/raw copied into destination, the layout the stages expect."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "params.yaml", destination / "params.yaml")
+    shutil.copytree(ROOT / "data" / "raw", destination / "data" / "raw")
+    return destination
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy where data → validate → train → evaluate ran once (do not modify it)."""
+    root = copy_project(tmp_path_factory.mktemp("pipeline"))
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        config = load_config()
+        for stage in (data, validate, train, evaluate):
+            stage.run(config)
+    finally:
+        os.chdir(previous)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, pipeline_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of pipeline_dir, made the working directory, free to modify."""
+    root = tmp_path / "project"
+    shutil.copytree(pipeline_dir, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project copy with raw data only, made the working directory."""
+    root = copy_project(tmp_path / "fresh")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def config(project: Path) -> Config:
+    return load_config(project / "params.yaml")
