@@ -91,14 +91,24 @@ def entry(command: str) -> Callable:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.command)
+    try:
+        return dispatch(args)
+    finally:
+        for handler in log.handlers[:]:
+            handler.close()
+            log.removeHandler(handler)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command under one thread; map the two expected failures to exit codes."""
+    from threadpoolctl import threadpool_limits
+
+    from mlops.config import load_config
+
     started = time.perf_counter()
     extras = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     try:
-        from threadpoolctl import threadpool_limits
-
-        from mlops.config import load_config
-
-        # One thread: the same model bytes on any machine, and no OpenMP thrashing on small runners.
+        # One thread: the same model bytes on any machine, no OpenMP thrashing on small runners.
         with threadpool_limits(limits=1):
             entry(args.command)(load_config(args.params), **extras)
     except InputError as exc:

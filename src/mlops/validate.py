@@ -25,55 +25,50 @@ def build_schema(config: Config, *, labelled: bool = True) -> pa.DataFrameSchema
     spec = config.schema
     nullable = spec.max_missing > 0
 
-    def column(checks: list[pa.Check]) -> pa.Column:
+    def column(check: pa.Check) -> pa.Column:
+        checks = [check]
         if nullable:
-            checks.append(
-                pa.Check(
-                    lambda s: s.isna().mean() <= spec.max_missing,
-                    ignore_na=False,
-                    name="max_missing",
-                    error=f"more than {spec.max_missing:.1%} missing",
-                )
+            share = pa.Check(
+                lambda s: s.isna().mean() <= spec.max_missing, ignore_na=False, name="max_missing"
             )
+            checks.append(share)
         return pa.Column("float64", checks=checks, coerce=True, nullable=nullable)
 
-    columns = {
-        name: column([pa.Check.isin(codes, name="allowed_codes")])
-        for name, codes in config.categorical.items()
-    }
-    columns |= {
-        name: column([pa.Check.in_range(bounds.min, bounds.max, name="in_range")])
-        for name, bounds in config.numeric.items()
-    }
+    columns = {name: column(pa.Check.isin(codes)) for name, codes in config.categorical.items()}
+    for name, bounds in config.numeric.items():
+        columns[name] = column(pa.Check.in_range(bounds.min, bounds.max))
     frame_checks = [
+        pa.Check(lambda df: len(df) >= spec.min_rows, name="min_rows"),
         pa.Check(
-            lambda df: len(df) >= spec.min_rows,
-            name="min_rows",
-            error=f"fewer than {spec.min_rows} rows",
-        ),
-        pa.Check(
-            lambda df: df.duplicated().mean() <= spec.max_duplicate_share,
-            name="duplicate_rows",
-            error=f"more than {spec.max_duplicate_share:.0%} duplicate rows",
+            lambda df: df.duplicated().mean() <= spec.max_duplicate_share, name="duplicate_rows"
         ),
     ]
     if labelled:
-        columns[spec.target] = pa.Column(checks=[pa.Check.isin(spec.labels, name="allowed_labels")])
+        columns[spec.target] = pa.Column(checks=[pa.Check.isin(spec.labels)])
+        shares = lambda df: df[spec.target].value_counts(normalize=True)  # noqa: E731
         frame_checks.append(
             pa.Check(
-                lambda df: (
-                    df[spec.target]
-                    .value_counts(normalize=True)
-                    .reindex(spec.labels)
-                    .fillna(0)
-                    .min()
-                    >= spec.min_label_share
-                ),
+                lambda df: shares(df).reindex(spec.labels).fillna(0).min() >= spec.min_label_share,
                 name="label_balance",
-                error=f"a label under {spec.min_label_share:.0%} of rows",
             )
         )
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=False)
+
+
+def reasons(config: Config) -> dict[str, str]:
+    """What each check demands, in words, for the report."""
+    spec = config.schema
+    return {
+        "present": "column is present",
+        "dtype": "values are numbers",
+        "not_null": "no missing values",
+        "max_missing": f"at most {spec.max_missing:.1%} missing",
+        "isin": "only declared codes or labels",
+        "in_range": "within the declared range",
+        "min_rows": f"at least {spec.min_rows} rows",
+        "duplicate_rows": f"at most {spec.max_duplicate_share:.0%} duplicate rows",
+        "label_balance": f"each label at least {spec.min_label_share:.0%} of rows",
+    }
 
 
 def _check_name(raw: str) -> str:
@@ -94,19 +89,25 @@ def check_frame(frame: pd.DataFrame, config: Config, *, labelled: bool = True) -
     except pa.errors.SchemaErrors as errors:
         failures = errors.failure_cases
     failures = failures.assign(check=failures["check"].map(_check_name))
+    absent = failures["check"] == "present"
+    failures.loc[absent, "column"] = failures.loc[absent, "failure_case"]
     failures["column"] = failures["column"].fillna("(rows)").astype(str)
     declared = [
         (name, kind)
         for name, col in schema.columns.items()
-        for kind in ["present", "dtype", *(c.name for c in col.checks)]
+        for kind in [
+            "present",
+            "dtype",
+            *([] if col.nullable else ["not_null"]),
+            *(_check_name(c.name) for c in col.checks),
+        ]
     ]
     declared += [("(rows)", check.name) for check in schema.checks]
+    why = reasons(config)
     results = []
     for column_name, check in declared:
         hits = failures[(failures["column"] == column_name) & (failures["check"] == check)]
-        if column_name == "(rows)":
-            hits = failures[failures["check"] == check]
-        results.append(_result(frame, column_name, check, hits))
+        results.append({**_result(frame, column_name, check, hits), "requires": why[check]})
     return results
 
 

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from helpers import edit_params
+from mlops.config import STAGE_SECTIONS, load_config, stage_params, write_stage_stamps
+from mlops.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load():
+    config = load_config(ROOT / "params.yaml")
+    assert config.features[0] == "SCHL"
+    assert config.features[-1] == "AGEP"
+    assert config.schema.target == "employed"
+    assert config.promotion.min_accuracy == pytest.approx(0.78)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p.update(extra=1), "params.yaml: extra: unknown key"),
+        (lambda p: p["train"].update(estimatr="x"), "train.estimatr: unknown key"),
+        (lambda p: p.pop("promotion"), "promotion: missing section"),
+        (lambda p: p["promotion"].pop("min_accuracy"), "promotion.min_accuracy: missing key"),
+        (
+            lambda p: p["promotion"].update(min_accuracy=1.5),
+            "promotion.min_accuracy: Input should be",
+        ),
+        (lambda p: p["promotion"].update(max_regression=-0.1), "promotion.max_regression"),
+        (lambda p: p.update(seed="42"), "seed: Input should be a valid integer"),
+        (lambda p: p["train"].update(estimator="xgboost"), "train.estimator: Input should be"),
+        (lambda p: p["drift"].update(method="magic"), "drift.method"),
+        (lambda p: p["data"].update(test_size=1.0), "data.test_size"),
+        (
+            lambda p: p["schema"]["numeric"].update(AGEP={"min": 5, "max": 1}),
+            "min 5.0 is above max",
+        ),
+        (lambda p: p["schema"]["numeric"].update(SEX={"min": 1, "max": 2}), "both numeric and"),
+        (
+            lambda p: p["train"]["hyperparameters"]["random_forest"].update(depth=3),
+            "hyperparameters.random_forest.depth: not a parameter of RandomForestClassifier",
+        ),
+        (lambda p: p["train"].update(search={"max_iter": [10]}), "search needs cv_folds"),
+        (lambda p: p["train"].update(cv_folds=1), "cv_folds must be 0"),
+        (
+            lambda p: p["drift"].update(columns={"nope": {"method": "psi", "threshold": 0.1}}),
+            "nope",
+        ),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, edit, message):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    edit_params(path, edit)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(".", r"\.")) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("seed: [1", "not valid YAML"), ("- 1\n- 2\n", "mapping of sections"), (None, "not found")],
+)
+def test_unreadable_params(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_config(path)
+
+
+def test_stage_stamps_change_only_with_their_sections(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    stamps = tmp_path / "stamps"
+    assert write_stage_stamps(load_config(path), stamps) == list(STAGE_SECTIONS)
+    assert write_stage_stamps(load_config(path), stamps) == []
+    edit_params(path, lambda p: p["evaluate"].update(importance_repeats=3))
+    assert write_stage_stamps(load_config(path), stamps) == ["evaluate"]
+    edit_params(path, lambda p: p.update(seed=7))
+    changed = write_stage_stamps(load_config(path), stamps)
+    assert changed == [stage for stage, sections in STAGE_SECTIONS.items() if "seed" in sections]
+
+
+def test_synthetic_source_generates_feature_names(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    edit_params(path, lambda p: p["data"].update(source="synthetic"))
+    config = load_config(path)
+    assert config.features[:2] == ["cat_0", "cat_1"]
+    assert len(config.features) == config.synthetic.numeric + config.synthetic.categorical
+    assert '"seed"' in stage_params(config, "data")
