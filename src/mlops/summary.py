@@ -1,0 +1,232 @@
+"""Markdown report of metrics, gate and drift for CI job summaries and the PR comment.
+
+The first line is a hidden marker: the workflow finds its own PR comment by it and updates that
+comment in place instead of posting a new one. Missing or unreadable reports are stated, not
+fatal, so a summary can always be written, even after a failed stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlops.config import Config
+from mlops.files import write_text
+
+MARKER = "<!-- mlops-ci-report -->"
+REPORTS = Path("reports")
+REGISTRY = Path("models/registry.json")
+# Metrics compared candidate vs production, in this order (higher is better except log_loss).
+METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
+LOWER_IS_BETTER = {"log_loss"}
+# Env vars ARTIFACT_URL_<NAME> (upload-artifact's artifact-url output) become download links.
+ARTIFACT_PREFIX = "ARTIFACT_URL_"
+DECISIONS = {
+    "promoted": "✅ promoted",
+    "unchanged": "⚪ unchanged (identical to production)",
+    "rejected": "❌ rejected",
+}
+
+
+def load(path: Path) -> tuple[Any, str | None]:
+    """(payload, None), or (None, why not) for a missing or unreadable JSON report."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, f"`{path}` not found: the stage that writes it did not run"
+    except (OSError, ValueError) as exc:
+        return None, f"`{path}` is unreadable ({type(exc).__name__})"
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "n/a" if value is None else str(value)
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def delta(candidate: Any, production: Any, metric: str) -> str:
+    """Signed difference with an arrow that says whether the candidate is better."""
+    if not all(isinstance(v, int | float) for v in (candidate, production)):
+        return "n/a"
+    diff = candidate - production
+    if abs(diff) < 5e-5:
+        return "±0"
+    better = diff < 0 if metric in LOWER_IS_BETTER else diff > 0
+    return f"{diff:+.4f} {'▲' if better else '▼'}"
+
+
+def production_metrics(promotion: Any, registry: Any) -> tuple[str | None, dict[str, Any]]:
+    """The production version and its metrics, from the gate's report or else the registry."""
+    if isinstance(promotion, Mapping):
+        production = promotion.get("production")
+        if isinstance(production, Mapping):
+            return production.get("version"), dict(production.get("metrics") or {})
+        metrics = promotion.get("production_metrics")
+        version = promotion.get("production_version", production)
+        if isinstance(metrics, Mapping):
+            return version, dict(metrics)
+    if isinstance(registry, Mapping) and registry.get("production"):
+        version = registry["production"]
+        entry = (registry.get("versions") or {}).get(version)
+        if isinstance(entry, Mapping) and isinstance(entry.get("metrics"), Mapping):
+            return version, dict(entry["metrics"])
+        return version, {}
+    return None, {}
+
+
+def metrics_section(reports: Path, registry_path: Path) -> list[str]:
+    lines = ["### Metrics (test split)", ""]
+    metrics, problem = load(reports / "metrics.json")
+    if problem:
+        return [*lines, f"⚠️ No metrics: {problem}.", ""]
+    promotion, _ = load(reports / "promotion.json")
+    registry, _ = load(registry_path)
+    version, production = production_metrics(promotion, registry)
+    if production:
+        lines += [f"| metric | candidate | production ({version}) | Δ |", "|---|---:|---:|---:|"]
+        for name in METRICS:
+            if name in metrics:
+                cand, prod = metrics[name], production.get(name)
+                lines.append(
+                    f"| {name} | {number(cand)} | {number(prod)} | {delta(cand, prod, name)} |"
+                )
+    else:
+        lines += ["| metric | candidate |", "|---|---:|"]
+        lines += [f"| {name} | {number(metrics[name])} |" for name in METRICS if name in metrics]
+        lines += ["", "No production model yet: nothing to compare against."]
+    rows = metrics.get("rows_processed")
+    lines += ["", f"Rows scored: {number(rows)} · status: `{metrics.get('status', 'unknown')}`", ""]
+    return lines
+
+
+def criterion_rows(criteria: Any) -> list[str]:
+    """Table rows for the gate's criteria, given as a list of dicts or a name -> dict mapping."""
+    if isinstance(criteria, Mapping):
+        criteria = [{"name": name, **value} for name, value in criteria.items()]
+    if not isinstance(criteria, list) or not criteria:
+        return []
+    rows = ["| criterion | value | threshold | result |", "|---|---:|---:|---|"]
+    for item in criteria:
+        if not isinstance(item, Mapping):
+            continue
+        passed = item.get("passed")
+        result = "pass" if passed else "**fail**" if passed is False else "n/a"
+        name = item.get("name") or item.get("criterion") or "?"
+        rows.append(
+            f"| {name} | {number(item.get('value'))} | {number(item.get('threshold'))} | {result} |"
+        )
+    return [*rows, ""]
+
+
+def gate_section(reports: Path, config: Config) -> list[str]:
+    lines = ["### Promotion gate", ""]
+    promotion, problem = load(reports / "promotion.json")
+    if problem:
+        return [*lines, f"⚠️ No gate decision: {problem}.", ""]
+    decision = str(promotion.get("decision", "unknown"))
+    lines += [f"**Decision: {DECISIONS.get(decision, decision)}**", ""]
+    reasons = promotion.get("reasons") or []
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    lines += [f"- {reason}" for reason in reasons]
+    if reasons:
+        lines.append("")
+    lines += criterion_rows(promotion.get("criteria"))
+    lines += [
+        f"Policy: accuracy ≥ {config.promotion.min_accuracy}, at most "
+        f"{config.promotion.max_regression} below production.",
+        "",
+    ]
+    return lines
+
+
+def drift_section(reports: Path) -> list[str]:
+    lines = ["### Drift", ""]
+    drift, problem = load(reports / "drift.json")
+    if problem:
+        return [*lines, f"⚠️ No drift report: {problem}.", ""]
+    drifted = drift.get("dataset_drift")
+    verdict = "⚠️ dataset drift" if drifted else "✅ no dataset drift"
+    if drifted is None:
+        verdict = "unknown"
+    share = drift.get("share_drifted")
+    lines.append(
+        f"**{verdict}** · share of drifted columns: {number(share, 3)} · "
+        f"status: `{drift.get('status', 'unknown')}`"
+    )
+    lines.append("")
+    names = drift.get("drifted_columns") or []
+    columns = drift.get("columns") or {}
+    if names:
+        lines += ["| drifted column | method | score | threshold |", "|---|---|---:|---:|"]
+        for name in names:
+            info = columns.get(name) or {}
+            lines.append(
+                f"| {name} | {info.get('method', 'n/a')} | {number(info.get('score'))} | "
+                f"{number(info.get('threshold'))} |"
+            )
+        lines.append("")
+    else:
+        lines += ["No column drifted.", ""]
+    prediction = drift.get("prediction_drift")
+    if isinstance(prediction, Mapping):
+        flag = "drifted" if prediction.get("drifted") else "stable"
+        lines.append(
+            f"- Prediction drift: {flag} ({prediction.get('method', '?')} "
+            f"{number(prediction.get('score'))})"
+        )
+    performance = drift.get("performance")
+    if isinstance(performance, Mapping):
+        if performance.get("degraded"):
+            lines.append("- Performance on current data: **degraded**")
+        elif performance.get("current"):
+            lines.append("- Performance on current data: within tolerance")
+        else:
+            lines.append("- Performance on current data: no labels")
+    return [*lines, ""]
+
+
+def artifacts_section(env: Mapping[str, str]) -> list[str]:
+    lines = ["### Artifacts", ""]
+    server, repo, run_id = (
+        env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    links = sorted(
+        (key.removeprefix(ARTIFACT_PREFIX).lower().replace("_", "-"), url)
+        for key, url in env.items()
+        if key.startswith(ARTIFACT_PREFIX) and url
+    )
+    lines += [f"- [{name}]({url})" for name, url in links]
+    if server and repo and run_id:
+        lines.append(
+            f"- [All artifacts and logs of this run]({server}/{repo}/actions/runs/{run_id})"
+        )
+        lines.append(f"- `gh run download {run_id} --repo {repo}`")
+    elif not links:
+        lines.append("Local run: reports are in `reports/`, the candidate in `models/candidate/`.")
+    return [*lines, ""]
+
+
+def render(config: Config, env: Mapping[str, str], reports: Path = REPORTS) -> str:
+    """The whole report: marker, heading, metrics, gate, drift, artifacts."""
+    sha = env.get("GITHUB_SHA", "")
+    heading = "## ML pipeline report" + (f" for `{sha[:12]}`" if sha else "")
+    lines = [MARKER, heading, ""]
+    lines += metrics_section(reports, REGISTRY)
+    lines += gate_section(reports, config)
+    lines += drift_section(reports)
+    lines += artifacts_section(env)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def run(config: Config, output: Path | None = None) -> None:
+    """Write the report to output (atomically), or print it."""
+    text = render(config, os.environ)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(Path(output), text)
