@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "drift-demo": ("mlops.drift", "demo_command", "make a drifted batch from real data and report"),
     "serve": ("mlops.serve", "serve_command", "serve the production model over HTTP"),
     "summary": ("mlops.summary", "run", "Markdown summary of metrics, gate and drift"),
+    "audit": ("mlops.audit", "run", "pip-audit the lock files; never pass what was not audited"),
     "bench": ("mlops.bench", "run", "measure pipeline, drift and serving speed"),
     "params-stamps": ("mlops.config", "stamps_command", "per-stage params stamps for Make"),
 }
