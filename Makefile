@@ -105,8 +105,8 @@ runs: $(INSTALLED) ## Compare every training run (SORT=date for newest first)
 accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (accepting new data)
 	@$(MLOPS) accept-data
 
-summary: $(INSTALLED) ## Markdown summary of metrics, gate and drift → reports/summary.md
-	@$(MLOPS) summary --output reports/summary.md
+summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/summary.md (SECTIONS=drift,artifacts)
+	@$(MLOPS) summary --output reports/summary.md $(if $(SECTIONS),--sections "$(SECTIONS)")
 
 serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000)
 	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")

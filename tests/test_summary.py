@@ -199,3 +199,20 @@ def test_cli_writes_the_file_with_real_pipeline_reports(project, capsys, monkeyp
     code, _ = run_cli(capsys, "summary", "--output", "out/summary.md")
     assert code == 0
     assert "No metrics" in (project / "out/summary.md").read_text()
+
+
+def test_sections_drift_only(reports, cfg, capsys):
+    write(reports / "drift.json", DRIFT)
+    write(reports / "metrics.json", METRICS)
+    text = summary.render(cfg, GITHUB, sections=summary.parse_sections("drift, artifacts"))
+    assert text.splitlines()[:2] == [summary.MARKER, "## Drift report for `0123456789ab`"]
+    assert "### Drift" in text
+    assert "### Artifacts" in text
+    assert "### Metrics" not in text
+    assert "### Promotion gate" not in text
+    assert summary.parse_sections(None) == summary.SECTIONS
+    shutil.copy(ROOT / "params.yaml", "params.yaml")
+    code, err = run_cli(capsys, "summary", "--sections", "drift,bogus")
+    assert code == 2
+    assert "--sections: bogus (choose from metrics, gate, drift, artifacts)" in err
+    assert run_cli(capsys, "summary", "--sections", ",")[0] == 2

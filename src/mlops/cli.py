@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--sort", choices=("best", "date"), default="best")
         if name == "summary":
             command.add_argument("--output", type=Path, help="write here instead of stdout")
+            command.add_argument(
+                "--sections", help="comma-separated: metrics,gate,drift,artifacts (default: all)"
+            )
         if name == "params-stamps":
             command.add_argument("directory", type=Path)
     return root

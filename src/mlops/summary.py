@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.config import Config
+from mlops.errors import InputError
 from mlops.files import write_text
 
 MARKER = "<!-- mlops-ci-report -->"
@@ -211,21 +212,47 @@ def artifacts_section(env: Mapping[str, str]) -> list[str]:
     return [*lines, ""]
 
 
-def render(config: Config, env: Mapping[str, str], reports: Path = REPORTS) -> str:
-    """The whole report: marker, heading, metrics, gate, drift, artifacts."""
+SECTIONS = ("metrics", "gate", "drift", "artifacts")
+
+
+def parse_sections(value: str | None) -> tuple[str, ...]:
+    """'drift,artifacts' -> ('drift', 'artifacts'); None -> every section. Unknown: InputError."""
+    if value is None:
+        return SECTIONS
+    chosen = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or not chosen:
+        raise InputError(
+            f"--sections: {', '.join(unknown) or 'empty'} (choose from {', '.join(SECTIONS)})"
+        )
+    return chosen
+
+
+def render(
+    config: Config,
+    env: Mapping[str, str],
+    reports: Path = REPORTS,
+    sections: tuple[str, ...] = SECTIONS,
+) -> str:
+    """The report: marker, heading, then the chosen sections in their fixed order."""
     sha = env.get("GITHUB_SHA", "")
-    heading = "## ML pipeline report" + (f" for `{sha[:12]}`" if sha else "")
-    lines = [MARKER, heading, ""]
-    lines += metrics_section(reports, REGISTRY)
-    lines += gate_section(reports, config)
-    lines += drift_section(reports)
-    lines += artifacts_section(env)
+    title = "ML pipeline report" if {"metrics", "gate"} & set(sections) else "Drift report"
+    lines = [MARKER, f"## {title}" + (f" for `{sha[:12]}`" if sha else ""), ""]
+    builders = {
+        "metrics": lambda: metrics_section(reports, REGISTRY),
+        "gate": lambda: gate_section(reports, config),
+        "drift": lambda: drift_section(reports),
+        "artifacts": lambda: artifacts_section(env),
+    }
+    for name in SECTIONS:
+        if name in sections:
+            lines += builders[name]()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def run(config: Config, output: Path | None = None) -> None:
-    """Write the report to output (atomically), or print it."""
-    text = render(config, os.environ)
+def run(config: Config, output: Path | None = None, sections: str | None = None) -> None:
+    """Write the report (all sections, or the comma-separated ones) to output, or print it."""
+    text = render(config, os.environ, sections=parse_sections(sections))
     if output is None:
         sys.stdout.write(text)
     else:
