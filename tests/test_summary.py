@@ -81,7 +81,8 @@ def test_candidate_only_when_no_production(reports, cfg):
     assert "No production model yet" in text
     assert "**Decision: ✅ promoted**" in text
     assert "- first model" in text
-    assert f"accuracy ≥ {cfg.promotion.min_accuracy}" in text
+    assert f"accuracy ≥ {cfg.promotion.min_accuracy}, and at most " in text
+    assert f"{cfg.promotion.max_regression:.1%} below production's accuracy" in text
 
 
 def test_candidate_against_production_and_rejection(reports, cfg):

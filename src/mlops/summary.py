@@ -138,8 +138,8 @@ def gate_section(reports: Path, config: Config) -> list[str]:
         lines.append("")
     lines += criterion_rows(promotion.get("criteria"))
     lines += [
-        f"Policy: accuracy ≥ {config.promotion.min_accuracy}, at most "
-        f"{config.promotion.max_regression} below production.",
+        f"Policy: accuracy ≥ {config.promotion.min_accuracy}, and at most "
+        f"{config.promotion.max_regression:.1%} below production's accuracy.",
         "",
     ]
     return lines
