@@ -83,8 +83,10 @@ validate: $(STAMP)/validate.ok ## Schema and quality checks → reports/validati
 train: $(STAMP)/train.ok ## Fit the candidate → models/candidate/
 evaluate: $(STAMP)/evaluate.ok ## Score the candidate on test → reports/metrics.json and plots
 
+# FORCE_REASON="..." (on the command line only, never from the environment): emergency promotion
+# despite failed criteria, recorded as "forced" in models/registry.json; see docs/runbook.md.
 promote: $(STAMP)/evaluate.ok ## The gate: promote the candidate or exit 1 with reasons → reports/promotion.md
-	@$(MLOPS) promote
+	@$(MLOPS) promote $(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 	@touch $(STAMP)/promote.ok
 
 drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv to check a file
@@ -93,8 +95,8 @@ drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report �
 drift-demo: $(STAMP)/promote.ok ## Drift report on a deliberately drifted batch made from real data
 	@$(MLOPS) drift-demo
 
-rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN)
-	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)")
+rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN; REASON="..." is recorded)
+	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)") $(if $(REASON),--reason "$$REASON")
 
 models: $(INSTALLED) ## List model versions, their metrics and which is in production
 	@$(MLOPS) models

@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--version", help="version to restore, e.g. v2 (default: previous)"
             )
+            command.add_argument("--reason", help="why, recorded in the registry history")
+        if name == "promote":
+            command.add_argument(
+                "--force-reason", help="emergency only: promote despite failed criteria, saying why"
+            )
         if name == "serve":
             command.add_argument("--host")
             command.add_argument("--port", type=int)

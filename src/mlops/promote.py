@@ -1,0 +1,339 @@
+"""Stage `make promote`: the gate. The candidate reaches production only if it clears the bar.
+
+Criteria (params.yaml `promotion`), all on the current test split (data/processed/test.parquet):
+- min_accuracy: candidate accuracy >= min_accuracy (exactly at the threshold passes);
+- max_regression: candidate accuracy >= production accuracy * (1 - max_regression). The tolerance
+  is a fraction OF production's accuracy (relative, as the issue says: 0.005 of 0.80 allows
+  0.004), and production is re-scored on the same split, so a new test split is a fair comparison;
+- validation: reports/validation.json has status "passed";
+- min_roc_auc, min_recall: optional floors, skipped when null.
+
+Decisions: "promoted" (exit 0), "unchanged" when the candidate's sha256 equals any known version
+(production, or one that was rolled back: never silently re-promoted; exit 0), "rejected" (exit 1,
+CheckFailed). Bad input (missing or stale reports, tampered models) is an InputError (exit 2).
+A rejected or unchanged candidate leaves the registry and every version byte-identical.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mlops import files, registry, runlog
+from mlops.config import Config
+from mlops.errors import CheckFailed, InputError
+from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE, feature_matrix
+
+log = logging.getLogger(__name__)
+REPORT_JSON = Path("reports/promotion.json")
+REPORT_MD = Path("reports/promotion.md")
+METRICS_REPORT = Path("reports/metrics.json")
+VALIDATION_REPORT = Path("reports/validation.json")
+# Metrics are rounded to 6 digits in metrics.json; a threshold met to within this counts as met.
+EPSILON = 1e-9
+HEADLINES = {"promoted": "✅ promoted", "unchanged": "⚪ unchanged", "rejected": "❌ rejected"}
+
+
+def candidate_inputs(config: Config) -> tuple[dict, dict, str]:
+    """Candidate metadata, its metrics and the test split's sha256, checked to belong together."""
+    metadata = files.read_json(CANDIDATE_DIR / METADATA_FILE)
+    model = CANDIDATE_DIR / MODEL_FILE
+    if not model.is_file():
+        raise InputError(f"{model}: not found (run `make train`)")
+    sha = files.sha256_file(model)
+    if sha != metadata.get("model_sha256"):
+        raise InputError(f"{model}: sha256 does not match {CANDIDATE_DIR / METADATA_FILE}")
+    metrics = files.read_json(METRICS_REPORT)
+    if metrics.get("status") != "success":
+        raise InputError(f"{METRICS_REPORT}: status {metrics.get('status')!r}, not 'success'")
+    if metrics.get("model_sha256") != sha:
+        raise InputError(
+            f"{METRICS_REPORT}: scores another model than the candidate (run `make evaluate`)"
+        )
+    test_path = config.data.processed_dir / "test.parquet"
+    if not test_path.is_file():
+        raise InputError(f"{test_path}: not found (run `make data`)")
+    test_sha = files.sha256_file(test_path)
+    if metrics.get("data_sha256") != test_sha:
+        raise InputError(
+            f"{METRICS_REPORT}: scored another test split than {test_path} (run `make evaluate`)"
+        )
+    for key in ("accuracy",):
+        if not isinstance(metrics.get(key), int | float):
+            raise InputError(f"{METRICS_REPORT}: `{key}` missing or not a number")
+    return metadata, metrics, test_sha
+
+
+def validation_status() -> str:
+    status = files.read_json(VALIDATION_REPORT).get("status")
+    if status not in ("passed", "failed"):
+        raise InputError(f"{VALIDATION_REPORT}: status {status!r} is neither 'passed' nor 'failed'")
+    return status
+
+
+def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None, str | None, str]:
+    """(version, metrics on the current test split or None, sha256, note) of production.
+
+    The production model is loaded sha256-verified (a tampered file is an InputError).
+    """
+    from mlops.evaluate import _plain, score
+
+    found = registry.load_production(registry.MODELS_DIR)
+    if found is None:
+        return None, None, None, "no production model yet: nothing to compare against"
+    model, metadata = found
+    version = metadata["version"]
+    test = files.read_parquet(config.data.processed_dir / "test.parquet")
+    features = metadata.get("features") or config.features
+    missing = [name for name in [*features, config.schema.target] if name not in test.columns]
+    if missing:
+        note = (
+            f"production {version} needs column(s) {', '.join(missing)}, absent from the test split"
+        )
+        return version, None, metadata["model_sha256"], note
+    scores = score(model, feature_matrix(test, features), test[config.schema.target].to_numpy())
+    metrics = {key: _plain(scores[key]) for key in registry.SUMMARY_METRICS}
+    return (
+        version,
+        metrics,
+        metadata["model_sha256"],
+        f"production {version} re-scored on the test split",
+    )
+
+
+def criterion(name: str, value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), **extra}
+
+
+def at_least(value: Any, threshold: float) -> bool:
+    return isinstance(value, int | float) and value >= threshold - EPSILON
+
+
+def judge(
+    config: Config,
+    metrics: dict[str, Any],
+    validation: str,
+    production: str | None,
+    production_metrics: dict[str, Any] | None,
+    note: str = "production cannot be scored on this test split",
+) -> list[dict[str, Any]]:
+    """Every criterion with its value, threshold and pass/fail."""
+    policy = config.promotion
+    accuracy = metrics["accuracy"]
+    criteria = [
+        criterion(
+            "min_accuracy",
+            accuracy,
+            policy.min_accuracy,
+            at_least(accuracy, policy.min_accuracy),
+            metric="accuracy",
+        )
+    ]
+    if production is not None:
+        if production_metrics is None:
+            criteria.append(
+                criterion(
+                    "max_regression",
+                    accuracy,
+                    None,
+                    False,
+                    metric="accuracy",
+                    production=production,
+                    note=note,
+                )
+            )
+        else:
+            base = production_metrics["accuracy"]
+            floor = round(base * (1 - policy.max_regression), 6)
+            criteria.append(
+                criterion(
+                    "max_regression",
+                    accuracy,
+                    floor,
+                    at_least(accuracy, floor),
+                    metric="accuracy",
+                    production=production,
+                    production_value=base,
+                    tolerance=policy.max_regression,
+                )
+            )
+    criteria.append(criterion("validation", validation, "passed", validation == "passed"))
+    for name, metric in (("min_roc_auc", "roc_auc"), ("min_recall", "recall")):
+        threshold = getattr(policy, name)
+        if threshold is not None:
+            value = metrics.get(metric)
+            criteria.append(
+                criterion(name, value, threshold, at_least(value, threshold), metric=metric)
+            )
+    return criteria
+
+
+def failure_reason(item: dict[str, Any]) -> str:
+    name, value, threshold = item["name"], item["value"], item["threshold"]
+    if name == "validation":
+        return f"validation {value} (see reports/validation.json)"
+    if name == "max_regression":
+        if threshold is None:
+            return f"cannot compare with production {item['production']}: {item['note']}"
+        return (
+            f"accuracy {value:.4f} is more than {item['tolerance']:g} (relative) below production "
+            f"{item['production']} ({item['production_value']:.4f}; floor {threshold:.4f})"
+        )
+    shown = "n/a" if not isinstance(value, int | float) else f"{value:.4f}"
+    return f"{item['metric']} {shown} < {threshold} (promotion.{name})"
+
+
+def identical_reason(registry_data: dict[str, Any], version: str) -> str:
+    """Why an identical candidate changes nothing, and what to do if it should be production."""
+    if version == registry_data.get("production"):
+        return f"candidate is identical to production {version} (same sha256): nothing to do"
+    undone = [
+        item
+        for item in registry_data["history"]
+        if item.get("event") == "rolled_back" and item.get("from") == version
+    ]
+    if undone:
+        last = undone[-1]
+        return (
+            f"candidate is identical to {version}, rolled back on {last.get('when')} by "
+            f"{last.get('who')} ({last.get('why')}): not re-promoted; to restore it on purpose: "
+            f"make rollback VERSION={version}"
+        )
+    return (
+        f"candidate is identical to {version} (not production): not promoted again; "
+        f"to make it production: make rollback VERSION={version}"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """reports/promotion.md: headline first, then criteria and metrics tables (a PR comment)."""
+    decision = report["decision"]
+    candidate, production = report["candidate"], report["production"]
+    headline = HEADLINES[decision]
+    if decision == "promoted":
+        headline += f" {candidate['version']}" + (" (FORCED)" if report["forced"] else "")
+    lines = [f"### Promotion gate: {headline}", ""]
+    lines += [f"- {reason}" for reason in report["reasons"]]
+    lines += ["", "| criterion | value | threshold | result |", "|---|---:|---:|---|"]
+    for item in report["criteria"]:
+        result = "pass" if item["passed"] else "**fail**"
+        lines.append(
+            f"| {item['name']} | {_cell(item['value'])} | {_cell(item['threshold'])} | {result} |"
+        )
+    prod_name = production["version"] or "none"
+    lines += ["", f"| metric | candidate | production ({prod_name}) |", "|---|---:|---:|"]
+    prod_metrics = production["metrics"] or {}
+    for key in registry.SUMMARY_METRICS:
+        lines.append(
+            f"| {key} | {_cell(candidate['metrics'].get(key))} | {_cell(prod_metrics.get(key))} |"
+        )
+    lines += [
+        "",
+        f"Candidate sha256 `{candidate['sha256'][:12]}`"
+        + (
+            f", production {prod_name} `{production['sha256'][:12]}`"
+            if production["sha256"]
+            else ""
+        )
+        + f"; both scored on the test split `{report['test_data_sha256'][:12]}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "n/a" if value is None else str(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
+    """The gate: decide, promote when it passes, write reports/promotion.{json,md} and the run log.
+
+    force_reason (FORCE_REASON in Make): promote even though criteria failed, recorded as
+    "forced" with that reason. It never overrides bad input or an identical candidate.
+    """
+    if force_reason is not None and not force_reason.strip():
+        raise InputError("--force-reason: empty; a forced promotion must say why")
+    models_dir = registry.MODELS_DIR
+    metadata, metrics, test_sha = candidate_inputs(config)
+    validation = validation_status()
+    registry_data = registry.read_registry(models_dir)
+    production, production_metrics, production_sha, note = score_production(config)
+    criteria = judge(config, metrics, validation, production, production_metrics, note)
+    failed = [item for item in criteria if not item["passed"]]
+    identical = registry.find_by_sha(registry_data, metadata["model_sha256"])
+    forced = False
+    version = None
+    if identical:
+        decision, reasons, version = (
+            "unchanged",
+            [identical_reason(registry_data, identical)],
+            identical,
+        )
+        if force_reason:
+            reasons.append("--force-reason ignored: force never re-promotes a known model")
+    elif failed and not force_reason:
+        decision, reasons = "rejected", [failure_reason(item) for item in failed]
+    else:
+        decision = "promoted"
+        forced = bool(failed)
+        reasons = [note] if production is None else []
+        if forced:
+            reasons += [f"FORCED by {registry.who()}: {force_reason.strip()}"]
+            reasons += [f"failed: {failure_reason(item)}" for item in failed]
+        else:
+            reasons.append(f"all {len(criteria)} criteria passed")
+    candidate_metrics = {key: metrics.get(key) for key in registry.SUMMARY_METRICS}
+    if decision == "promoted":
+        gate = {"decision": decision, "forced": forced, "criteria": criteria}
+        version_metadata = {
+            **metadata,
+            "metrics": {
+                **candidate_metrics,
+                "confusion_matrix": metrics.get("confusion_matrix"),
+                "rows_processed": metrics.get("rows_processed"),
+            },
+            "test_data_sha256": test_sha,
+            "gate": gate,
+        }
+        why = "; ".join(reasons)
+        version = registry.add_version(
+            models_dir,
+            CANDIDATE_DIR / MODEL_FILE,
+            version_metadata,
+            expected_production=production,
+            kind="forced" if forced else "promoted",
+            why=why,
+        )
+    report = {
+        "decision": decision,
+        "reasons": reasons,
+        "forced": forced,
+        "criteria": criteria,
+        "candidate": {
+            "version": version,
+            "sha256": metadata["model_sha256"],
+            "data_sha256": metadata.get("data_sha256"),
+            "metrics": candidate_metrics,
+        },
+        "production": {
+            "version": production,
+            "sha256": production_sha,
+            "metrics": production_metrics,
+            "note": note,
+        },
+        "production_after": version if decision == "promoted" else production,
+        "test_data_sha256": test_sha,
+        "policy": config.promotion.model_dump(mode="json"),
+        "decided_at": registry.now(),
+        "decided_by": registry.who(),
+    }
+    files.write_json(REPORT_JSON, report)
+    files.write_text(REPORT_MD, markdown(report))
+    runlog.record(runlog.entry(metadata, metrics, report))
+    summary_line = f"{decision}: {'; '.join(reasons)}"
+    if decision == "rejected":
+        raise CheckFailed(f"candidate rejected: {'; '.join(reasons)}")
+    log.info("%s", summary_line)
+    return report

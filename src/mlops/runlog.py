@@ -1,0 +1,207 @@
+"""The run log: every training run that reached the gate, promoted or not, in models/runs.jsonl.
+
+The gate appends one JSON line per (model sha256, decision): params, data sha256, model sha256,
+metrics, git commit, timestamps and the gate's decision. Re-gating the same model with the same
+outcome (or "unchanged") appends nothing, so a no-op `make all` leaves the file byte-identical.
+`make runs` prints the log as one table, best first or newest first. When MLFLOW_TRACKING_URI is
+set and mlflow is importable, each new entry is also logged to MLflow; mlflow is never required.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mlops import files
+from mlops.config import Config
+from mlops.errors import InputError
+from mlops.registry import locked
+
+log = logging.getLogger(__name__)
+RUNS_FILE = Path("models/runs.jsonl")
+METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
+
+
+def entry(metadata: dict[str, Any], metrics: dict[str, Any], report: dict[str, Any]) -> dict:
+    """One run-log line from the candidate's metadata, its metrics and the gate's report."""
+    return {
+        "logged_at": report.get("decided_at"),
+        "trained_at": metadata.get("created_at"),
+        "model_sha256": metadata["model_sha256"],
+        "data_sha256": metadata.get("data_sha256"),
+        "test_data_sha256": report.get("test_data_sha256"),
+        "estimator": metadata.get("estimator"),
+        "params": metadata.get("params"),
+        "search": metadata.get("search") or {},
+        "cross_validation": metadata.get("cross_validation") or {},
+        "metrics": {key: metrics.get(key) for key in METRICS},
+        "git_commit": metadata.get("git_commit"),
+        "decision": report.get("decision"),
+        "forced": bool(report.get("forced")),
+        "version": report.get("candidate", {}).get("version"),
+        "production_before": report.get("production", {}).get("version"),
+        "reasons": report.get("reasons", []),
+    }
+
+
+def read_runs(path: Path = RUNS_FILE) -> list[dict[str, Any]]:
+    """Every logged run; a broken line is an InputError naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    runs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(item, dict) or "model_sha256" not in item:
+            raise InputError(f"{path}:{number}: not a run entry (no model_sha256)")
+        runs.append(item)
+    return runs
+
+
+def already_logged(runs: list[dict[str, Any]], item: dict[str, Any]) -> bool:
+    same = [run for run in runs if run["model_sha256"] == item["model_sha256"]]
+    return any(run.get("decision") == item["decision"] for run in same) or (
+        bool(same) and item["decision"] == "unchanged"
+    )
+
+
+def record(item: dict[str, Any], path: Path = RUNS_FILE) -> bool:
+    """Append the entry unless this model with this decision is logged; True when appended."""
+    path = Path(path)
+    with locked(path.parent):
+        runs = read_runs(path)
+        if already_logged(runs, item):
+            return False
+        old = path.read_bytes() if path.exists() else b""
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
+    log.info("run logged to %s (%s)", path, item["decision"])
+    log_to_mlflow(item)
+    return True
+
+
+def flat_params(item: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of the estimator used, plus seed and estimator, as flat MLflow params."""
+    params = item.get("params") or {}
+    train = params.get("train") or {}
+    estimator = item.get("estimator") or train.get("estimator")
+    flat: dict[str, Any] = {"estimator": estimator, "seed": params.get("seed")}
+    flat.update((train.get("hyperparameters") or {}).get(estimator, {}))
+    flat.update(
+        {f"best_{k}": v for k, v in (item.get("search") or {}).get("best_params", {}).items()}
+    )
+    return flat
+
+
+def log_to_mlflow(item: dict[str, Any]) -> bool:
+    """Log the run to MLflow when MLFLOW_TRACKING_URI is set and mlflow is installed (optional)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return False
+    if importlib.util.find_spec("mlflow") is None:
+        log.info("MLFLOW_TRACKING_URI is set but mlflow is not installed: not logged to MLflow")
+        return False
+    try:
+        import mlflow
+
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "mlops"))
+        with mlflow.start_run(run_name=f"{item['decision']}-{item['model_sha256'][:12]}"):
+            mlflow.log_params(flat_params(item))
+            mlflow.log_metrics(
+                {key: value for key, value in item["metrics"].items() if value is not None}
+            )
+            mlflow.set_tags(
+                {
+                    "decision": item["decision"],
+                    "version": item.get("version") or "",
+                    "model_sha256": item["model_sha256"],
+                    "data_sha256": item.get("data_sha256") or "",
+                    "git_commit": item.get("git_commit") or "",
+                }
+            )
+    except Exception as exc:  # the gate never fails because a tracking server is unreachable
+        log.warning("MLflow logging failed (%s); the run log has the entry", exc)
+        return False
+    return True
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
+
+
+def ordered(runs: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    if sort == "date":  # newest first; the log is in order, so a later line wins a tie
+        indexed = sorted(enumerate(runs), key=lambda p: (str(p[1].get("logged_at") or ""), p[0]))
+        return [run for _, run in reversed(indexed)]
+    if sort != "best":
+        raise InputError(f"--sort: {sort!r} (choose best or date)")
+
+    def key(run: dict[str, Any]) -> tuple:
+        metrics = run.get("metrics") or {}
+        return tuple(
+            -metrics[name] if isinstance(metrics.get(name), int | float) else float("inf")
+            for name in ("accuracy", "roc_auc")
+        )
+
+    return sorted(runs, key=key)
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    header = (
+        "logged",
+        "decision",
+        "version",
+        "estimator",
+        "accuracy",
+        "roc_auc",
+        "f1",
+        "recall",
+        "params",
+        "model",
+        "data",
+        "commit",
+    )
+    rows = [header]
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        params = flat_params(run)
+        params.pop("estimator", None)
+        rows.append(
+            (
+                str(run.get("logged_at") or "?"),
+                str(run.get("decision")) + (" (forced)" if run.get("forced") else ""),
+                str(run.get("version") or "-"),
+                str(run.get("estimator") or "?"),
+                *(_number(metrics.get(name)) for name in ("accuracy", "roc_auc", "f1", "recall")),
+                " ".join(f"{k}={v}" for k, v in params.items()),
+                str(run.get("model_sha256", ""))[:10],
+                str(run.get("data_sha256") or "")[:10],
+                str(run.get("git_commit") or "")[:8],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def show_command(config: Config, sort: str = "best") -> None:
+    """CLI `runs`: every logged run as one comparable table (best accuracy first, or newest)."""
+    runs = read_runs(RUNS_FILE)
+    if not runs:
+        print(f"no runs logged yet in {RUNS_FILE} (the gate logs each one: make promote)")
+        return
+    print(table(ordered(runs, sort)))
+    print(
+        f"\n{len(runs)} run(s), sorted by {'accuracy, then ROC-AUC' if sort == 'best' else 'date'}"
+    )

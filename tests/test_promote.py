@@ -1,0 +1,360 @@
+"""The gate: thresholds, regression against production, identical candidates, force, exit codes,
+and SIGKILL at every point of a promotion."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from candidates import BETTER, CLOSE, WEAK, snapshot, train_candidate, with_policy
+from helpers import edit_params, run_cli
+from mlops import files, promote, registry, runlog
+from mlops.errors import CheckFailed, InputError
+
+
+def cli(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def report() -> dict:
+    return json.loads(Path("reports/promotion.json").read_text())
+
+
+def test_first_candidate_becomes_v1(project, config):
+    result = promote.run(config)
+    assert result["decision"] == "promoted"
+    assert registry.production_version() == "v1"
+    metadata = json.loads(Path("models/v1/metadata.json").read_text())
+    candidate = json.loads(Path("models/candidate/metadata.json").read_text())
+    for key in ("model_sha256", "params", "data_sha256", "libraries", "git_commit", "created_at"):
+        assert metadata[key] == candidate[key]
+    assert metadata["version"] == "v1"
+    assert metadata["metrics"]["accuracy"] == report()["candidate"]["metrics"]["accuracy"]
+    assert files.sha256_file(Path("models/v1/model.joblib")) == candidate["model_sha256"]
+    entry = json.loads(Path("models/registry.json").read_text())
+    assert entry["versions"]["v1"]["sha256"] == candidate["model_sha256"]
+    assert entry["history"][0]["event"] == "promoted"
+    assert {"who", "when", "why", "from", "to"} <= set(entry["history"][0])
+    assert report()["production"]["version"] is None
+    markdown = Path("reports/promotion.md").read_text()
+    assert markdown.splitlines()[0] == "### Promotion gate: ✅ promoted v1"
+    assert "| min_accuracy |" in markdown
+
+
+def test_below_threshold_rejected_and_models_untouched(project, config):
+    promote.run(config)
+    train_candidate(config, **WEAK)
+    before = snapshot(project / "models", skip=("runs.jsonl",))
+    runs_before = len(runlog.read_runs())
+    with pytest.raises(CheckFailed, match=r"accuracy 0\.77\d+ < 0\.78"):
+        promote.run(config)
+    assert snapshot(project / "models", skip=("runs.jsonl",)) == before
+    assert len(runlog.read_runs()) == runs_before + 1  # the run log records every run
+    assert report()["decision"] == "rejected"
+    assert registry.production_version() == "v1"
+
+
+def test_exactly_at_threshold_passes(project, config):
+    accuracy = json.loads(Path("reports/metrics.json").read_text())["accuracy"]
+    with pytest.raises(CheckFailed):
+        promote.run(with_policy(config, min_accuracy=accuracy + 1e-6))
+    assert promote.run(with_policy(config, min_accuracy=accuracy))["decision"] == "promoted"
+    first = report()["criteria"][0]
+    assert (first["name"], first["value"], first["threshold"], first["passed"]) == (
+        "min_accuracy",
+        accuracy,
+        accuracy,
+        True,
+    )
+
+
+def test_regression_beyond_tolerance_rejected_even_above_threshold(project, config):
+    promote.run(config)
+    train_candidate(config, **WEAK)
+    with pytest.raises(CheckFailed, match="below production v1"):
+        promote.run(with_policy(config, min_accuracy=0.5))
+    criteria = {item["name"]: item for item in report()["criteria"]}
+    assert criteria["min_accuracy"]["passed"] is True
+    assert criteria["max_regression"]["passed"] is False
+    assert registry.production_version() == "v1"
+
+
+def test_slightly_worse_within_tolerance_is_promoted(project, config):
+    promote.run(config)
+    metrics = train_candidate(config, **CLOSE)
+    production = report()["candidate"]["metrics"]["accuracy"]
+    assert metrics["accuracy"] < production  # worse, but within 0.5% of production's accuracy
+    assert promote.run(config)["decision"] == "promoted"
+    assert registry.production_version() == "v2"
+
+
+def test_tolerance_is_a_fraction_of_production_accuracy(config):
+    production = {"accuracy": 0.8}
+    policy = with_policy(config, max_regression=0.005, min_roc_auc=None)
+    at_floor = promote.judge(policy, {"accuracy": 0.796}, "passed", "v1", production)
+    assert at_floor[1]["threshold"] == pytest.approx(0.796)
+    assert at_floor[1]["passed"] is True
+    below = promote.judge(policy, {"accuracy": 0.7959}, "passed", "v1", production)
+    assert below[1]["passed"] is False
+
+
+def test_production_is_rescored_on_the_current_test_split(project, config):
+    promote.run(config)
+    test_path = config.data.processed_dir / "test.parquet"
+    test = files.read_parquet(test_path)
+    files.write_parquet(test_path, test.iloc[: len(test) // 2])
+    with pytest.raises(InputError, match="scored another test split"):
+        promote.run(config)  # metrics.json is stale: it scored the old split
+    train_candidate(config, **BETTER)
+    with contextlib.suppress(CheckFailed):  # either way, the report is written
+        promote.run(config)
+    result = report()
+    stored = registry.read_registry()["versions"]["v1"]["metrics"]["accuracy"]
+    rescored = result["production"]["metrics"]["accuracy"]
+    assert rescored != stored
+    assert result["test_data_sha256"] == files.sha256_file(test_path)
+
+
+def test_identical_candidate_is_a_noop(project, config):
+    promote.run(config)
+    before = snapshot(project / "models")
+    result = promote.run(config)
+    assert result["decision"] == "unchanged"
+    assert "identical to production v1" in result["reasons"][0]
+    assert snapshot(project / "models") == before
+
+
+def test_rolled_back_model_is_not_silently_repromoted(project, config):
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    registry.rollback(reason="v2 misbehaves in production")
+    before = snapshot(project / "models")
+    result = promote.run(config)  # the same v2 candidate, as the next `make all` would gate it
+    assert result["decision"] == "unchanged"
+    assert "rolled back" in result["reasons"][0]
+    assert "make rollback VERSION=v2" in result["reasons"][0]
+    assert registry.production_version() == "v1"
+    assert snapshot(project / "models") == before
+
+
+def test_candidate_equal_to_an_older_version_is_unchanged(project, config):
+    promote.run(config)
+    original = {p.name: p.read_bytes() for p in Path("models/candidate").iterdir()}
+    original_metrics = Path("reports/metrics.json").read_bytes()
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    for name, data in original.items():
+        Path("models/candidate", name).write_bytes(data)
+    Path("reports/metrics.json").write_bytes(original_metrics)
+    result = promote.run(config)
+    assert result["decision"] == "unchanged"
+    assert "identical to v1 (not production)" in result["reasons"][0]
+
+
+def test_failed_validation_rejects(project, config):
+    path = Path("reports/validation.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": "failed"}))
+    with pytest.raises(CheckFailed, match="validation failed"):
+        promote.run(config)
+    assert not Path("models/registry.json").exists()
+
+
+def test_optional_floors(project, config):
+    with pytest.raises(CheckFailed, match=r"recall 0\.\d+ < 0\.99 \(promotion\.min_recall\)"):
+        promote.run(with_policy(config, min_recall=0.99))
+    names = [item["name"] for item in report()["criteria"]]
+    assert names == ["min_accuracy", "validation", "min_roc_auc", "min_recall"]
+    promote.run(with_policy(config, min_roc_auc=None))
+    assert [item["name"] for item in report()["criteria"]] == ["min_accuracy", "validation"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda: Path("reports/metrics.json").unlink(), "reports/metrics.json: not found"),
+        (lambda: Path("reports/validation.json").unlink(), "reports/validation.json: not found"),
+        (
+            lambda: Path("models/candidate/model.joblib").write_bytes(b"x"),
+            "models/candidate/model.joblib: sha256 does not match",
+        ),
+        (
+            lambda: Path("reports/metrics.json").write_text('{"status": "error"}'),
+            "status 'error'",
+        ),
+        (
+            lambda: Path("reports/metrics.json").write_text(
+                json.dumps({"status": "success", "model_sha256": "0" * 64})
+            ),
+            "scores another model",
+        ),
+    ],
+)
+def test_bad_input_is_input_error(project, config, damage, message):
+    damage()
+    with pytest.raises(InputError, match=message):
+        promote.run(config)
+    assert not Path("models/registry.json").exists()
+
+
+def test_forced_promotion_is_recorded(project, config):
+    promote.run(config)
+    train_candidate(config, **WEAK)
+    with pytest.raises(InputError, match="must say why"):
+        promote.run(config, force_reason="  ")
+    result = promote.run(config, force_reason="hotfix for incident 42")
+    assert (result["decision"], result["forced"]) == ("promoted", True)
+    assert any("FORCED" in reason for reason in result["reasons"])
+    last = registry.read_registry()["history"][-1]
+    assert (last["event"], last["from"], last["to"]) == ("forced", "v1", "v2")
+    assert "hotfix for incident 42" in last["why"]
+    assert "(FORCED)" in Path("reports/promotion.md").read_text().splitlines()[0]
+    assert runlog.read_runs()[-1]["forced"] is True
+    # force never re-promotes a known model
+    again = promote.run(config, force_reason="again")
+    assert again["decision"] == "unchanged"
+
+
+def test_unscorable_production_rejects_with_reason(project, config):
+    promote.run(config)
+    metadata_path = Path("models/v1/metadata.json")
+    metadata = json.loads(metadata_path.read_text())
+    metadata["features"] = [*metadata["features"], "NOT_A_COLUMN"]
+    metadata_path.write_text(json.dumps(metadata))  # not hashed: only the model file is
+    train_candidate(config, **BETTER)
+    with pytest.raises(CheckFailed, match="NOT_A_COLUMN"):
+        promote.run(config)
+    assert report()["production"]["metrics"] is None
+
+
+# --- exit codes through the real CLI ---------------------------------------------------------
+
+
+def test_cli_exit_codes(project, config, capsys):
+    assert run_cli(capsys, "promote")[0] == 0
+    assert run_cli(capsys, "promote")[0] == 0  # unchanged
+    train_candidate(config, **WEAK)
+    rejected = cli(project, "promote")
+    assert rejected.returncode == 1
+    assert "FAILED: candidate rejected: accuracy 0.77" in rejected.stderr
+    assert "Traceback" not in rejected.stderr
+
+
+def test_tampered_production_is_exit_2(project, config):
+    promote.run(config)
+    with open("models/v1/model.joblib", "ab") as handle:
+        handle.write(b"\0")
+    train_candidate(config, **BETTER)
+    before = snapshot(project / "models")
+    result = cli(project, "promote")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "models/v1/model.joblib: sha256 does not match" in result.stderr
+    assert snapshot(project / "models") == before
+
+
+def test_threshold_outside_unit_interval_is_exit_2(project, capsys):
+    edit_params(project / "params.yaml", lambda p: p["promotion"].update(min_accuracy=1.5))
+    result = cli(project, "promote")
+    assert result.returncode == 2
+    assert "promotion.min_accuracy" in result.stderr
+    assert not (project / "models/registry.json").exists()
+    edit_params(project / "params.yaml", lambda p: p["promotion"].update(min_accuracy=0.5))
+    edit_params(project / "params.yaml", lambda p: p["promotion"].update(max_regression=-0.1))
+    code, err = run_cli(capsys, "promote")
+    assert code == 2
+    assert "promotion.max_regression" in err
+
+
+# --- SIGKILL during a promotion --------------------------------------------------------------
+
+
+def assert_consistent(models: Path, allowed: set[str]) -> str:
+    """Production is loadable and verified; every listed version matches its files."""
+    assert registry.consistency_problems(models) == []
+    found = registry.load_production(models)
+    assert found is not None
+    model, metadata = found
+    assert metadata["version"] in allowed
+    assert hasattr(model, "predict_proba")
+    return metadata["version"]
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"),
+    [
+        ("version-staged", "v1"),
+        ("version-renamed", "v1"),
+        ("registry-staged", "v1"),
+        ("registry-written", "v2"),
+    ],
+)
+def test_sigkill_at_each_point_of_a_promotion(project, config, point, expected):
+    assert point in registry.KILL_POINTS
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    killed = cli(project, "promote", env={registry.KILL_ENV: point})
+    assert killed.returncode == -signal.SIGKILL
+    assert assert_consistent(project / "models", {"v1", "v2"}) == expected
+    # the next run finishes the job and cleans what the killed one left behind
+    result = promote.run(config)
+    assert result["decision"] == ("unchanged" if expected == "v2" else "promoted")
+    assert assert_consistent(project / "models", {"v2"}) == "v2"
+    leftovers = [p.name for p in (project / "models").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    assert sorted(registry.read_registry()["versions"]) == ["v1", "v2"]
+
+
+def test_sigkill_while_staging_without_the_hook(project, config):
+    """A kill from outside, the moment the new version's temp dir appears."""
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    models = project / "models"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlops", "promote"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if any(p.name.startswith(".stage-") for p in models.iterdir()):
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.001)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert assert_consistent(models, {"v1", "v2"}) in {"v1", "v2"}
+    promote.run(config)
+    assert assert_consistent(models, {"v2"}) == "v2"
+
+
+def test_interrupted_promotion_leftovers_are_cleaned(project, config):
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    orphan = project / "models/v2"
+    shutil.copytree(project / "models/v1", orphan)  # an orphan v2 a killed run renamed in place
+    (project / "models/.stage-v2-abc").mkdir()
+    assert assert_consistent(project / "models", {"v1"}) == "v1"
+    promote.run(config)
+    assert assert_consistent(project / "models", {"v2"}) == "v2"
+    assert not (project / "models/.stage-v2-abc").exists()
