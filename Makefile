@@ -24,6 +24,7 @@ RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
 .PHONY: all help venv data validate train evaluate promote drift drift-demo rollback models runs \
+	release-export release-import \
 	accept-data test lint format audit ci-lint bench serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
@@ -32,7 +33,7 @@ all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → eval
 	@echo "==> pipeline up to date: reports/metrics.json, reports/promotion.md, reports/drift.html"
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 venv: $(INSTALLED) ## Create .venv and install the locked dependencies (automatic on first use)
 
@@ -97,6 +98,12 @@ drift-demo: $(STAMP)/promote.ok ## Drift report on a deliberately drifted batch 
 
 rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN; REASON="..." is recorded)
 	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)") $(if $(REASON),--reason "$$REASON")
+
+release-export: $(INSTALLED) ## Bundle the model this gate promoted (or VERSION=vN) into DIR for a GitHub Release
+	@$(MLOPS) release-export "$(or $(DIR),dist/release)" $(if $(VERSION),--version "$(VERSION)")
+
+release-import: $(INSTALLED) ## Install downloaded release assets in DIR as the production model (empty: no-op)
+	@$(MLOPS) release-import "$(or $(DIR),.cache/production)"
 
 models: $(INSTALLED) ## List model versions, their metrics and which is in production
 	@$(MLOPS) models

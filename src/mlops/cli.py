@@ -30,6 +30,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollback": ("mlops.registry", "rollback_command", "restore the previous production version"),
     "models": ("mlops.registry", "list_command", "list model versions and production"),
     "runs": ("mlops.runlog", "show_command", "compare training runs"),
+    "release-export": (
+        "mlops.release",
+        "export_command",
+        "write the promoted (or --version) model as a release bundle into DIR",
+    ),
+    "release-import": (
+        "mlops.release",
+        "import_command",
+        "install a downloaded release bundle in DIR as production (empty DIR: no-op)",
+    ),
     "drift": ("mlops.drift", "run", "Evidently drift report: data, prediction, performance"),
     "drift-demo": ("mlops.drift", "demo_command", "make a drifted batch from real data and report"),
     "serve": ("mlops.serve", "serve_command", "serve the production model over HTTP"),
@@ -64,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--force-reason", help="emergency only: promote despite failed criteria, saying why"
             )
+        if name in ("release-export", "release-import"):
+            command.add_argument("directory", type=Path, metavar="DIR")
+        if name == "release-export":
+            command.add_argument("--version", help="export this version instead (e.g. v2)")
         if name == "serve":
             command.add_argument("--host")
             command.add_argument("--port", type=int)
