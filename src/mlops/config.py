@@ -18,6 +18,11 @@ Estimator = Literal["hist_gradient_boosting", "random_forest", "logistic_regress
 StatTest = Literal[
     "psi", "jensenshannon", "wasserstein", "hellinger", "kl_div", "ks", "chisquare", "z", "g_test"
 ]
+# Evidently's stat tests that take one column type only; the rest take both.
+NUMERIC_ONLY = frozenset({"wasserstein", "ks"})
+CATEGORICAL_ONLY = frozenset({"chisquare", "z", "g_test"})
+# Tests whose score is a p-value (drift when below the threshold); the rest are distances.
+P_VALUE_TESTS = frozenset({"ks", "chisquare", "z", "g_test"})
 
 
 class Section(BaseModel):
@@ -117,20 +122,41 @@ class PromotionConfig(Section):
 
 
 class ColumnPolicy(Section):
+    """One Evidently stat test and its threshold (a p-value for ks/chisquare/z/g_test)."""
+
     method: StatTest
     threshold: Annotated[float, Field(gt=0.0)]
+
+    @model_validator(mode="after")
+    def _p_value_below_one(self) -> ColumnPolicy:
+        if self.method in P_VALUE_TESTS and self.threshold >= 1:
+            raise ValueError(f"{self.method} returns a p-value: threshold must be below 1")
+        return self
+
+    def check_kind(self, kind: Literal["numeric", "categorical"], where: str) -> None:
+        wrong = CATEGORICAL_ONLY if kind == "numeric" else NUMERIC_ONLY
+        if self.method in wrong:
+            raise ValueError(f"{where}: {self.method} does not apply to {kind} columns")
 
 
 class DriftConfig(Section):
     reference: Literal["train", "test"] = "train"
     fail_on_drift: bool = True
-    method: StatTest
-    threshold: Annotated[float, Field(gt=0.0)]
+    numeric: ColumnPolicy
+    categorical: ColumnPolicy
     columns: dict[str, ColumnPolicy] = {}
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
-    sample_size: Annotated[int, Field(ge=1_000)] = 100_000
     prediction: ColumnPolicy
     performance_tolerance: Fraction = 0.02
+    sample_size: Annotated[int, Field(ge=1_000)] = 100_000
+    min_rows: Annotated[int, Field(ge=50)] = 200
+
+    @model_validator(mode="after")
+    def _kinds(self) -> DriftConfig:
+        self.numeric.check_kind("numeric", "numeric")
+        self.categorical.check_kind("categorical", "categorical")
+        self.prediction.check_kind("numeric", "prediction (a probability)")
+        return self
 
 
 class ServeConfig(Section):
@@ -186,6 +212,9 @@ class Config(Section):
         unknown = sorted(set(self.drift.columns) - set(self.features))
         if self.data.source == "raw" and unknown:
             raise ValueError(f"drift.columns: not a feature: {', '.join(unknown)}")
+        for name, policy in self.drift.columns.items():
+            kind = "categorical" if name in self.categorical else "numeric"
+            policy.check_kind(kind, f"drift.columns.{name}")
         return self
 
 
