@@ -79,7 +79,7 @@ def test_candidate_only_when_no_production(reports, cfg):
     text = summary.render(cfg, {})
     assert "| accuracy | 0.7900 |" in text
     assert "No production model yet" in text
-    assert "**Decision: ✅ promoted**" in text
+    assert "**Decision: ✅ promoted**" in text  # no candidate version in this report
     assert "- first model" in text
     assert f"accuracy ≥ {cfg.promotion.min_accuracy}, and at most " in text
     assert f"{cfg.promotion.max_regression:.1%} below production's accuracy" in text
@@ -114,6 +114,17 @@ def test_candidate_against_production_and_rejection(reports, cfg):
     assert "| min_accuracy | 0.7900 | 0.7800 | pass |" in text
 
 
+def test_promoted_version_and_forced(reports, cfg):
+    report = {
+        "decision": "promoted",
+        "candidate": {"version": "v4"},
+        "forced": True,
+        "production": {"version": "v3", "metrics": None},
+    }
+    write(reports / "promotion.json", report)
+    assert "**Decision: ✅ promoted → v4 (**FORCED**)**" in summary.render(cfg, {})
+
+
 def test_production_from_flat_keys_or_registry(reports, cfg):
     write(reports / "metrics.json", METRICS)
     write(
@@ -140,13 +151,14 @@ def test_production_from_flat_keys_or_registry(reports, cfg):
 
 
 def test_drift_section(reports, cfg):
-    write(reports / "drift.json", DRIFT)
+    write(reports / "drift.json", {**DRIFT, "status": "alert", "alerts": ["dataset drift: 2"]})
     text = summary.render(cfg, {})
-    assert "**⚠️ dataset drift** · share of drifted columns: 0.375 · status: `drift`" in text
+    assert "**🚨 Drift alert**\n\n- dataset drift: 2\n" in text
+    assert "Dataset drift: yes (share of drifted columns 0.375)" in text
     assert "| AGEP | psi | 0.3100 | 0.1000 |" in text
     assert "| SCHL | psi | 0.1200 | 0.1000 |" in text
     assert "| SEX |" not in text
-    assert "- Prediction drift: drifted (psi 0.2000)" in text
+    assert "- Prediction drift: **drifted** (psi 0.2000, threshold n/a)" in text
     assert "- Performance on current data: no labels" in text
 
 
@@ -155,17 +167,38 @@ def test_drift_clean_and_degraded(reports, cfg):
         reports / "drift.json",
         {
             **DRIFT,
+            "status": "ok",
             "dataset_drift": False,
             "drifted_columns": [],
-            "performance": {"current": {"accuracy": 0.7}, "degraded": True},
+            "performance": {
+                "reference": {"accuracy": 0.8},
+                "current": {"accuracy": 0.7},
+                "degraded": True,
+            },
         },
     )
     text = summary.render(cfg, {})
-    assert "**✅ no dataset drift**" in text
+    assert "**✅ No drift**" in text
+    assert "Dataset drift: no (share of drifted columns 0.375)" in text
     assert "No column drifted." in text
-    assert "- Performance on current data: **degraded**" in text
-    write(reports / "drift.json", {**DRIFT, "performance": {"current": {"accuracy": 0.8}}})
-    assert "within tolerance" in summary.render(cfg, {})
+    assert "- Performance on current data: **degraded** (accuracy 0.8000 → 0.7000)" in text
+    write(reports / "drift.json", {"status": "odd", "performance": {"current": {"f1": 0.8}}})
+    text = summary.render(cfg, {})
+    assert "**❔ status odd**" in text
+    assert "Dataset drift: unknown" in text
+    assert "within tolerance (f1 n/a → 0.8000)" in text
+
+
+def test_real_drift_alert_report(reports, cfg):
+    """drift.json as `make drift-demo` wrote it on the embedded data (an alert)."""
+    shutil.copy(Path(__file__).parent / "fixtures/summary/drift_alert.json", reports / "drift.json")
+    text = summary.render(cfg, {}, sections=("drift",))
+    assert "**🚨 Drift alert**" in text
+    assert "- accuracy degraded: 0.705 on current vs 0.791 on test" in text
+    assert "| SCHL | psi | 0.5834 | 0.1000 |" in text
+    assert "| AGEP | wasserstein | 0.5321 | 0.1000 |" in text
+    assert "- Model: production v1" in text
+    assert "- Rows: reference 30000, current 12500" in text
 
 
 def test_artifact_links_from_github_env(reports, cfg):

@@ -463,6 +463,34 @@ def test_pipeline_job_runs_as_on_a_push_to_main(pipeline_run, clone):
     assert (bundle / notes).is_file(), f"the release notes file {notes} is not in the bundle"
 
 
+def test_next_run_gates_against_the_released_model(pipeline_run, clone, tmp_path):
+    """The release round trip: the bundle run 1 exported is what run 2 downloads and imports.
+
+    As on a fresh runner for the gate: the registry and the promote/drift stamps are removed
+    (data, train and evaluate stay, being the same commit), the bundle stands in for the
+    downloaded release assets.
+    """
+    runner, workflow, _ = pipeline_run
+    env = {
+        key: runner.interpolate(value, {"github": runner.github})
+        for key, value in workflow["env"].items()
+    }
+    shutil.rmtree(clone / env["PRODUCTION_DIR"], ignore_errors=True)
+    shutil.move(clone / env["RELEASE_DIR"], clone / env["PRODUCTION_DIR"])
+    for path in (clone / "models").glob("v*"):
+        shutil.rmtree(path)
+    for name in ("models/registry.json", ".make/promote.ok", ".make/drift.ok"):
+        (clone / name).unlink()
+    result = runner_for(clone, tmp_path).run_job(workflow, "pipeline")
+    assert result.succeeded, explain(result)
+    assert "| metric | candidate | production (v1) | Δ |" in result.summary
+    assert "| accuracy |" in result.summary
+    assert "**Decision: ⚪ unchanged (identical to production)**" in result.summary
+    assert result.outputs["export"]["outcome"] == "success"
+    assert "tag" not in result.outputs["export"]["outputs"]  # nothing new to publish
+    assert not (clone / env["RELEASE_DIR"] / "TAG").exists()
+
+
 def test_drift_job_runs_after_the_pipeline(pipeline_run, clone, tmp_path):
     runner = runner_for(clone, tmp_path)
     workflow = workflows()["drift.yml"]
@@ -470,6 +498,7 @@ def test_drift_job_runs_after_the_pipeline(pipeline_run, clone, tmp_path):
     assert result.succeeded, explain(result)
     assert result.outputs["drift"]["outputs"]["exit-code"] == "0"  # the embedded data: mild drift
     assert result.summary.startswith(summary.MARKER + "\n## Drift report")
+    assert "share of drifted columns" in result.summary
     env = dict(workflow["env"])
     for path in uploaded_paths(runner, workflow["jobs"]["drift"], env):
         assert (clone / path).exists(), f"uploaded but not produced: {path}"

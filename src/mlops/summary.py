@@ -26,6 +26,11 @@ METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recal
 LOWER_IS_BETTER = {"log_loss"}
 # Env vars ARTIFACT_URL_<NAME> (upload-artifact's artifact-url output) become download links.
 ARTIFACT_PREFIX = "ARTIFACT_URL_"
+STATUS = {  # drift.json status -> (icon, headline); only "alert" fails a run
+    "ok": ("✅", "No drift"),
+    "warning": ("⚠️", "Some columns drifted (below the alert threshold)"),
+    "alert": ("🚨", "Drift alert"),
+}
 DECISIONS = {
     "promoted": "✅ promoted",
     "unchanged": "⚪ unchanged (identical to production)",
@@ -129,7 +134,11 @@ def gate_section(reports: Path, config: Config) -> list[str]:
     if problem:
         return [*lines, f"⚠️ No gate decision: {problem}.", ""]
     decision = str(promotion.get("decision", "unknown"))
-    lines += [f"**Decision: {DECISIONS.get(decision, decision)}**", ""]
+    candidate = promotion.get("candidate")
+    version = candidate.get("version") if isinstance(candidate, Mapping) else None
+    to = f" → {version}" if decision == "promoted" and version else ""
+    forced = " (**FORCED**)" if promotion.get("forced") else ""
+    lines += [f"**Decision: {DECISIONS.get(decision, decision)}{to}{forced}**", ""]
     reasons = promotion.get("reasons") or []
     if isinstance(reasons, str):
         reasons = [reasons]
@@ -150,16 +159,16 @@ def drift_section(reports: Path) -> list[str]:
     drift, problem = load(reports / "drift.json")
     if problem:
         return [*lines, f"⚠️ No drift report: {problem}.", ""]
-    drifted = drift.get("dataset_drift")
-    verdict = "⚠️ dataset drift" if drifted else "✅ no dataset drift"
-    if drifted is None:
-        verdict = "unknown"
-    share = drift.get("share_drifted")
-    lines.append(
-        f"**{verdict}** · share of drifted columns: {number(share, 3)} · "
-        f"status: `{drift.get('status', 'unknown')}`"
-    )
-    lines.append("")
+    status = str(drift.get("status", "unknown"))
+    icon, headline = STATUS.get(status, ("❔", f"status {status}"))
+    lines += [f"**{icon} {headline}**", ""]
+    alerts = drift.get("alerts") or []
+    lines += [f"- {alert}" for alert in alerts if isinstance(alert, str)]
+    if alerts:
+        lines.append("")
+    dataset = {True: "yes", False: "no"}.get(drift.get("dataset_drift"), "unknown")
+    share = number(drift.get("share_drifted"), 3)
+    lines += [f"Dataset drift: {dataset} (share of drifted columns {share})", ""]
     names = drift.get("drifted_columns") or []
     columns = drift.get("columns") or {}
     if names:
@@ -175,20 +184,35 @@ def drift_section(reports: Path) -> list[str]:
         lines += ["No column drifted.", ""]
     prediction = drift.get("prediction_drift")
     if isinstance(prediction, Mapping):
-        flag = "drifted" if prediction.get("drifted") else "stable"
+        flag = "**drifted**" if prediction.get("drifted") else "stable"
         lines.append(
             f"- Prediction drift: {flag} ({prediction.get('method', '?')} "
-            f"{number(prediction.get('score'))})"
+            f"{number(prediction.get('score'))}, threshold {number(prediction.get('threshold'))})"
         )
-    performance = drift.get("performance")
-    if isinstance(performance, Mapping):
-        if performance.get("degraded"):
-            lines.append("- Performance on current data: **degraded**")
-        elif performance.get("current"):
-            lines.append("- Performance on current data: within tolerance")
-        else:
-            lines.append("- Performance on current data: no labels")
+    lines += performance_lines(drift.get("performance"))
+    model = drift.get("model")
+    if isinstance(model, Mapping) and model.get("version"):
+        lines.append(f"- Model: {model.get('source', '')} {model['version']}".replace("  ", " "))
+    rows = (drift.get("reference_rows"), drift.get("current_rows"))
+    if all(isinstance(n, int) for n in rows):
+        sampled = " (sampled)" if drift.get("sampled") else ""
+        lines.append(f"- Rows: reference {rows[0]}, current {rows[1]}{sampled}")
     return [*lines, ""]
+
+
+def performance_lines(performance: Any) -> list[str]:
+    """One line: current-batch metrics against the reference ones, or why there are none."""
+    if not isinstance(performance, Mapping):
+        return []
+    current = performance.get("current")
+    if not isinstance(current, Mapping) or not current:
+        return ["- Performance on current data: no labels"]
+    reference = performance.get("reference") or {}
+    pairs = ", ".join(
+        f"{name} {number(reference.get(name))} → {number(value)}" for name, value in current.items()
+    )
+    verdict = "**degraded**" if performance.get("degraded") else "within tolerance"
+    return [f"- Performance on current data: {verdict} ({pairs})"]
 
 
 def artifacts_section(env: Mapping[str, str]) -> list[str]:
