@@ -1,0 +1,674 @@
+"""The model server: endpoints, strict request validation, verified loading, reloads and logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mlops import files, promote, registry, serve, train
+from mlops.config import Config, load_config
+from mlops.errors import InputError
+
+MODELS = Path("models")
+
+
+# ---------------------------------------------------------------- helpers and fixtures
+
+
+@pytest.fixture
+def served(project: Path, config: Config) -> Config:
+    """A private project with its candidate promoted (production v1), as working directory."""
+    promote.run(config)
+    assert registry.production_version(MODELS) == "v1"
+    return config
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
+    """One promoted project for the tests that only read (do not modify it)."""
+    root = tmp_path_factory.mktemp("served") / "project"
+    shutil.copytree(pipeline_dir, root)
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        promote.run(load_config())
+    finally:
+        os.chdir(previous)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(shared: Path) -> Iterator[TestClient]:
+    """A TestClient of the app serving the shared project's production model."""
+    config = load_config(shared / "params.yaml")
+    with TestClient(serve.create_app(config, shared / MODELS, poll_seconds=3600)) as test_client:
+        test_client.root = shared
+        test_client.config = config
+        yield test_client
+
+
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """uvicorn applies its log config process-wide; put our loggers back afterwards."""
+    names = ("mlops.serve", "mlops.serve.access", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.propagate, logger.level, logger.disabled)
+    try:
+        yield
+    finally:
+        for name, (handlers, propagate, level, disabled) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.level, logger.disabled = level, disabled
+
+
+def sample_rows(config: Config, count: int, root: Path = Path()) -> tuple[list[dict], np.ndarray]:
+    """The first rows of the test split as request instances, and as the model's matrix."""
+    frame = files.read_parquet(root / config.data.processed_dir / "test.parquet").head(count)
+    rows = [
+        {name: row[name].item() for name in config.features}
+        for _, row in frame[config.features].iterrows()
+    ]
+    return rows, train.feature_matrix(frame, config.features)
+
+
+def expected(x: np.ndarray, models_dir: Path = MODELS) -> tuple[list, list]:
+    """Labels and positive-class probabilities of production, computed in-process."""
+    model, _ = registry.load_production(models_dir)
+    return model.predict(x).tolist(), model.predict_proba(x)[:, 1].tolist()
+
+
+def add_small_version(config: Config, max_iter: int = 5) -> str:
+    """A second real model (fewer trees: other predictions) promoted as the next version."""
+    frame = files.read_parquet(config.data.processed_dir / "train.parquet")
+    x = train.feature_matrix(frame, config.features)
+    small = config.train.model_copy(
+        update={"hyperparameters": {"hist_gradient_boosting": {"max_iter": max_iter}}}
+    )
+    pipeline = train.build_pipeline(config.model_copy(update={"train": small}))
+    pipeline.fit(x, frame[config.schema.target].to_numpy())
+    return install(config, lambda path: joblib.dump(pipeline, path))
+
+
+def install(config: Config, write) -> str:
+    """Register the file write(path) produces as the next production version (forced)."""
+    path = Path("scratch-model.joblib")
+    write(path)
+    metadata = {
+        **files.read_json(train.CANDIDATE_DIR / train.METADATA_FILE),
+        "model_sha256": files.sha256_file(path),
+        "metrics": {"accuracy": 0.5},
+    }
+    return registry.add_version(
+        MODELS,
+        path,
+        metadata,
+        expected_production=registry.production_version(MODELS),
+        kind="forced",
+        why="test",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, timeout: float = 60.0, what: str = "condition"):
+    """Poll check() until it returns something truthy (bounded); return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            result = check()
+            if result:
+                return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def test_health_ready_and_metadata(client):
+    config, root = client.config, client.root
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "model_version": "v1"}
+
+    answer = client.get("/metadata")
+    assert answer.status_code == 200
+    meta = answer.json()
+    entry = registry.read_registry(root / MODELS)["versions"]["v1"]
+    candidate = files.read_json(root / train.CANDIDATE_DIR / train.METADATA_FILE)
+    assert meta["model_version"] == "v1"
+    assert meta["model_sha256"] == entry["sha256"]
+    assert meta["data_sha256"] == candidate["data_sha256"]
+    assert meta["metrics"]["accuracy"] == pytest.approx(entry["metrics"]["accuracy"])
+    assert meta["max_batch"] == config.serve.max_batch
+    assert [item["name"] for item in meta["features"]] == config.features
+    by_name = {item["name"]: item for item in meta["features"]}
+    assert by_name["MAR"] == {"name": "MAR", "type": "categorical", "allowed": [1, 2, 3, 4, 5]}
+    assert by_name["AGEP"] == {"name": "AGEP", "type": "numeric", "min": 16.0, "max": 90.0}
+    assert answer.headers["x-model-version"] == "v1"
+
+
+def test_predict_equals_in_process_predictions(client):
+    rows, x = sample_rows(client.config, 40, client.root)
+    labels, probabilities = expected(x, client.root / MODELS)
+    answer = client.post("/predict", json={"instances": rows})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_version"] == "v1"
+    assert answer.headers["x-model-version"] == "v1"
+    assert [p["label"] for p in body["predictions"]] == labels
+    assert [p["probability"] for p in body["predictions"]] == probabilities
+    single = client.post("/predict", json={"instances": rows[:1]}).json()
+    assert single["predictions"] == [{"label": labels[0], "probability": probabilities[0]}]
+
+
+def test_a_full_batch_is_accepted(served):
+    config = served.model_copy(update={"serve": served.serve.model_copy(update={"max_batch": 3})})
+    rows, x = sample_rows(config, 3)
+    with TestClient(serve.create_app(config, poll_seconds=3600)) as small:
+        answer = small.post("/predict", json={"instances": rows})
+        too_many = small.post("/predict", json={"instances": [*rows, rows[0]]})
+    assert answer.status_code == 200
+    assert [p["probability"] for p in answer.json()["predictions"]] == expected(x)[1]
+    assert too_many.status_code == 422
+    assert too_many.json()["detail"][0]["field"] == "instances"
+    assert too_many.json()["detail"][0]["type"] == "too_long"
+
+
+def test_concurrent_requests_share_model_calls_with_the_same_answers(client):
+    rows, x = sample_rows(client.config, 16, client.root)
+    labels, probabilities = expected(x, client.root / MODELS)
+    app = serve.create_app(client.config, client.root / MODELS, poll_seconds=3600)
+
+    async def scenario() -> list[dict]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                answers = await asyncio.gather(
+                    *(http.post("/predict", json={"instances": [row]}) for row in rows)
+                )
+        return [answer.json()["predictions"][0] for answer in answers]
+
+    predictions = asyncio.run(scenario())
+    assert [p["label"] for p in predictions] == labels
+    assert [p["probability"] for p in predictions] == probabilities
+    assert app.state.batcher.rows == 16  # every row scored once...
+    assert app.state.batcher.calls < 16  # ...in fewer model calls than requests
+
+
+def test_without_production_model_not_ready(project, config):
+    rows, _ = sample_rows(config, 1)
+    with TestClient(serve.create_app(config, poll_seconds=3600)) as bare:
+        assert bare.get("/health").status_code == 200
+        ready = bare.get("/ready")
+        assert ready.status_code == 503
+        assert "no production model" in ready.json()["reason"]
+        assert bare.get("/metadata").status_code == 503
+        assert bare.post("/predict", json={"instances": rows}).status_code == 503
+        # a bad request is still a 422 without a model
+        assert bare.post("/predict", json={"instances": []}).status_code == 422
+
+
+def test_a_model_whose_sha256_does_not_match_is_not_served(served, caplog):
+    rows, _ = sample_rows(served, 1)
+    model_file = MODELS / "v1" / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    app = serve.create_app(served, poll_seconds=3600)
+    with caplog.at_level(logging.ERROR, "mlops.serve"), TestClient(app) as tampered:
+        ready = tampered.get("/ready")
+        predicted = tampered.post("/predict", json={"instances": rows})
+    assert ready.status_code == 503
+    assert "sha256" in ready.json()["reason"]
+    assert predicted.status_code == 503
+    assert any("sha256" in record.getMessage() for record in caplog.records)
+
+
+def test_a_model_for_other_features_is_refused(served):
+    metadata_file = MODELS / "v1" / "metadata.json"
+    metadata = files.read_json(metadata_file)
+    files.write_json(metadata_file, {**metadata, "features": list(reversed(served.features))})
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as other:
+        ready = other.get("/ready")
+    assert ready.status_code == 503
+    assert "trained on features" in ready.json()["reason"]
+
+
+def test_docs_list_the_real_fields(client):
+    served = client.config
+    spec = client.get("/openapi.json").json()
+    instance = spec["components"]["schemas"]["Instance"]
+    assert list(instance["properties"]) == served.features
+    assert sorted(instance["required"]) == sorted(served.features)
+    assert instance["additionalProperties"] is False
+    assert instance["properties"]["SEX"]["enum"] == [1, 2]
+    assert instance["properties"]["AGEP"]["minimum"] == 16
+    assert instance["properties"]["AGEP"]["maximum"] == 90
+    request = spec["components"]["schemas"]["PredictRequest"]
+    assert request["properties"]["instances"]["maxItems"] == served.serve.max_batch
+    example = request["examples"][0]
+    assert client.post("/predict", json=example).status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+# ---------------------------------------------------------------- bad requests: 422, never 500
+
+
+DROP = object()  # one_row(config, AGEP=DROP): the row without AGEP
+
+
+def one_row(config: Config, **changes) -> dict:
+    row = serve.example_instance(config)
+    row.update(changes)
+    return {key: value for key, value in row.items() if value is not DROP}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "kind", "reason"),
+    [
+        ({"EXTRA": 1}, "instances[0].EXTRA", "extra_forbidden", "not permitted"),
+        ({"AGEP": DROP}, "instances[0].AGEP", "missing", "required"),
+        ({"AGEP": "40"}, "instances[0].AGEP", "float_type", "valid number"),
+        ({"AGEP": True}, "instances[0].AGEP", "float_type", "valid number"),
+        ({"AGEP": None}, "instances[0].AGEP", "float_type", "valid number"),
+        ({"AGEP": [40]}, "instances[0].AGEP", "float_type", "valid number"),
+        ({"SCHL": "21"}, "instances[0].SCHL", "int_type", "valid integer"),
+        ({"SCHL": 21.0}, "instances[0].SCHL", "int_type", "valid integer"),
+        ({"SCHL": 21.5}, "instances[0].SCHL", "int_type", "valid integer"),
+        ({"SEX": True}, "instances[0].SEX", "int_type", "valid integer"),
+        ({"MAR": 7}, "instances[0].MAR", "category_code", "allowed code: 1, 2, 3, 4, 5"),
+        ({"SEX": -1}, "instances[0].SEX", "category_code", "allowed code: 1, 2"),
+        ({"AGEP": 15}, "instances[0].AGEP", "greater_than_equal", "greater than or equal to 16"),
+        ({"AGEP": 90.5}, "instances[0].AGEP", "less_than_equal", "less than or equal to 90"),
+    ],
+)
+def test_bad_instance_is_422_naming_field_and_reason(client, change, field, kind, reason):
+    answer = client.post("/predict", json={"instances": [one_row(client.config, **change)]})
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert detail == [{"field": field, "reason": detail[0]["reason"], "type": kind}]
+    assert reason in detail[0]["reason"]
+
+
+def raw(config: Config, instance: str) -> str:
+    """A request body with one instance whose AGEP is the literal text given."""
+    row = json.dumps(one_row(config, AGEP=DROP))
+    return '{"instances": [' + row[:-1] + f', "AGEP": {instance}' + "}]}"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_422(client, literal):
+    answer = client.post(
+        "/predict",
+        content=raw(client.config, literal),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422
+    reason = "Input should be a finite number"
+    assert answer.json()["detail"] == [
+        {"field": "instances[0].AGEP", "reason": reason, "type": "finite_number"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "field", "reason"),
+    [
+        ('{"instances": [', "application/json", "body", "malformed JSON"),
+        ("not json at all", "application/json", "body", "malformed JSON"),
+        ("", "application/json", "body", "empty body"),
+        ("[]", "application/json", "body", "not a JSON object"),
+        ('"instances"', "application/json", "body", "not a JSON object"),
+        ("{}", "application/json", "instances", "required"),
+        ('{"instances": []}', "application/json", "instances", "at least 1 item"),
+        ('{"instances": {}}', "application/json", "instances", "valid list"),
+        ('{"instances": [1]}', "application/json", "instances[0]", "valid dictionary"),
+        ('{"instances": "all"}', "application/json", "instances", "valid list"),
+        ('{"instances": [], "extra": 1}', "application/json", "extra", "not permitted"),
+        ('{"instances": []}', "text/plain", "body", "not a JSON object"),
+        ('{"instances": []}', None, "body", "not a JSON object"),
+    ],
+)
+def test_bad_body_is_422_naming_field_and_reason(client, body, content_type, field, reason):
+    headers = {"content-type": content_type} if content_type else {}
+    answer = client.post("/predict", content=body.encode(), headers=headers)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert any(item["field"] == field and reason in item["reason"] for item in detail), detail
+
+
+def test_oversized_batch_is_422(client):
+    rows = [one_row(client.config)] * (client.config.serve.max_batch + 1)
+    answer = client.post("/predict", json={"instances": rows})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["field"] == "instances"
+    assert "at most 1000 items" in answer.json()["detail"][0]["reason"]
+
+
+def test_many_errors_are_capped(client):
+    rows = [one_row(client.config, MAR=99)] * 80
+    detail = client.post("/predict", json={"instances": rows}).json()["detail"]
+    assert len(detail) == serve.MAX_ERRORS + 1
+    assert detail[-1] == {"field": "", "reason": "30 more error(s) not shown", "type": "more"}
+
+
+def test_a_huge_body_is_refused_before_parsing(client):
+    answer = client.post(
+        "/predict",
+        content=b'{"instances": [' + b" " * 3_000_000 + b"]}",
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 413
+
+
+def test_unknown_route_and_method(client):
+    assert client.get("/predict").status_code == 405
+    assert client.get("/nope").status_code == 404
+
+
+# ---------------------------------------------------------------- reloads
+
+
+def test_reload_swaps_to_new_production_and_refuses_a_bad_one(served, caplog):
+    rows, x = sample_rows(served, 20)
+    app = serve.create_app(served, poll_seconds=3600)
+    slot = app.state.slot
+    with TestClient(app) as test_client:
+        first = test_client.post("/predict", json={"instances": rows}).json()
+        assert first["model_version"] == "v1"
+        assert slot.refresh() is False  # nothing changed
+
+        version = add_small_version(served)
+        assert version == "v2"
+        assert slot.refresh() is True
+        second = test_client.post("/predict", json={"instances": rows}).json()
+        assert second["model_version"] == "v2"
+        assert [p["probability"] for p in second["predictions"]] == expected(x)[1]
+        assert second["predictions"] != first["predictions"]
+
+        # A registered, sha256-consistent file that is not a model: refused, v2 keeps serving.
+        with caplog.at_level(logging.ERROR, "mlops.serve"):
+            install(served, lambda path: path.write_bytes(b"not a pickle"))
+            assert slot.refresh() is False
+        assert "production model refused" in caplog.text
+        assert test_client.get("/ready").json()["model_version"] == "v2"
+        still = test_client.post("/predict", json={"instances": rows}).json()
+        assert still == second
+
+        # Rolling back to v1 is picked up too.
+        registry.rollback(MODELS, version="v1")
+        assert slot.refresh() is True
+        assert test_client.post("/predict", json={"instances": rows}).json() == first
+
+
+class NaNModel:
+    """Unpickles fine, but predicts NaN."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, x):
+        return np.full((len(x), 2), np.nan)
+
+
+def test_a_model_that_fails_its_trial_prediction_is_refused(served):
+    install(served, lambda path: joblib.dump(NaNModel(), path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
+        ready = test_client.get("/ready")
+    assert ready.status_code == 503
+    assert "trial prediction" in ready.json()["reason"]
+
+
+def test_watcher_picks_up_a_new_production_model(served):
+    app = serve.create_app(served, poll_seconds=0.05)
+    with TestClient(app) as test_client:
+        assert test_client.get("/ready").json()["model_version"] == "v1"
+        add_small_version(served)
+
+        def on_v2():
+            return test_client.get("/ready").json()["model_version"] == "v2"
+
+        wait_for(on_v2, timeout=30, what="the watcher to load v2")
+        app.state.wake.set()  # a forced reload (what SIGHUP does) keeps serving v2
+        wait_for(on_v2, timeout=30, what="v2 after a forced reload")
+
+
+# ---------------------------------------------------------------- logs
+
+
+def test_access_log_is_json_with_request_id_and_no_body(client, caplog):
+    row = one_row(client.config, AGEP=47.123)
+    with caplog.at_level(logging.INFO, "mlops.serve.access"):
+        answer = client.post("/predict", json={"instances": [row]}, headers={"x-request-id": "r-1"})
+        generated = client.get("/health", headers={"x-request-id": "bad id with spaces"})
+    assert answer.headers["x-request-id"] == "r-1"
+    assert len(generated.headers["x-request-id"]) == 32
+    records = [r for r in caplog.records if r.name == "mlops.serve.access"]
+    assert len(records) == 2
+    fields = records[0].fields
+    assert fields["request_id"] == "r-1"
+    assert fields["status"] == 200
+    assert fields["path"] == "/predict"
+    assert fields["model_version"] == "v1"
+    assert fields["latency_ms"] > 0
+    assert records[1].fields["request_id"] == generated.headers["x-request-id"]
+    formatter = serve.JsonFormatter()
+    for record in records:
+        line = formatter.format(record)
+        assert "47.123" not in line
+        parsed = json.loads(line)
+        assert parsed["event"] == "access"
+        assert parsed["level"] == "info"
+
+
+def test_json_formatter_includes_exceptions():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    parsed = json.loads(serve.JsonFormatter().format(record))
+    assert parsed["message"] == "failed"
+    assert "ValueError: boom" in parsed["exception"]
+
+
+# ---------------------------------------------------------------- real servers
+
+
+def test_make_server_serves_until_told_to_stop(served):
+    port = free_port()
+    with restored_logging():
+        server = serve.make_server(served, "127.0.0.1", port)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, what="the server")
+            rows, x = sample_rows(served, 5)
+            answer = httpx.post(f"{url}/predict", json={"instances": rows}).json()
+            assert [p["probability"] for p in answer["predictions"]] == expected(x)[1]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("port", [0, 70_000])
+def test_bad_port_is_input_error(client, port):
+    with pytest.raises(InputError, match="--port"):
+        serve.make_server(client.config, "127.0.0.1", port)
+
+
+def test_real_uvicorn_process(served, tmp_path):
+    """`python -m mlops serve` on 127.0.0.1: HTTP answers equal in-process predictions, a new
+    production model is picked up while requests keep flowing, SIGTERM stops it cleanly."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    rows, x = sample_rows(served, 25)
+    labels, probabilities = expected(x)
+    out = tmp_path / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(out, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlops", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, what="/health")
+        assert httpx.get(f"{url}/ready").json()["model_version"] == "v1"
+        answer = httpx.post(f"{url}/predict", json={"instances": rows}).json()
+        assert [p["label"] for p in answer["predictions"]] == labels
+        assert [p["probability"] for p in answer["predictions"]] == probabilities
+        single = [
+            httpx.post(f"{url}/predict", json={"instances": [row]}).json()["predictions"][0]
+            for row in rows[:5]
+        ]
+        assert [p["probability"] for p in single] == probabilities[:5]
+        bad = httpx.post(f"{url}/predict", json={"instances": [{"AGEP": "old"}]})
+        assert bad.status_code == 422
+
+        # Requests keep flowing while production changes: none fails, the version switches.
+        seen: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(base_url=url) as http:
+                while not stop.is_set():
+                    reply = http.post("/predict", json={"instances": rows[:2]})
+                    seen.append((reply.status_code, reply.json().get("model_version")))
+
+        worker = threading.Thread(target=hammer, daemon=True)
+        worker.start()
+        try:
+            wait_for(lambda: len(seen) > 5, what="requests before the promotion")
+            add_small_version(served)
+            wait_for(lambda: seen and seen[-1][1] == "v2", timeout=30, what="v2 to be served")
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+        assert {status for status, _ in seen} == {200}
+        versions = [version for _, version in seen]
+        switch = versions.index("v2")
+        assert set(versions[:switch]) == {"v1"}
+        assert set(versions[switch:]) == {"v2"}
+
+        # SIGHUP reloads at once (here: after a rollback to v1).
+        registry.rollback(MODELS, version="v1")
+        server.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: httpx.get(f"{url}/ready").json()["model_version"] == "v1",
+            timeout=30,
+            what="v1 after SIGHUP",
+        )
+    finally:
+        server.terminate()
+        code = server.wait(timeout=30)
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a graceful shutdown
+    lines = out.read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    access = [entry for entry in entries if entry.get("event") == "access"]
+    assert len(access) >= len(seen) + 7
+    assert all({"request_id", "latency_ms", "status", "model_version"} <= set(a) for a in access)
+    assert {a["model_version"] for a in access} >= {"v1", "v2"}
+    assert '"instances"' not in out.read_text()  # request bodies are never logged
+    assert any("scored" in entry["message"] for entry in entries)
+
+
+# ---------------------------------------------------------------- defensive paths
+
+
+class OtherLabels:
+    """Predicts probabilities, but for labels the schema does not know."""
+
+    classes_ = np.array([0, 7])
+
+    def predict_proba(self, x):
+        return np.full((len(x), 2), 0.5)
+
+
+class Fails:
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, x):
+        raise RuntimeError("model exploded")
+
+
+def test_a_model_without_the_positive_label_is_refused(served):
+    install(served, lambda path: joblib.dump(OtherLabels(), path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
+        reason = test_client.get("/ready").json()["reason"]
+    assert "no probability for label 1" in reason
+
+
+def test_a_failing_model_is_a_logged_json_500(served, caplog):
+    rows, _ = sample_rows(served, 2)
+    app = serve.create_app(served, poll_seconds=3600)
+    with TestClient(app) as test_client, caplog.at_level(logging.ERROR, "mlops.serve"):
+        slot = app.state.slot
+        slot.current = dataclasses.replace(slot.current, model=Fails())
+        answer = test_client.post("/predict", json={"instances": rows})
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "prediction failed; see the server log"}
+    assert "model exploded" in caplog.text
+
+
+def test_a_registry_without_production_keeps_the_served_model(served, caplog):
+    app = serve.create_app(served, poll_seconds=3600)
+    with TestClient(app) as test_client, caplog.at_level(logging.WARNING, "mlops.serve"):
+        content = registry.read_registry(MODELS)
+        registry.write_registry(MODELS, {**content, "production": None})
+        assert app.state.slot.refresh() is False
+        assert test_client.get("/ready").json()["model_version"] == "v1"
+    assert "still serving v1" in caplog.text
+
+
+def test_batcher_skips_requests_that_went_away(client):
+    app = serve.create_app(client.config, client.root / MODELS, poll_seconds=3600)
+    _, x = sample_rows(client.config, 2, client.root)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            batcher = app.state.batcher
+            gone = asyncio.ensure_future(batcher.predict(x[:1]))
+            kept = asyncio.ensure_future(batcher.predict(x[1:]))
+            await asyncio.sleep(0)  # both enqueued
+            gone.cancel()
+            return await kept
+
+    _, probabilities, version = asyncio.run(scenario())
+    assert version == "v1"
+    assert probabilities.tolist() == expected(x[1:], client.root / MODELS)[1]
+
+
+def test_error_items_without_position():
+    items = serve.error_items(
+        [{"type": "json_invalid", "loc": ("body",), "msg": "x", "ctx": {"error": "bad"}}]
+    )
+    assert items == [{"field": "body", "reason": "malformed JSON: bad", "type": "json_invalid"}]
