@@ -446,7 +446,7 @@ def test_pipeline_job_runs_as_on_a_push_to_main(pipeline_run, clone):
     assert result.summary.startswith(summary.MARKER)
     for heading in ("### Metrics", "### Promotion gate", "### Drift", "### Artifacts"):
         assert heading in result.summary
-    assert "**Decision: ✅ promoted**" in result.summary  # no release yet: the first model
+    assert "**Decision: ✅ promoted → v1**" in result.summary  # no release yet: the first model
     assert "(https://github.com/example-org/mlops/actions/runs/1001)" in result.summary
     tag = result.outputs["export"]["outputs"].get("tag", "")
     assert tag, "a promotion on main must produce a release bundle with a TAG"
