@@ -120,6 +120,9 @@ summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/
 serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000)
 	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
 
+docker: ## Build the image (IMAGE=mlops:local): serves production; `docker run IMAGE make all` runs the pipeline
+	docker build -t "$(or $(IMAGE),mlops:local)" .
+
 bench: $(INSTALLED) ## Measure pipeline, drift and serving speed → reports/bench.json
 	@$(MLOPS) bench
 
