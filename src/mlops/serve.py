@@ -436,7 +436,7 @@ def create_app(
                 await watcher
             per_call = round(batcher.rows / batcher.calls, 2) if batcher.calls else None
             log.info(
-                "scored %d rows in %d model calls",
+                "scored %d row(s) in %d model call(s)",
                 batcher.rows,
                 batcher.calls,
                 extra={"fields": {"rows_per_call": per_call}},
