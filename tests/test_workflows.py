@@ -8,6 +8,7 @@ test job's `make test` is only dry-run here: running it would run this suite ins
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -262,6 +263,108 @@ def test_tool_scripts():
     )
     assert usage.returncode == 2
     assert "usage:" in usage.stderr
+
+
+# ---------------------------------------------------------------- the github-script bots
+
+HARNESS = Path(__file__).parent / "fixtures" / "github_script_harness.cjs"
+
+
+def github_script(where: str, job: str) -> str:
+    """The `script:` of the one github-script step of that job."""
+    (step,) = [
+        s
+        for s in workflows()[where]["jobs"][job]["steps"]
+        if s.get("uses", "").startswith("actions/github-script@")
+    ]
+    return step["with"]["script"]
+
+
+def run_script(tmp_path: Path, script: str, state: dict, env: dict) -> dict:
+    """Run a workflow's github-script code in node against an in-memory GitHub; the new state."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    (tmp_path / "script.js").write_text(script)
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    done = subprocess.run(
+        [node, str(HARNESS), str(tmp_path / "script.js"), str(state_file)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(state_file.read_text())
+
+
+def test_pr_comment_is_created_once_then_updated_in_place(tmp_path):
+    script = github_script("pipeline.yml", "comment")
+    (tmp_path / "report").mkdir()
+    report = tmp_path / "report/summary.md"
+    env = {"REPORT": "report/summary.md"}
+    human = {
+        "id": 1,
+        "issue_number": 5,
+        "body": f"{summary.MARKER} quoted by a human",
+        "user": {"login": "alice", "type": "User"},
+    }
+    state = {"payload": {"pull_request": {"number": 5}}, "comments": [human]}
+    report.write_text(f"{summary.MARKER}\n## first push\n")
+    state = run_script(tmp_path, script, state, env)
+    bot = [c for c in state["comments"] if c["user"]["login"] == "github-actions[bot]"]
+    assert len(bot) == 1
+    assert bot[0]["body"].endswith("## first push\n")
+    report.write_text(f"{summary.MARKER}\n## second push\n")
+    state = run_script(tmp_path, script, state, env)
+    bot = [c for c in state["comments"] if c["user"]["login"] == "github-actions[bot]"]
+    assert len(bot) == 1, "the comment is updated, never posted twice"
+    assert bot[0]["body"].endswith("## second push\n")
+    assert state["comments"][0] == human
+
+
+def test_pr_comment_degrades_to_the_summary_on_a_read_only_token(tmp_path):
+    script = github_script("pipeline.yml", "comment")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report/summary.md").write_text(f"{summary.MARKER}\n## fork\n")
+    state = {"payload": {"pull_request": {"number": 5}}, "readOnly": True}
+    state = run_script(tmp_path, script, state, {"REPORT": "report/summary.md"})
+    assert state["comments"] == []
+    assert "read-only token" in state["warnings"][0]
+    assert state["summary"].endswith("## fork\n")
+
+
+def test_drift_issue_opened_once_updated_then_closed(tmp_path):
+    script = github_script("drift.yml", "alert")
+    (tmp_path / "report").mkdir()
+    report = tmp_path / "report/summary.md"
+    env = {"REPORT": "report/summary.md"}
+
+    def drift_run(state: dict, drifted: bool, text: str) -> dict:
+        report.write_text(f"{summary.MARKER}\n## Drift report\n{text}\n")
+        return run_script(tmp_path, script, state, {**env, "DRIFTED": str(drifted).lower()})
+
+    state = drift_run({}, False, "clean")
+    assert state["issues"] == []  # nothing to open, nothing to close
+    state = drift_run(state, True, "AGEP drifted")
+    (issue,) = state["issues"]
+    assert issue["labels"] == [{"name": "drift"}]
+    assert "AGEP drifted" in issue["body"]
+    assert "https://github.com/o/r/actions/runs/7" in issue["body"]
+    state = drift_run(state, True, "AGEP and SCHL drifted")
+    (issue,) = state["issues"]  # updated, never a duplicate
+    assert "AGEP and SCHL drifted" in issue["body"]
+    assert [c["body"] for c in state["comments"]] == [
+        "Drift still present in https://github.com/o/r/actions/runs/7."
+    ]
+    state = drift_run(state, False, "clean again")
+    (issue,) = state["issues"]
+    assert issue["state"] == "closed"
+    assert issue["state_reason"] == "completed"
+    assert state["comments"][-1]["body"].startswith("No drift in https://github.com/o/r/")
+    state = drift_run(state, True, "back")
+    assert [i["state"] for i in state["issues"]] == ["closed", "open"]
 
 
 # ---------------------------------------------------------------- conditions
