@@ -222,6 +222,29 @@ def test_test_job_commands():
     assert upload["with"]["path"] == "coverage.xml"
 
 
+def test_docker_job_matches_the_dockerfile():
+    """The docker job can't run here (no engine): its commands and assumptions are checked."""
+    job = workflows()["ci.yml"]["jobs"]["docker"]
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs == ["make docker IMAGE=mlops:ci", "tools/docker-smoke.sh mlops:ci"]
+    dry = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "docker", "IMAGE=mlops:ci"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert 'docker build -t "mlops:ci" .' in dry
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    smoke = (ROOT / "tools/docker-smoke.sh").read_text()
+    workdir = re.findall(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)[-1]
+    assert f":{workdir}/models" in smoke  # the volume holds the image's models/
+    assert '"--port", "8000"' in dockerfile.splitlines()[-1]  # the default command serves on 8000
+    assert ":8000" in smoke
+    assert "HEALTHCHECK" in dockerfile  # the smoke test waits for "healthy"
+    assert "/health" in smoke
+    assert "/ready" in smoke
+
+
 def test_artifacts_are_named_by_commit_and_expire():
     for where, step in steps():
         if not step.get("uses", "").startswith("actions/upload-artifact@"):
