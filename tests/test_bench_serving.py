@@ -1,0 +1,89 @@
+"""The serving benchmark: a real server, a bounded load, and the report's shape (no timings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlops import promote
+from mlops.bench import serving
+from mlops.config import Config
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def served(project: Path, config: Config) -> Config:
+    promote.run(config)
+    return config
+
+
+def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
+    params = Path("params.yaml").resolve()
+    port = serving.free_port()
+    with serving.running_server(Path.cwd(), params, port, tmp_path / "server.log") as (ready, pid):
+        assert ready == {"status": "ready", "model_version": "v1"}
+        plan = {"port": port, "seconds": 1.0, "rounds": 2, "server_pid": pid}
+        plan["bodies"] = serving.sample_bodies(served, count=8)
+        result = serving.drive(plan)
+    assert set(result) == {"sequential", "concurrent_predict", "concurrent_baseline"}
+    for phase in result.values():
+        assert phase["requests"] > 0
+        assert phase["errors"] == 0
+        assert phase["p50_ms"] <= phase["p99_ms"]
+        assert phase["server_cpu_ms_per_request"] >= 0
+    log_lines = (tmp_path / "server.log").read_text().splitlines()
+    assert any('"event": "access"' in line for line in log_lines)
+
+
+def test_measure_reports_latency_throughput_and_ratio(served):
+    report = serving.measure(served, seconds=1.0, rounds=1)
+    assert report["model_version"] == "v1"
+    assert report["errors"] == 0
+    assert report["concurrency"] == serving.CONCURRENCY
+    assert report["baseline_endpoint"] == "/health"
+    for key in ("sequential_p50_ms", "sequential_p99_ms", "concurrent_rps", "baseline_rps"):
+        assert report[key] > 0
+    assert report["ratio"] == pytest.approx(
+        report["concurrent_rps"] / report["baseline_rps"], abs=1e-3
+    )
+    assert isinstance(report["meets_goal"], bool)
+    assert report["rows_per_model_call"] >= 1
+    phases = report["phases"]
+    requests = sum(phase["requests"] for phase in phases.values())
+    assert report["access_log_lines"] >= requests
+    json.dumps(report)
+
+
+def test_sample_bodies_are_valid_requests(served):
+    from fastapi.testclient import TestClient
+
+    from mlops import serve
+
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as client:
+        for body in serving.sample_bodies(served, count=20):
+            answer = client.post("/predict", content=body, headers=JSON)
+            assert answer.status_code == 200, answer.text
+
+
+def test_summary_and_merge():
+    first = serving.summary([0.001, 0.002, 0.003], errors=1, seconds=1.0)
+    assert first["requests"] == 3
+    assert first["rps"] == 3.0
+    assert first["p50_ms"] == pytest.approx(2.0)
+    merged = serving.merge([first, serving.summary([0.004], errors=0, seconds=1.0)])
+    assert merged["requests"] == 4
+    assert merged["errors"] == 1
+    assert merged["rps"] == 2.0
+    assert serving.summary([], errors=0, seconds=0.0)["rps"] == 0.0
+    assert serving.cpu_seconds(None) is None
+
+
+def test_server_that_never_gets_ready_is_reported(project, config, tmp_path):
+    port = serving.free_port()
+    params = Path("params.yaml").resolve()
+    server = serving.running_server(Path.cwd(), params, port, tmp_path / "log", timeout=5)
+    with pytest.raises(TimeoutError, match="not ready after 5s"), server:
+        pass
