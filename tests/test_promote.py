@@ -165,7 +165,7 @@ def test_candidate_equal_to_an_older_version_is_unchanged(project, config):
     Path("reports/metrics.json").write_bytes(original_metrics)
     result = promote.run(config)
     assert result["decision"] == "unchanged"
-    assert "identical to v1 (not production)" in result["reasons"][0]
+    assert "identical to v1, replaced by v2 on " in result["reasons"][0]
 
 
 def test_failed_validation_rejects(project, config):
@@ -223,7 +223,7 @@ def test_forced_promotion_is_recorded(project, config):
     assert any("FORCED" in reason for reason in result["reasons"])
     last = registry.read_registry()["history"][-1]
     assert (last["event"], last["from"], last["to"]) == ("forced", "v1", "v2")
-    assert "hotfix for incident 42" in last["why"]
+    assert last["why"].startswith("hotfix for incident 42 (overrode: accuracy 0.77")
     assert "(FORCED)" in Path("reports/promotion.md").read_text().splitlines()[0]
     assert runlog.read_runs()[-1]["forced"] is True
     # force never re-promotes a known model

@@ -188,22 +188,21 @@ def identical_reason(registry_data: dict[str, Any], version: str) -> str:
     """Why an identical candidate changes nothing, and what to do if it should be production."""
     if version == registry_data.get("production"):
         return f"candidate is identical to production {version} (same sha256): nothing to do"
-    undone = [
-        item
-        for item in registry_data["history"]
-        if item.get("event") == "rolled_back" and item.get("from") == version
-    ]
-    if undone:
-        last = undone[-1]
+    left = [item for item in registry_data["history"] if item.get("from") == version]
+    again = f"to make it production on purpose: make rollback VERSION={version}"
+    if left and left[-1].get("event") == "rolled_back":
+        last = left[-1]
         return (
             f"candidate is identical to {version}, rolled back on {last.get('when')} by "
-            f"{last.get('who')} ({last.get('why')}): not re-promoted; to restore it on purpose: "
-            f"make rollback VERSION={version}"
+            f"{last.get('who')} ({last.get('why')}): not re-promoted; {again}"
         )
-    return (
-        f"candidate is identical to {version} (not production): not promoted again; "
-        f"to make it production: make rollback VERSION={version}"
-    )
+    if left:
+        last = left[-1]
+        return (
+            f"candidate is identical to {version}, replaced by {last.get('to')} on "
+            f"{last.get('when')}: not promoted again; {again}"
+        )
+    return f"candidate is identical to {version} (not production): not promoted again; {again}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -298,6 +297,9 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             "gate": gate,
         }
         why = "; ".join(reasons)
+        if forced:
+            overrode = "; ".join(failure_reason(item) for item in failed)
+            why = f"{force_reason.strip()} (overrode: {overrode})"
         version = registry.add_version(
             models_dir,
             CANDIDATE_DIR / MODEL_FILE,
