@@ -57,6 +57,16 @@ def test_export_refuses_unknown_or_tampered_versions(project, config, tmp_path):
         release.export_bundle(tmp_path / "b")
 
 
+def test_export_refuses_a_promotion_rolled_back_since(project, config, tmp_path):
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    registry.rollback()
+    with pytest.raises(InputError, match="promoted v2, but production is now v1"):
+        release.export_bundle(tmp_path / "b")
+    assert release.export_bundle(tmp_path / "b", version="v2") == "model-v2"
+
+
 def test_ci_round_trip_keeps_numbering_and_history(project, config, tmp_path):
     """Run 1 promotes v1 and publishes it; run 2, on a fresh checkout, imports it and gates."""
     promote.run(config)

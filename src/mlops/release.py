@@ -135,6 +135,12 @@ def export_bundle(
             _remove_bundle(directory)
             log.info("the gate promoted nothing in this run: no release bundle written")
             return None
+        production = registry.production_version(models_dir)
+        if production != version:
+            raise InputError(
+                f"{report}: the gate promoted {version}, but production is now {production}; "
+                "not exported (name one: VERSION=vN)"
+            )
     registry_data = registry.read_registry(models_dir)
     if version not in registry_data["versions"]:
         raise InputError(f"version {version!r} is not in {models_dir / registry.REGISTRY_FILE}")
