@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from mlops import promote
 from mlops.bench import serving
-from mlops.config import Config
+from mlops.config import Config, load_config
 
 JSON = {"content-type": "application/json"}
 
 
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
+    """One project copy with production v1, shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("bench") / "project"
+    shutil.copytree(pipeline_dir, root)
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        promote.run(load_config())
+    finally:
+        os.chdir(previous)
+    return root
+
+
 @pytest.fixture
-def served(project: Path, config: Config) -> Config:
-    promote.run(config)
-    return config
+def served(promoted: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.chdir(promoted)
+    return load_config()
 
 
 def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
