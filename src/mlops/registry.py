@@ -28,11 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops import files
 from mlops.config import Config
 from mlops.errors import InputError
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MODELS_DIR = Path("models")
@@ -193,7 +196,9 @@ def verified_model_file(models_dir: Path, version: str, registry: dict[str, Any]
     return path
 
 
-def load_version(models_dir: Path, version: str, registry: dict[str, Any] | None = None):
+def load_version(
+    models_dir: Path, version: str, registry: dict[str, Any] | None = None
+) -> tuple[Pipeline, dict[str, Any]]:
     """(model, metadata incl. "version") of one version, sha256-verified before unpickling."""
     import joblib
 
@@ -205,7 +210,7 @@ def load_version(models_dir: Path, version: str, registry: dict[str, Any] | None
     return joblib.load(path), {**metadata, "version": version}
 
 
-def load_production(models_dir: Path = MODELS_DIR):
+def load_production(models_dir: Path = MODELS_DIR) -> tuple[Pipeline, dict[str, Any]] | None:
     """(model, metadata incl. "version") of production, or None when there is none yet.
 
     The model file's sha256 is checked against registry.json before it is unpickled; a mismatch
