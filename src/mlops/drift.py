@@ -33,10 +33,19 @@ DEMO_BATCH = Path("data/processed/drift_demo.csv")
 PREDICTION = "predicted_probability"
 # Degradation must exceed the tolerance by this many standard errors of the current estimate,
 # so that a small labelled batch does not raise an alarm by chance.
-NOISE_Z = 3.0
+NOISE_Z = 4.0
 # Below this many rows per-column scores are noisy (measured); the report says so.
 NOISY_BELOW = 1_000
 PERFORMANCE_METRICS = ("accuracy", "roc_auc")
+# validate.check_frame's check names, as the one-line error puts them.
+CHECK_WORDS = {
+    "isin": "value not allowed",
+    "in_range": "value out of range",
+    "dtype": "not numeric",
+    "not_null": "missing values",
+    "max_missing": "too many missing values",
+    "present": "column missing",
+}
 
 
 def telemetry_off() -> None:
@@ -62,11 +71,14 @@ def check_batch(frame: pd.DataFrame, config: Config, source: str) -> bool:
     for result in check_frame(frame, config, labelled=labelled):
         if result["passed"] or result["column"] == "(rows)":
             continue
-        example = result["examples"][0]["value"] if result["examples"] else None
-        raise InputError(
-            f"{source}: column {result['column']}: {result['check']} check failed "
-            f"({result['failures']} row(s)" + (f", e.g. {example}" if example else "") + ")"
-        )
+        what = CHECK_WORDS.get(result["check"], f"{result['check']} check failed")
+        detail = f"{result['failures']} row(s)"
+        if result["examples"]:
+            first = result["examples"][0]
+            value = str(first["value"]).removesuffix(".0")
+            where = f"row {first['row']}, " if first["row"] is not None else ""
+            detail += f"; first: {where}value {value}"
+        raise InputError(f"{source}: column {result['column']}: {what} ({detail})")
     if len(frame) < config.drift.min_rows:
         raise InputError(
             f"{source}: {len(frame)} rows, fewer than drift.min_rows ({config.drift.min_rows})"
@@ -141,13 +153,17 @@ def standard_error(metric: str, value: float, y: np.ndarray, positive: Any) -> f
 
 
 def performance(
-    config: Config, model: Any, features: list[str], current: pd.DataFrame, labelled: bool
+    config: Config,
+    model: Any,
+    features: list[str],
+    test: pd.DataFrame,
+    current: pd.DataFrame,
+    labelled: bool,
 ) -> dict:
     """Accuracy and ROC-AUC on current vs the test split; degraded beyond tolerance and noise."""
     from mlops.evaluate import score
 
     target = config.schema.target
-    test = files.read_parquet(config.data.processed_dir / "test.parquet")
     x_test = test[features].to_numpy(dtype=np.float64)
     reference_scores = score(model, x_test, test[target].to_numpy())
     reference = {m: _round(reference_scores[m]) for m in PERFORMANCE_METRICS}
@@ -321,6 +337,7 @@ def analyse(
     config: Config,
     reference: pd.DataFrame,
     current: pd.DataFrame,
+    test: pd.DataFrame,
     *,
     labelled: bool,
     batch: str,
@@ -337,7 +354,7 @@ def analyse(
     features = model_info.get("features") or config.features
     reference = reference.assign(**{PREDICTION: probabilities(model, reference, features)})
     current = current.assign(**{PREDICTION: probabilities(model, current, features)})
-    perf = performance(config, model, features, current, labelled)
+    perf = performance(config, model, features, test, current, labelled)
     created = datetime.now(UTC)
     snapshot = evidently_snapshot(
         config,
@@ -556,6 +573,7 @@ def report(config: Config, current: pd.DataFrame, *, batch: str, prefix: Path) -
     """Validate, analyse, write the reports and record the run; return drift.json's content."""
     labelled = check_batch(current, config, batch)
     reference = load_reference(config)
+    test = files.read_parquet(config.data.processed_dir / "test.parquet")
     model, model_info = load_model()
     log.info(
         "comparing %s (%d rows%s) with %s (%d rows); model: %s",
@@ -570,6 +588,7 @@ def report(config: Config, current: pd.DataFrame, *, batch: str, prefix: Path) -
         config,
         reference,
         current,
+        test,
         labelled=labelled,
         batch=batch,
         model=model,

@@ -1,0 +1,371 @@
+"""make drift / drift-demo with real Evidently: policy, outputs, history, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import edit_params, run_cli
+from mlops import drift, promote
+from mlops.config import load_config
+from mlops.errors import CheckFailed, InputError
+
+CONTRACT_KEYS = {
+    "dataset_drift",
+    "share_drifted",
+    "drifted_columns",
+    "columns",
+    "prediction_drift",
+    "performance",
+    "reference_rows",
+    "current_rows",
+    "sampled",
+    "status",
+}
+EXTERNAL = re.compile(
+    r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", re.I
+)
+
+
+def cli(project: Path, *argv: str) -> subprocess.CompletedProcess:
+    """`python -m mlops ARGV` in a fresh interpreter in the project copy."""
+    env = {**os.environ, "DO_NOT_TRACK": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *argv],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def parts(pipeline_dir: Path):
+    """Reference, test, current and the candidate of the shared pipeline (read-only)."""
+    previous = Path.cwd()
+    os.chdir(pipeline_dir)
+    try:
+        config = load_config()
+        model, info = drift.load_model()
+        return {
+            "config": config,
+            "reference": drift.load_reference(config),
+            "test": pd.read_parquet(config.data.processed_dir / "test.parquet"),
+            "current": pd.read_parquet(config.data.processed_dir / "current.parquet"),
+            "model": model,
+            "info": info,
+            "root": pipeline_dir,
+        }
+    finally:
+        os.chdir(previous)
+
+
+def analyse(parts: dict, current: pd.DataFrame, config=None) -> dict:
+    result, _ = drift.analyse(
+        config or parts["config"],
+        parts["reference"],
+        current,
+        parts["test"],
+        labelled=parts["config"].schema.target in current.columns,
+        batch="test",
+        model=parts["model"],
+        model_info=parts["info"],
+    )
+    return result
+
+
+def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
+    """The real 2015-17 -> 2018 drift does not trip the default policy; every output is written."""
+    result = drift.run(config)
+    assert result["status"] == "ok"
+    assert result["dataset_drift"] is False
+    assert result["drifted_columns"] == []
+    assert not result["prediction_drift"]["drifted"]
+    assert not result["performance"]["degraded"]
+    # Measured margins: no column or prediction score within half of its threshold.
+    for name, column in result["columns"].items():
+        assert column["score"] < column["threshold"] / 2, name
+    assert result["prediction_drift"]["score"] < result["prediction_drift"]["threshold"] / 2
+
+    saved = json.loads(Path("reports/drift.json").read_text())
+    assert set(saved) >= CONTRACT_KEYS
+    assert set(saved["columns"]) == set(config.features)
+    for column in saved["columns"].values():
+        assert set(column) == {"method", "score", "threshold", "drifted"}
+    assert {"method", "score", "drifted", "threshold"} <= set(saved["prediction_drift"])
+    assert {"reference", "current", "degraded"} <= set(saved["performance"])
+    assert saved["performance"]["current"]["accuracy"] > 0.7
+    assert saved["sampled"] is False
+    assert saved["reference_rows"] == 30_000
+    assert saved["current_rows"] == 12_500
+    assert saved["model"]["source"] == "candidate"
+
+    summary = Path("reports/drift.md").read_text()
+    assert summary.startswith("## ✅ Drift: no drift")
+
+    html = Path("reports/drift.html").read_text()
+    assert len(html) > 100_000
+    assert "<script" in html
+    assert EXTERNAL.search(
+        '<script type="module" src="https://cdn.example/x.js">'
+    )  # the probe works
+    assert not EXTERNAL.search(html), "the report must not load anything over the network"
+
+    history = drift.read_history()
+    assert [entry["status"] for entry in history] == ["ok"]
+    assert (drift.WORKSPACE).is_dir()
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(str(drift.WORKSPACE))
+    (found,) = workspace.search_project(drift.PROJECT_NAME)
+    assert len(workspace.list_runs(found.id)) == 1
+
+
+def test_injected_shift_is_found_in_exactly_those_columns(parts):
+    current = parts["current"].copy()
+    rng = np.random.default_rng(0)
+    current["MAR"] = current["MAR"].replace({1: 5, 5: 1})  # married <-> never married
+    current.loc[rng.random(len(current)) < 0.4, "SEX"] = 1
+    current["AGEP"] = (current["AGEP"] + 8).clip(16, 90)
+    shifted = {"MAR", "SEX", "AGEP"}
+    result = analyse(parts, current)
+    assert set(result["drifted_columns"]) == shifted
+    for name, column in result["columns"].items():
+        assert column["drifted"] is (name in shifted), name
+
+
+@pytest.mark.parametrize(
+    ("rows", "seed"), [(200, 1), (200, 2), (1_000, 3), (10_000, 4), (100_000, 5)]
+)
+def test_same_distribution_resample_raises_nothing(parts, rows, seed):
+    """Held-out rows of the training years, resampled: no alert at any batch size."""
+    current = parts["test"].sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+    result = analyse(parts, current)
+    assert result["dataset_drift"] is False
+    assert result["share_drifted"] < parts["config"].drift.drift_share / 2
+    assert not result["prediction_drift"]["drifted"]
+    assert not result["performance"]["degraded"]
+    assert result["status"] != "alert"
+    if rows >= 1_000:
+        assert result["drifted_columns"] == []
+
+
+def test_large_batches_are_sampled(parts):
+    config = parts["config"].model_copy(
+        update={"drift": parts["config"].drift.model_copy(update={"sample_size": 5_000})}
+    )
+    current = parts["current"].head(8_000)
+    result = analyse(parts, current, config)
+    assert result["sampled"] is True
+    assert result["reference_rows"] == 30_000
+    assert result["current_rows"] == 8_000
+    assert result["rows_compared"] == {"reference": 5_000, "current": 5_000}
+    assert result["dataset_drift"] is False
+
+
+def test_cli_exit_codes_labels_absent_and_production_model(project, config):
+    """Exit 0 without labels (performance says so), 1 on drift, 0 when fail_on_drift is false."""
+    promote.run(config)  # production v1: drift now judges the production model
+    current = pd.read_parquet("data/processed/current.parquet")
+    current.drop(columns=[config.schema.target]).to_csv("unlabelled.csv", index=False)
+    drifted, _ = drift.drifted_batch(current, config, seed=7)
+    drifted.to_csv("drifted.csv", index=False)
+
+    done = cli(project, "drift", "--current", "unlabelled.csv")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(Path("reports/drift.json").read_text())
+    assert saved["status"] == "ok"
+    assert saved["model"]["source"] == "production"
+    assert saved["model"]["version"] == "v1"
+    assert saved["performance"]["current"] is None
+    assert saved["performance"]["labelled"] is False
+    assert saved["performance"]["degraded"] is False
+    assert "no 'employed' column" in saved["performance"]["note"]
+    assert "Performance:** not measured" in Path("reports/drift.md").read_text()
+
+    done = cli(project, "drift", "--current", "drifted.csv")
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()[-1:]
+    assert "FAILED: prediction drift" in line
+    saved = json.loads(Path("reports/drift.json").read_text())
+    assert saved["status"] == "alert"
+    assert saved["drifted_columns"] == ["SCHL", "AGEP"]
+    assert Path("reports/drift.md").read_text().startswith("## 🚨 Drift: drift alert")
+
+    edit_params(project / "params.yaml", lambda p: p["drift"].update(fail_on_drift=False))
+    result = drift.run(load_config(), current=Path("drifted.csv"))
+    assert result["status"] == "alert"
+    assert [e["status"] for e in drift.read_history()] == ["ok", "alert", "alert"]
+
+
+def test_demo_drifts_real_data_and_expects_the_alert(project, config):
+    result = drift.demo_command(config)
+    assert result["status"] == "alert"
+    assert set(result["drifted_columns"]) == {"AGEP", "SCHL"}
+    assert result["prediction_drift"]["drifted"]
+    assert result["performance"]["degraded"]
+    assert drift.DEMO_BATCH.is_file()
+    assert Path("reports/drift_demo.html").is_file()
+    assert not Path("reports/drift.json").exists(), "the demo leaves the real report alone"
+    demo = pd.read_csv(drift.DEMO_BATCH)
+    current = pd.read_parquet("data/processed/current.parquet")
+    unchanged = [c for c in current.columns if c not in ("AGEP", "SCHL")]
+    pd.testing.assert_frame_equal(demo[unchanged], current[unchanged], check_dtype=False)
+    assert (demo["AGEP"] >= current["AGEP"]).all()
+    assert demo["AGEP"].max() <= 90
+
+    def lax(p):
+        p["drift"].update(performance_tolerance=1.0, drift_share=1.0)
+        p["drift"]["prediction"]["threshold"] = 10.0
+
+    edit_params(project / "params.yaml", lax)
+    with pytest.raises(CheckFailed, match="raised no alert"):
+        drift.demo_command(load_config())
+
+
+def write_bad(name: str, current: pd.DataFrame) -> Path:
+    path = Path(name)
+    if name == "empty.csv":
+        path.write_text("")
+    elif name == "binary.csv":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00\x01")
+    elif name == "header_only.csv":
+        current.head(0).to_csv(path, index=False)
+    elif name == "no_schl.csv":
+        current.drop(columns=["SCHL"]).to_csv(path, index=False)
+    elif name == "unknown_code.csv":
+        current.assign(MAR=current["MAR"].where(current.index != 3, 9)).to_csv(path, index=False)
+    elif name == "old_age.csv":
+        current.assign(AGEP=current["AGEP"].where(current.index != 5, 140)).to_csv(
+            path, index=False
+        )
+    elif name == "bad_label.csv":
+        current.assign(employed=current["employed"].where(current.index != 8, 7)).to_csv(
+            path, index=False
+        )
+    elif name == "tiny.csv":
+        current.head(50).to_csv(path, index=False)
+    elif name == "text_age.csv":
+        current.astype({"AGEP": object}).assign(
+            AGEP=lambda f: f["AGEP"].where(f.index != 2, "forty")
+        ).to_csv(path, index=False)
+    return path
+
+
+BAD_BATCHES = {
+    "empty.csv": "empty file",
+    "binary.csv": "not a readable CSV",
+    "header_only.csv": "header only",
+    "no_schl.csv": "missing column(s) SCHL",
+    "unknown_code.csv": "column MAR: value not allowed (1 row(s); first: row 3, value 9)",
+    "old_age.csv": "column AGEP: value out of range (1 row(s); first: row 5, value 140)",
+    "bad_label.csv": "column employed: value not allowed (1 row(s); first: row 8",
+    "tiny.csv": "50 rows, fewer than drift.min_rows (200)",
+    "text_age.csv": "column AGEP: not numeric",
+}
+SUBPROCESS = ("binary.csv", "no_schl.csv", "unknown_code.csv")
+
+
+@pytest.mark.parametrize("name", list(BAD_BATCHES))
+def test_malformed_batches_exit_2_with_one_line(project, capsys, name):
+    current = pd.read_parquet("data/processed/current.parquet").drop(columns=["year"])
+    path = write_bad(name, current)
+    if name in SUBPROCESS:
+        done = cli(project, "drift", "--current", str(path))
+        code, stderr = done.returncode, done.stderr
+    else:
+        code, stderr = run_cli(capsys, "drift", "--current", str(path))
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"[drift] error: {name}: ")
+    assert BAD_BATCHES[name] in lines[0]
+    assert "Traceback" not in stderr
+    assert not Path("reports/drift.json").exists()
+    assert not drift.HISTORY_LOG.exists()
+
+
+def test_missing_inputs_are_input_errors(project, config):
+    Path("models/candidate/metadata.json").unlink()
+    with pytest.raises(InputError, match=r"metadata\.json"):
+        drift.run(config)
+    pd.read_parquet("data/processed/current.parquet").drop(columns=["AGEP"]).to_parquet(
+        "data/processed/current.parquet"
+    )
+    with pytest.raises(InputError, match=r"current\.parquet: missing column\(s\) AGEP"):
+        drift.run(config)
+    Path("data/processed/current.parquet").unlink()
+    with pytest.raises(InputError, match="run `make data` first"):
+        drift.run(config)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["categorical"].update(method="wasserstein"), "does not apply to categorical"),
+        (lambda d: d["numeric"].update(method="chisquare"), "does not apply to numeric"),
+        (lambda d: d["prediction"].update(method="z"), "prediction (a probability)"),
+        (
+            lambda d: d.update(columns={"SCHL": {"method": "ks", "threshold": 0.05}}),
+            "drift.columns.SCHL: ks does not apply to categorical",
+        ),
+        (lambda d: d["numeric"].update(method="ks", threshold=5), "threshold must be below 1"),
+        (lambda d: d.update(min_rows=10), "drift.min_rows"),
+    ],
+)
+def test_bad_drift_policy_is_a_config_error(tmp_path, edit, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(Path(__file__).resolve().parents[1].joinpath("params.yaml").read_text())
+    edit_params(path, lambda p: edit(p["drift"]))
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_per_column_override_and_p_value_tests(parts):
+    """Overrides reach Evidently; a p-value test drifts when its score is below the threshold."""
+    policy = parts["config"].drift.model_copy(
+        update={
+            "columns": {
+                "AGEP": parts["config"].drift.numeric.model_copy(
+                    update={"method": "ks", "threshold": 0.05}
+                )
+            }
+        }
+    )
+    config = parts["config"].model_copy(update={"drift": policy})
+    current = parts["current"].assign(AGEP=(parts["current"]["AGEP"] + 3).clip(16, 90))
+    result = analyse(parts, current, config)
+    assert result["columns"]["AGEP"]["method"] == "ks"
+    assert result["columns"]["AGEP"]["score"] < 0.05
+    assert result["columns"]["AGEP"]["drifted"] is True
+    assert drift._drifted("ks", 0.01, 0.05) is True
+    assert drift._drifted("psi", 0.01, 0.1) is False
+
+
+def test_performance_noise_margin_and_standard_errors():
+    y = np.array([0, 1] * 100)
+    assert drift.standard_error("accuracy", 0.8, y, 1) == pytest.approx((0.8 * 0.2 / 200) ** 0.5)
+    auc = drift.standard_error("roc_auc", 0.85, y, 1)
+    assert 0.02 < auc < 0.04  # Hanley & McNeil at 100 positives, 100 negatives
+
+
+def test_history_survives_a_broken_workspace(project, config, caplog):
+    result = drift.run(config)
+    (drift.WORKSPACE).rename("workspace.bak")
+    drift.WORKSPACE.write_text("not a directory")
+    drift.record(result, snapshot=None)
+    assert [e["status"] for e in drift.read_history()] == ["ok", "ok"]
+    assert "could not add the run" in caplog.text
+    with drift.HISTORY_LOG.open("a") as handle:
+        handle.write('{"torn": ')
+    assert len(drift.read_history()) == 2
+    assert os.environ["DO_NOT_TRACK"] == "1"
