@@ -63,3 +63,12 @@ def test_sha256_file(tmp_path):
     (tmp_path / "x").write_bytes(b"abc")
     expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert files.sha256_file(tmp_path / "x") == expected
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "registry.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "registry.json").stat().st_mode & 0o777 == 0o644
