@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 from pydantic.functional_validators import AfterValidator
 from pydantic_core import PydanticCustomError
+from threadpoolctl import threadpool_limits
 
 from mlops.config import Config
 from mlops.errors import InputError
@@ -196,7 +198,8 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
     if not hasattr(model, "predict_proba") or positive_label not in classes.tolist():
         raise InputError(f"model {version} has no probability for label {positive_label}")
     row = np.array([list(example_instance(config).values())], dtype=np.float64)
-    proba = model.predict_proba(row)
+    with threadpool_limits(limits=1):  # this may run in a worker thread (a reload)
+        proba = model.predict_proba(row)
     if proba.shape != (1, len(classes)) or not np.all(np.isfinite(proba)):
         raise InputError(f"model {version}: trial prediction returned {proba!r}")
     return Loaded(model, metadata, version, classes, classes.tolist().index(positive_label))
@@ -397,9 +400,12 @@ def create_app(
     models_dir: Path = Path("models"),
     *,
     poll_seconds: float = 1.0,
-    reload_signal: bool = False,
+    own_process: bool = False,
 ) -> FastAPI:
-    """The API: /health, /ready, /metadata and /predict for the production model in models_dir."""
+    """The API: /health, /ready, /metadata and /predict for the production model in models_dir.
+
+    own_process (the server, not tests): SIGHUP reloads, and the garbage collector is tuned.
+    """
     slot = ModelSlot(config, models_dir)
     batcher = Batcher(slot)
     payload_model = request_model(config)
@@ -415,16 +421,27 @@ def create_app(
                 await asyncio.wait_for(wake.wait(), poll_seconds)
             force = wake.is_set()
             wake.clear()
-            await asyncio.to_thread(slot.refresh, force)
+            if await asyncio.to_thread(slot.refresh, force) and own_process:
+                gc.freeze()  # the new model's objects: out of the collector's way, as below
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.refresh(force=True)
+        # The model runs in this thread (the event loop's): one OpenMP/BLAS thread, set here
+        # because such limits are per thread and bind only libraries loaded by now (sklearn is,
+        # by the config). With more threads, the busy-waiting OpenMP team of a tiny prediction
+        # fights the event loop and any other process for the cores: seconds-long stalls.
+        limits = threadpool_limits(limits=1)
+        # Everything loaded so far (libraries, model) lives as long as the process: keep it out
+        # of the cyclic garbage collector, whose full passes over it cost 100+ ms pauses.
+        if own_process:
+            gc.collect()
+            gc.freeze()
         if slot.current is None:
             log.warning("not ready: %s", slot.problem)
         loop = asyncio.get_running_loop()
         app.state.wake = wake = asyncio.Event()  # set() it to reload now (SIGHUP does)
-        on_signal = reload_signal and threading.current_thread() is threading.main_thread()
+        on_signal = own_process and threading.current_thread() is threading.main_thread()
         if on_signal:
             loop.add_signal_handler(signal.SIGHUP, wake.set)
         watcher = asyncio.create_task(watch(wake))
@@ -443,6 +460,7 @@ def create_app(
             )
             if on_signal:
                 loop.remove_signal_handler(signal.SIGHUP)
+            limits.restore_original_limits()
 
     app = FastAPI(
         title="mlops model server",
@@ -547,7 +565,7 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
     if not 1 <= port <= 65_535:
         raise InputError(f"--port {port}: must be between 1 and 65535")
     settings = uvicorn.Config(
-        create_app(config, reload_signal=True),
+        create_app(config, own_process=True),
         host=host,
         port=port,
         workers=1,
