@@ -282,6 +282,7 @@ def test_docs_list_the_real_fields(client):
 # ---------------------------------------------------------------- bad requests: 422, never 500
 
 
+JSON = "application/json"
 DROP = object()  # one_row(config, AGEP=DROP): the row without AGEP
 
 
@@ -348,12 +349,14 @@ def test_nan_and_infinity_are_422(client, literal):
         ('"instances"', "application/json", "body", "not a JSON object"),
         ("{}", "application/json", "instances", "required"),
         ('{"instances": []}', "application/json", "instances", "at least 1 item"),
-        ('{"instances": {}}', "application/json", "instances", "valid list"),
-        ('{"instances": [1]}', "application/json", "instances[0]", "valid dictionary"),
-        ('{"instances": "all"}', "application/json", "instances", "valid list"),
+        ('{"instances": {}}', "application/json", "instances", "valid array"),
+        ('{"instances": [1]}', "application/json", "instances[0]", "an object"),
+        ('{"instances": "all"}', "application/json", "instances", "valid array"),
         ('{"instances": [], "extra": 1}', "application/json", "extra", "not permitted"),
-        ('{"instances": []}', "text/plain", "body", "not a JSON object"),
-        ('{"instances": []}', None, "body", "not a JSON object"),
+        ('{"instances": []}', "text/plain", "body", "Content-Type: application/json"),
+        ('{"instances": []}', None, "body", "Content-Type: application/json"),
+        ('{"instances": []}', "application/problem+json", "instances", "at least 1 item"),
+        ('{"instances": [{"AGEP": 1' + "0" * 400 + "}]}", JSON, "instances[0].AGEP", "finite"),
     ],
 )
 def test_bad_body_is_422_naming_field_and_reason(client, body, content_type, field, reason):
@@ -668,7 +671,5 @@ def test_batcher_skips_requests_that_went_away(client):
 
 
 def test_error_items_without_position():
-    items = serve.error_items(
-        [{"type": "json_invalid", "loc": ("body",), "msg": "x", "ctx": {"error": "bad"}}]
-    )
+    items = serve.error_items([{"type": "json_invalid", "loc": (), "msg": "Invalid JSON: bad"}])
     assert items == [{"field": "body", "reason": "malformed JSON: bad", "type": "json_invalid"}]
