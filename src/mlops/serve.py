@@ -416,7 +416,12 @@ def create_app(
                 await asyncio.wait_for(wake.wait(), poll_seconds)
             force = wake.is_set()
             wake.clear()
-            if await asyncio.to_thread(slot.refresh, force) and own_process:
+            try:
+                swapped = await asyncio.to_thread(slot.refresh, force)
+            except Exception:  # a bug: keep serving and keep watching
+                log.exception("checking the registry failed")
+                continue
+            if swapped and own_process:
                 gc.freeze()  # the new model's objects: out of the collector's way, as below
 
     @contextlib.asynccontextmanager
