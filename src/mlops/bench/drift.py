@@ -1,0 +1,239 @@
+"""Drift at scale: `python -m mlops drift` on a synthetic 1M x 20 reference and current batch,
+against a plain numpy/scipy computation of the same stat tests on the full data.
+
+Both run in fresh interpreters, so each peak RSS is that process's own. The drift time is the
+whole command (interpreter start, Evidently import, reading, predictions, report, history); the
+baseline time is its computation alone, on data already in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlops.config import P_VALUE_TESTS, ColumnPolicy, Config
+
+log = logging.getLogger(__name__)
+ROWS = 1_000_000
+MODEL_ROWS = 20_000  # the model only needs to exist: train it on a small synthetic sample
+GOAL_PEAK_MIB = 1_536
+# Fresh interpreters that print their own peak RSS (MiB) and CPU seconds as their last line.
+CHILD = (
+    "import json, resource, sys; from mlops import cli; code = cli.main(sys.argv[1:]); "
+    "use = resource.getrusage(resource.RUSAGE_SELF); "
+    "print(json.dumps({'peak_rss_mib': use.ru_maxrss / 1024, "
+    "'cpu_seconds': use.ru_utime + use.ru_stime})); sys.exit(code)"
+)
+BASELINE = (
+    "import json, resource; from mlops.bench.drift import baseline_main; "
+    "result = baseline_main(); "
+    "result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+    "print(json.dumps(result))"
+)
+
+
+# --- the baseline: the same tests, numpy/scipy, full data ---------------------------------------
+
+
+def _binned(reference: np.ndarray, current: np.ndarray, numeric: bool):
+    """Evidently's binning: Sturges bins over both samples for numeric columns with more than 20
+    distinct values, else one bin per value."""
+    if numeric and len(np.unique(reference[:10_000])) > 20:
+        edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")
+        ref = np.histogram(reference, edges)[0] / len(reference)
+        cur = np.histogram(current, edges)[0] / len(current)
+        return ref, cur
+    keys, codes = np.unique(np.concatenate([reference, current]), return_inverse=True)
+    ref = np.bincount(codes[: len(reference)], minlength=len(keys)) / len(reference)
+    cur = np.bincount(codes[len(reference) :], minlength=len(keys)) / len(current)
+    return ref, cur
+
+
+def _fill_zeroes(share: np.ndarray) -> np.ndarray:
+    smallest = share[share > 0].min()
+    return np.where(share == 0, smallest / 1e6 if smallest <= 1e-4 else 1e-4, share)
+
+
+def stat_test(method: str, reference: np.ndarray, current: np.ndarray, numeric: bool) -> float:
+    """The score of one of the policy's stat tests, as Evidently defines it."""
+    from scipy import stats
+    from scipy.spatial import distance
+
+    if method == "wasserstein":
+        norm = max(float(np.std(reference)), 0.001)
+        return float(stats.wasserstein_distance(reference, current)) / norm
+    if method == "ks":
+        return float(stats.ks_2samp(reference, current).pvalue)
+    ref, cur = _binned(reference, current, numeric)
+    if method == "psi":
+        ref, cur = _fill_zeroes(ref), _fill_zeroes(cur)
+        return float(np.sum((ref - cur) * np.log(ref / cur)))
+    if method == "jensenshannon":
+        return float(distance.jensenshannon(ref, cur))
+    raise ValueError(f"the benchmark baseline does not implement {method!r}")
+
+
+def baseline(reference: pd.DataFrame, current: pd.DataFrame, config: Config) -> dict[str, dict]:
+    """Per feature column: score and drifted, by the configured policy, on every row."""
+    out = {}
+    for name in config.features:
+        policy: ColumnPolicy = config.drift.columns.get(name) or (
+            config.drift.numeric if name in config.numeric else config.drift.categorical
+        )
+        score = stat_test(
+            policy.method,
+            reference[name].to_numpy(dtype=np.float64),
+            current[name].to_numpy(dtype=np.float64),
+            name in config.numeric,
+        )
+        drifted = (
+            score < policy.threshold
+            if policy.method in P_VALUE_TESTS
+            else score >= policy.threshold
+        )
+        out[name] = {"method": policy.method, "score": score, "drifted": bool(drifted)}
+    return out
+
+
+def baseline_main() -> dict:
+    """In a bench directory: load both frames, then time the baseline computation alone."""
+    from mlops.config import load_config
+
+    config = load_config()
+    processed = config.data.processed_dir
+    started = time.perf_counter()
+    reference = pd.read_parquet(processed / "train.parquet", columns=config.features)
+    current = pd.read_parquet(processed / "current.parquet", columns=config.features)
+    loaded, cpu = time.perf_counter(), time.process_time()
+    columns = baseline(reference, current, config)
+    done = time.perf_counter()
+    return {
+        "seconds": round(done - loaded, 3),
+        "cpu_seconds": round(time.process_time() - cpu, 3),
+        "load_seconds": round(loaded - started, 2),
+        "flagged_columns": [name for name, column in columns.items() if column["drifted"]],
+    }
+
+
+# --- the measurement ----------------------------------------------------------------------------
+
+
+def bench_params(config: Config, model_rows: int = MODEL_ROWS) -> dict:
+    """params.yaml of the benchmark: the project's, with the synthetic source."""
+    params = config.model_dump(mode="json", by_alias=True)
+    params["data"]["source"] = "synthetic"
+    params["synthetic"].update(rows=model_rows, current_rows=model_rows // 4)
+    params["drift"]["columns"] = {}  # overrides name the project's columns, not synthetic ones
+    return params
+
+
+def prepare(root: Path, config: Config, rows: int, model_rows: int = MODEL_ROWS) -> Config:
+    """A project directory: a model trained on a small synthetic sample, two frames to compare."""
+    from mlops import synthetic
+
+    params = bench_params(config, model_rows)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bench = Config.model_validate(params)
+    processed = root / bench.data.processed_dir
+    processed.mkdir(parents=True)
+    for split, size, seed in (("train", model_rows, 1), ("test", model_rows // 4, 2)):
+        frame = synthetic.generate(bench, size, shifted=False, seed=bench.seed + seed)
+        frame.to_parquet(processed / f"{split}.parquet", index=False)
+    subprocess.run(
+        [sys.executable, "-m", "mlops", "train"], cwd=root, check=True, capture_output=True
+    )
+    reference = synthetic.generate(bench, rows, shifted=False, seed=bench.seed + 101)
+    reference.to_parquet(processed / "train.parquet", index=False)
+    del reference
+    current = synthetic.generate(bench, rows, shifted=True, seed=bench.seed + 102)
+    current.to_parquet(processed / "current.parquet", index=False)
+    return bench
+
+
+def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=root, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode not in ok:
+        raise RuntimeError(
+            f"{' '.join(argv) or 'baseline'} exited {done.returncode}: {done.stderr}"
+        )
+    return seconds, done.stdout.strip().splitlines()[-1]
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 3) if denominator else None
+
+
+def measure(config: Config, rows: int = ROWS, model_rows: int = MODEL_ROWS) -> dict:
+    """Drift vs baseline times, their ratio, flagged columns and peak memory."""
+    from mlops import synthetic
+
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        root = Path(tmp)
+        bench = prepare(root, config, rows, model_rows)
+        shifted = synthetic.shifted_columns(bench)
+        drift_seconds, line = child(root, CHILD, "drift", ok=(0, 1))
+        usage = json.loads(line)
+        report = json.loads((root / "reports" / "drift.json").read_text())
+        _, line = child(root, BASELINE)
+        scipy = json.loads(line)
+    result = {
+        "rows": rows,
+        "columns": {"numeric": len(bench.numeric), "categorical": len(bench.categorical)},
+        "shifted_columns": shifted,
+        "policy": {
+            "numeric": bench.drift.numeric.model_dump(),
+            "categorical": bench.drift.categorical.model_dump(),
+            "sample_size": bench.drift.sample_size,
+        },
+        "drift_seconds": round(drift_seconds, 2),
+        "drift_cpu_seconds": round(usage["cpu_seconds"], 2),
+        "drift_analysis_seconds": report["seconds"],
+        "drift_analysis_timings": report["timings"],
+        "drift_peak_rss_mib": round(usage["peak_rss_mib"], 1),
+        "drift_flagged_columns": report["drifted_columns"],
+        "sampled": report["sampled"],
+        "baseline_seconds": scipy["seconds"],
+        "baseline_cpu_seconds": scipy["cpu_seconds"],
+        "baseline_load_seconds": scipy["load_seconds"],
+        "baseline_peak_rss_mib": round(scipy["peak_rss_mib"], 1),
+        "baseline_flagged_columns": scipy["flagged_columns"],
+        # drift (the whole command) / baseline (its computation alone); wall and CPU time
+        "ratio": _ratio(drift_seconds, scipy["seconds"]),
+        "cpu_ratio": _ratio(usage["cpu_seconds"], scipy["cpu_seconds"]),
+        "analysis_ratio": _ratio(report["seconds"], scipy["seconds"]),
+    }
+    result["goals"] = {
+        "faster_than_baseline": result["ratio"] is not None and result["ratio"] < 1,
+        "less_cpu_than_baseline": result["cpu_ratio"] is not None and result["cpu_ratio"] < 1,
+        "flags_exactly_the_shifted_columns": sorted(report["drifted_columns"]) == sorted(shifted),
+        "same_decisions_as_full_data": sorted(report["drifted_columns"])
+        == sorted(scipy["flagged_columns"]),
+        "peak_under_1_5_gb": result["drift_peak_rss_mib"] < GOAL_PEAK_MIB,
+    }
+    log.info(
+        "drift on %d rows: %.1fs, %.1f CPU-s (baseline %.1fs, %.1f CPU-s; ratios %.2f, %.2f), "
+        "peak %.0f MiB, flagged %s",
+        rows,
+        result["drift_seconds"],
+        result["drift_cpu_seconds"],
+        result["baseline_seconds"],
+        result["baseline_cpu_seconds"],
+        result["ratio"] or float("nan"),
+        result["cpu_ratio"] or float("nan"),
+        result["drift_peak_rss_mib"],
+        result["drift_flagged_columns"],
+    )
+    return result
