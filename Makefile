@@ -14,16 +14,15 @@ STAMP := .make
 PARAMS_DIR := $(STAMP)/params
 MLOPS := $(PY) -m mlops
 SRC := src/mlops
-# Evidently and its dependencies send usage telemetry unless told not to.
+# Evidently (`evidently ui`) sends usage telemetry unless DO_NOT_TRACK is set (any value).
 export DO_NOT_TRACK := 1
-export EVIDENTLY_DISABLE_TELEMETRY := 1
 # One OpenMP/BLAS thread: identical model bytes on any machine; no thrashing on 2-core runners.
 export OMP_NUM_THREADS := 1
 
 RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
-.PHONY: all help venv data validate train evaluate promote drift drift-demo rollback models runs \
+.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui rollback models runs \
 	release-export release-import \
 	accept-data test lint format audit ci-lint bench serve summary lock docker clean clean-all
 
@@ -90,11 +89,15 @@ promote: $(STAMP)/evaluate.ok ## The gate: promote the candidate or exit 1 with 
 	@$(MLOPS) promote $(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 	@touch $(STAMP)/promote.ok
 
+# CURRENT=batch.csv replaces reports/drift.*: the stamp goes first, so `make all` re-reports the split.
 drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv to check a file
-	$(if $(CURRENT),@$(MLOPS) drift --current "$(CURRENT)")
+	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
 
-drift-demo: $(STAMP)/promote.ok ## Drift report on a deliberately drifted batch made from real data
-	@$(MLOPS) drift-demo
+drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*
+	@$(MLOPS) drift-demo $(if $(CURRENT),--current "$(CURRENT)")
+
+drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT, default 127.0.0.1:8001)
+	@$(MLOPS) drift-ui $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
 
 rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN; REASON="..." is recorded)
 	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)") $(if $(REASON),--reason "$$REASON")
@@ -164,5 +167,5 @@ clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
 	rm -rf $(STAMP) data/processed models/candidate reports/*.json reports/*.md reports/*.html \
 		reports/*.png reports/run.log
 
-clean-all: clean ## Also remove the registry, every model version and .venv
-	rm -rf models/v* models/registry.json models/runs.jsonl $(VENV)
+clean-all: clean ## Also remove the registry, every model version, the drift history and .venv
+	rm -rf models/v* models/registry.json models/runs.jsonl reports/history $(VENV)

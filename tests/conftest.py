@@ -15,7 +15,6 @@ from mlops.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
