@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +86,7 @@ def analyse(parts: dict, current: pd.DataFrame, config=None) -> dict:
     return result
 
 
-def test_embedded_2018_batch_is_mild_drift_and_passes(project, config, caplog):
+def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     """The real 2015-17 -> 2018 drift does not trip the default policy; every output is written."""
     result = drift.run(config)
     assert result["status"] == "ok"
@@ -130,23 +133,77 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config, caplog):
 
     history = drift.read_history()
     assert [entry["status"] for entry in history] == ["ok"]
-    assert (drift.WORKSPACE).is_dir()
-    from evidently.ui.workspace import Workspace
+    page = Path("reports/drift_history.html").read_text()
+    assert "<svg" in page
+    assert "<script" not in page
+    assert not EXTERNAL.search(page)
+    (snapshot,) = drift.SNAPSHOTS.glob("*-ok.json")
+    assert snapshot.stat().st_size > 10_000
 
-    workspace = Workspace(str(drift.WORKSPACE))
-    (found,) = workspace.search_project(drift.PROJECT_NAME)
-    assert len(workspace.list_runs(found.id)) == 1
-
-    # A broken workspace costs the Evidently copy of the run, never the run or its log.
-    drift.WORKSPACE.rename("workspace.bak")
-    drift.WORKSPACE.write_text("not a directory")
-    drift.record(result, snapshot=None)
-    assert [e["status"] for e in drift.read_history()] == ["ok", "ok"]
-    assert "could not add the run" in caplog.text
+    # A torn last line (a crash mid-write) is skipped, not fatal.
     with drift.HISTORY_LOG.open("a") as handle:
         handle.write('{"torn": ')
-    assert len(drift.read_history()) == 2
+    assert len(drift.read_history()) == 1
     assert os.environ["DO_NOT_TRACK"] == "1"
+
+
+def test_drift_ui_serves_every_run_offline(project, config):
+    """Snapshots are loaded into an Evidently workspace once each; `evidently ui` serves them."""
+    result = drift.run(config)
+    result["status"] = "warning"  # a second, distinct snapshot without another Evidently run
+    snapshot = next(drift.SNAPSHOTS.glob("*.json"))
+    drift.SNAPSHOTS.joinpath("20000101T000000000000Z-warning.json").write_bytes(
+        snapshot.read_bytes()
+    )
+    assert drift.build_workspace() == 2
+    assert drift.build_workspace() == 0  # already imported: nothing re-added
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DO_NOT_TRACK": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlops", "drift-ui", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        projects = wait_for_json(f"http://127.0.0.1:{port}/api/projects", server)
+        (found,) = [p for p in projects if p["name"] == drift.PROJECT_NAME]
+        runs = wait_for_json(
+            f"http://127.0.0.1:{port}/api/projects/{found['id']}/snapshots", server
+        )
+        assert len(runs) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    # Only the newest history_snapshots are kept; 0 keeps none (the log still grows).
+    drift.record(result, _FakeSnapshot(), keep=1)
+    assert [p.read_text() for p in drift.SNAPSHOTS.glob("*.json")] == ["{}"]
+    drift.record(result, _FakeSnapshot(), keep=0)
+    assert len(list(drift.SNAPSHOTS.glob("*.json"))) == 1
+    assert len(drift.read_history()) == 3
+
+
+def wait_for_json(url: str, server: subprocess.Popen, timeout: float = 120) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the UI exited"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+class _FakeSnapshot:
+    """Stands in for an Evidently snapshot where only its serialisation is written."""
+
+    def dumps(self) -> str:
+        return "{}"
 
 
 def test_injected_shift_is_found_in_exactly_those_columns(parts):
@@ -230,6 +287,7 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     result = drift.run(load_config(), current=Path("drifted.csv"))
     assert result["status"] == "alert"
     assert [e["status"] for e in drift.read_history()] == ["ok", "alert", "alert"]
+    assert len(list(drift.SNAPSHOTS.glob("*-alert.json"))) == 2
 
 
 def test_demo_drifts_real_data_and_expects_the_alert(project, config):

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "drift": ("mlops.drift", "run", "Evidently drift report: data, prediction, performance"),
     "drift-demo": ("mlops.drift", "demo_command", "make a drifted batch from real data and report"),
+    "drift-ui": ("mlops.drift", "ui_command", "every drift run in Evidently's UI (local, offline)"),
     "serve": ("mlops.serve", "serve_command", "serve the production model over HTTP"),
     "summary": ("mlops.summary", "run", "Markdown summary of metrics, gate and drift"),
     "audit": ("mlops.audit", "run", "pip-audit the lock files; never pass what was not audited"),
@@ -78,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("directory", type=Path, metavar="DIR")
         if name == "release-export":
             command.add_argument("--version", help="export this version instead (e.g. v2)")
-        if name == "serve":
+        if name in ("serve", "drift-ui"):
             command.add_argument("--host")
             command.add_argument("--port", type=int)
         if name == "runs":
@@ -131,9 +132,11 @@ def dispatch(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     extras = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     try:
+        config, function = load_config(args.params), entry(args.command)
         # One thread: the same model bytes on any machine, no OpenMP thrashing on small runners.
+        # Entered after the imports above: threadpoolctl limits only libraries already loaded.
         with threadpool_limits(limits=1):
-            entry(args.command)(load_config(args.params), **extras)
+            function(config, **extras)
     except InputError as exc:
         log.error("error: %s", exc)
         return exc.exit_code

@@ -87,6 +87,7 @@ class TrainConfig(Section):
     hyperparameters: dict[Estimator, dict[str, Any]] = {}
     cv_folds: Annotated[int, Field(ge=0, le=20)] = 0
     search: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    native_categorical: bool = False
 
     @model_validator(mode="after")
     def _known_parameters(self) -> TrainConfig:
@@ -150,6 +151,7 @@ class DriftConfig(Section):
     performance_tolerance: Fraction = 0.02
     sample_size: Annotated[int, Field(ge=1_000)] = 100_000
     min_rows: Annotated[int, Field(ge=50)] = 200
+    history_snapshots: Annotated[int, Field(ge=0)] = 100
 
     @model_validator(mode="after")
     def _kinds(self) -> DriftConfig:

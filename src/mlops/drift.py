@@ -1,16 +1,18 @@
 """Stage `make drift`: data, prediction and performance drift of a current batch, with Evidently.
 
-Outputs reports/drift.{html,json,md}; every run is also recorded in reports/history/ (a JSON-lines
-log and an Evidently workspace for `evidently ui`). Exit: 0 no alert, 1 alert with
-drift.fail_on_drift, 2 unusable input. Evidently is imported only when a report is computed.
+Outputs reports/drift.{html,json,md}; every run is also recorded: reports/history/drift.jsonl,
+the static page reports/drift_history.html and Evidently snapshots for `make drift-ui`. Exit: 0 no
+alert, 1 alert with drift.fail_on_drift, 2 unusable input. Evidently is imported only when used.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +29,12 @@ log = logging.getLogger(__name__)
 REPORTS = Path("reports")
 HISTORY_DIR = REPORTS / "history"
 HISTORY_LOG = HISTORY_DIR / "drift.jsonl"
+HISTORY_PAGE = REPORTS / "drift_history.html"
+SNAPSHOTS = HISTORY_DIR / "snapshots"
 WORKSPACE = HISTORY_DIR / "workspace"
+IMPORTED = WORKSPACE / "imported.txt"
 PROJECT_NAME = "drift"
+UI_PORT = 8001  # `make serve` has 8000
 DEMO_BATCH = Path("data/processed/drift_demo.csv")
 PREDICTION = "predicted_probability"
 # Degradation must exceed the tolerance by this many standard errors of the current estimate,
@@ -49,10 +55,9 @@ CHECK_WORDS = {
 
 
 def telemetry_off() -> None:
-    """Evidently (and the iterative-telemetry package it uses) send nothing when these are set."""
+    """Evidently 0.7's only switch: DO_NOT_TRACK set (to anything) silences its usage events, both
+    the library's logger and `evidently ui`'s; child processes (drift-ui) inherit it."""
     os.environ["DO_NOT_TRACK"] = "1"
-    os.environ["ITERATIVE_DO_NOT_TRACK"] = "1"
-    os.environ["EVIDENTLY_DISABLE_TELEMETRY"] = "1"
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -518,8 +523,10 @@ def history_entry(result: dict) -> dict:
         "status": result["status"],
         "dataset_drift": result["dataset_drift"],
         "share_drifted": result["share_drifted"],
+        "drift_share": result["drift_share"],
         "drifted_columns": result["drifted_columns"],
         "prediction_score": result["prediction_drift"]["score"],
+        "prediction_threshold": result["prediction_drift"]["threshold"],
         "prediction_drifted": result["prediction_drift"]["drifted"],
         "performance": perf["current"],
         "degraded": perf["degraded"],
@@ -541,19 +548,127 @@ def read_history(path: Path = HISTORY_LOG) -> list[dict]:
     return entries
 
 
-def record(result: dict, snapshot: Any) -> None:
-    """Append the run to reports/history/drift.jsonl and to the Evidently workspace."""
-    lines = [json.dumps(e, sort_keys=True) for e in [*read_history(), history_entry(result)]]
-    files.write_text(HISTORY_LOG, "\n".join(lines) + "\n")
-    try:
-        add_to_workspace(snapshot, WORKSPACE)
-    except Exception as exc:  # a broken workspace must not hide the drift verdict
-        log.warning("history: could not add the run to %s: %s", WORKSPACE, exc)
+def record(result: dict, snapshot: Any, keep: int) -> None:
+    """Every run: a line in reports/history/drift.jsonl, the static page redrawn, and Evidently's
+    snapshot saved (the newest `keep`) for `make drift-ui`. Cost independent of history length,
+    apart from the small log and page."""
+    entries = [*read_history(), history_entry(result)]
+    files.write_text(HISTORY_LOG, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+    files.write_text(HISTORY_PAGE, history_page(entries))
+    if keep <= 0:
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    files.write_text(SNAPSHOTS / f"{stamp}-{result['status']}.json", snapshot.dumps())
+    for old in sorted(SNAPSHOTS.glob("*.json"))[:-keep]:
+        old.unlink()
 
 
-def add_to_workspace(snapshot: Any, path: Path) -> str:
-    """Add the snapshot to the local Evidently workspace (project "drift", with a dashboard)."""
+def _svg_line(values: list[float | None], limit: float | None, title: str) -> str:
+    """A small self-contained SVG line chart of values per run, with the alert threshold."""
+    width, height, pad = 640, 160, 28
+    points = [v for v in values if v is not None]
+    top = max([*points, limit or 0.0, 1e-9]) * 1.1
+    step = (width - 2 * pad) / max(len(values) - 1, 1)
+
+    def y(v: float) -> float:
+        return height - pad - (height - 2 * pad) * v / top
+
+    path = " ".join(
+        f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(values) if v is not None
+    )
+    dots = "".join(
+        f'<circle cx="{pad + i * step:.1f}" cy="{y(v):.1f}" r="3"/>'
+        for i, v in enumerate(values)
+        if v is not None
+    )
+    line = (
+        f'<line x1="{pad}" x2="{width - pad}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
+        f'class="limit"/><text x="{width - pad}" y="{y(limit) - 4:.1f}" text-anchor="end">'
+        f"alert at {limit:g}</text>"
+        if limit is not None
+        else ""
+    )
+    return (
+        f"<figure><figcaption>{html.escape(title)}</figcaption>"
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
+        f'<line x1="{pad}" x2="{pad}" y1="{pad}" y2="{height - pad}" class="axis"/>'
+        f'<line x1="{pad}" x2="{width - pad}" y1="{height - pad}" y2="{height - pad}" '
+        f'class="axis"/><text x="{pad - 4}" y="{pad}" text-anchor="end">{top:.2g}</text>'
+        f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">0</text>{line}'
+        f'<polyline points="{path}"/>{dots}</svg></figure>'
+    )
+
+
+def history_page(entries: list[dict]) -> str:
+    """reports/drift_history.html: every run over time, no script, no network."""
+    latest = entries[-1]
+    charts = _svg_line(
+        [e["share_drifted"] for e in entries],
+        latest.get("drift_share"),
+        "Share of drifted feature columns per run",
+    ) + _svg_line(
+        [e["prediction_score"] for e in entries],
+        latest.get("prediction_threshold"),
+        "Prediction drift score per run",
+    )
+    rows = []
+    for e in reversed(entries):
+        perf = e.get("performance") or {}
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in perf.items() if v is not None) or "no labels"
+        cells = [
+            e["created_at"],
+            e["batch"],
+            e["status"] + (" (degraded)" if e.get("degraded") else ""),
+            f"{e['share_drifted']:.3f}",
+            ", ".join(e["drifted_columns"]) or "-",
+            f"{e['prediction_score']:.3f}",
+            figures,
+            f"{e['current_rows']:,}",
+            e["model"],
+        ]
+        cells_html = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        rows.append(f'<tr class="{html.escape(e["status"])}">{cells_html}</tr>')
+    header = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "run (UTC)",
+            "batch",
+            "status",
+            "share drifted",
+            "drifted columns",
+            "prediction score",
+            "performance",
+            "rows",
+            "model",
+        )
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Drift history</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+figure {{ display: inline-block; margin: 0 2em 1em 0; }}
+svg text {{ font-size: 10px; fill: #555; }}
+polyline {{ fill: none; stroke: #1f77b4; stroke-width: 2; }} circle {{ fill: #1f77b4; }}
+.axis {{ stroke: #999; }} .limit {{ stroke: #d62728; stroke-dasharray: 4 3; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 4px 8px; }}
+tr.alert td {{ background: #fde2e1; }} tr.warning td {{ background: #fff4d6; }}
+</style></head><body>
+<h1>Drift history</h1>
+<p>{len(entries)} run(s) of <code>make drift</code> / <code>make drift-demo</code>, oldest to newest
+in the charts, newest first in the table. Each run's full report is kept as an Evidently snapshot
+in <code>reports/history/snapshots/</code>: <code>make drift-ui</code> shows them in Evidently's
+UI.</p>
+{charts}
+<table><thead><tr>{header}</tr></thead><tbody>
+{"".join(rows)}
+</tbody></table></body></html>
+"""
+
+
+def build_workspace(snapshots: Path = SNAPSHOTS, path: Path = WORKSPACE) -> int:
+    """Add the saved snapshots not yet in the Evidently workspace; return how many were added."""
     telemetry_off()
+    from evidently.core.report import Snapshot
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(path))
@@ -565,7 +680,16 @@ def add_to_workspace(snapshot: Any, path: Path) -> str:
             PROJECT_NAME, description="Every `make drift` run: current batch vs reference"
         )
         add_dashboard(project)
-    return str(workspace.add_run(project.id, snapshot, include_data=False).id)
+    imported = set(IMPORTED.read_text().split()) if IMPORTED.is_file() else set()
+    added = 0
+    for snapshot in sorted(snapshots.glob("*.json")):
+        if snapshot.name in imported:
+            continue
+        workspace.add_run(project.id, Snapshot.load(str(snapshot)), include_data=False)
+        imported.add(snapshot.name)
+        files.write_text(IMPORTED, "".join(f"{name}\n" for name in sorted(imported)))
+        added += 1
+    return added
 
 
 def add_dashboard(project: Any) -> None:
@@ -599,6 +723,23 @@ def add_dashboard(project: Any) -> None:
     )
 
 
+def ui_command(config: Config, host: str | None = None, port: int | None = None) -> None:
+    """`make drift-ui`: load new snapshots into the workspace, then serve Evidently's UI."""
+    added = build_workspace()
+    host, port = host or config.serve.host, port or UI_PORT
+    log.info(
+        "%d new run(s) added to %s; Evidently UI on http://%s:%d (Ctrl-C stops it)",
+        added,
+        WORKSPACE,
+        host,
+        port,
+    )
+    for handler in logging.getLogger("mlops").handlers:
+        handler.flush()
+    argv = ["-m", "evidently.cli", "ui", "--workspace", str(WORKSPACE)]
+    os.execv(sys.executable, [sys.executable, *argv, "--host", host, "--port", str(port)])
+
+
 # --- entry points -------------------------------------------------------------------------------
 
 
@@ -629,7 +770,7 @@ def report(
         model_info=model_info,
     )
     write_reports(result, snapshot, prefix)
-    record(result, snapshot)
+    record(result, snapshot, config.drift.history_snapshots)
     log.info(
         "%s: %d of %d columns drifted (share %.2f), prediction %s %.3f, performance %s; "
         "reports %s.{html,json,md}",
