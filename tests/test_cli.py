@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 
@@ -50,3 +52,22 @@ def test_module_entry_point_in_subprocess(project):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "[data] error: params.yaml: data: missing section"
+
+
+def test_stage_runs_on_one_openmp_thread(project):
+    probe = (
+        "import json, sys; from mlops import cli; from threadpoolctl import threadpool_info\n"
+        "cli.entry = lambda name: lambda config: print(json.dumps(threadpool_info()))\n"
+        "sys.exit(cli.main(['validate']))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    threads = {lib["user_api"]: lib["num_threads"] for lib in json.loads(result.stdout)}
+    assert threads["openmp"] == 1

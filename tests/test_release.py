@@ -29,7 +29,7 @@ def test_export_writes_the_promoted_version(project, config, tmp_path):
     assert card.startswith("# Model v1\n")
     assert metadata["model_sha256"] in card
     assert "| min_accuracy |" in card
-    assert json.loads((bundle / "metrics.json").read_text())["accuracy"] == pytest.approx(0.7912)
+    assert json.loads((bundle / "metrics.json").read_text())["accuracy"] == pytest.approx(0.7936)
 
 
 def test_export_writes_nothing_when_nothing_was_promoted(project, config, tmp_path):

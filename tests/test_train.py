@@ -87,3 +87,12 @@ def test_synthetic_pipeline_end_to_end(fresh):
     for stage in (data, validate, train):
         stage.run(config)
     assert evaluate.run(config)["roc_auc"] > 0.7
+
+
+def test_native_categorical_mode(project):
+    edit_params(project / "params.yaml", lambda p: p["train"].update(native_categorical=True))
+    config = load_config()
+    pipeline = train.build_pipeline(config)
+    assert pipeline.named_steps["model"].categorical_features[0] is True
+    train.run(config)
+    assert evaluate.run(config)["accuracy"] > 0.78

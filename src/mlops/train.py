@@ -62,6 +62,10 @@ def build_pipeline(config: Config) -> Pipeline:
             ),
             ("numeric", StandardScaler(), numeric),
         ]
+    elif name == "hist_gradient_boosting" and not config.train.native_categorical:
+        # Trees split integer codes exactly; HGB's native categorical mode re-encodes every
+        # predict call, which costs several ms a request when serving (measured in make bench).
+        return Pipeline([("preprocess", "passthrough"), ("model", estimator_class(name)(**params))])
     else:
         ordinal = OrdinalEncoder(
             handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64
