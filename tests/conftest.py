@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_limits
 
-from mlops import data, evaluate, train, validate
+from mlops import data, evaluate, promote, train, validate
 from mlops.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,20 @@ def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config = load_config()
         for stage in (data, validate, train, evaluate):
             stage.run(config)
+    finally:
+        os.chdir(previous)
+    return root
+
+
+@pytest.fixture(scope="session")
+def promoted_dir(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
+    """A copy of pipeline_dir whose candidate went through the gate: production v1 (read-only)."""
+    root = tmp_path_factory.mktemp("promoted") / "project"
+    shutil.copytree(pipeline_dir, root)
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        promote.run(load_config())
     finally:
         os.chdir(previous)
     return root

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +24,16 @@ def edit_params(path: Path, edit) -> None:
     params: dict[str, Any] = yaml.safe_load(path.read_text())
     edit(params)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_module(project: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m mlops ARGV` in a fresh interpreter in the project copy."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *argv],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DO_NOT_TRACK": "1", **(env or {})},
+        timeout=600,
+    )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from mlops import promote
 from mlops.bench import serving
 from mlops.config import Config, load_config
 
@@ -17,17 +14,9 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
-    """One project copy with production v1, shared by the tests that only read it."""
-    root = tmp_path_factory.mktemp("bench") / "project"
-    shutil.copytree(pipeline_dir, root)
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        promote.run(load_config())
-    finally:
-        os.chdir(previous)
-    return root
+def promoted(promoted_dir: Path) -> Path:
+    """The session's promoted project (read-only)."""
+    return promoted_dir
 
 
 @pytest.fixture

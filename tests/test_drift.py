@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import edit_params, run_cli
+from helpers import edit_params, run_cli, run_module
 from mlops import drift, promote
 from mlops.config import load_config
 from mlops.errors import CheckFailed, InputError
@@ -36,19 +36,6 @@ CONTRACT_KEYS = {
 EXTERNAL = re.compile(
     r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", re.I
 )
-
-
-def cli(project: Path, *argv: str) -> subprocess.CompletedProcess:
-    """`python -m mlops ARGV` in a fresh interpreter in the project copy."""
-    env = {**os.environ, "DO_NOT_TRACK": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mlops", *argv],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +261,7 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     assert "no 'employed' column" in saved["performance"]["note"]
     assert "Performance:** not measured" in Path("reports/drift.md").read_text()
 
-    done = cli(project, "drift", "--current", "drifted.csv")
+    done = run_module(project, "drift", "--current", "drifted.csv")
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()[-1:]
     assert "FAILED: prediction drift" in line
@@ -363,7 +350,7 @@ def test_malformed_batches_exit_2_with_one_line(project, capsys, name):
     current = pd.read_parquet("data/processed/current.parquet").drop(columns=["year"])
     path = write_bad(name, current)
     if name in SUBPROCESS:
-        done = cli(project, "drift", "--current", str(path))
+        done = run_module(project, "drift", "--current", str(path))
         code, stderr = done.returncode, done.stderr
     else:
         code, stderr = run_cli(capsys, "drift", "--current", str(path))

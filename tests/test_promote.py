@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -16,20 +15,9 @@ from pathlib import Path
 import pytest
 
 from candidates import BETTER, CLOSE, WEAK, snapshot, train_candidate, with_policy
-from helpers import edit_params, run_cli
+from helpers import edit_params, run_cli, run_module
 from mlops import files, promote, registry, runlog
 from mlops.errors import CheckFailed, InputError
-
-
-def cli(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def report() -> dict:
@@ -250,7 +238,7 @@ def test_cli_exit_codes(project, config, capsys):
     assert run_cli(capsys, "promote")[0] == 0
     assert run_cli(capsys, "promote")[0] == 0  # unchanged
     train_candidate(config, **WEAK)
-    rejected = cli(project, "promote")
+    rejected = run_module(project, "promote")
     assert rejected.returncode == 1
     assert "FAILED: candidate rejected: accuracy 0.77" in rejected.stderr
     assert "Traceback" not in rejected.stderr
@@ -262,7 +250,7 @@ def test_tampered_production_is_exit_2(project, config):
         handle.write(b"\0")
     train_candidate(config, **BETTER)
     before = snapshot(project / "models")
-    result = cli(project, "promote")
+    result = run_module(project, "promote")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "models/v1/model.joblib: sha256 does not match" in result.stderr
@@ -271,7 +259,7 @@ def test_tampered_production_is_exit_2(project, config):
 
 def test_threshold_outside_unit_interval_is_exit_2(project, capsys):
     edit_params(project / "params.yaml", lambda p: p["promotion"].update(min_accuracy=1.5))
-    result = cli(project, "promote")
+    result = run_module(project, "promote")
     assert result.returncode == 2
     assert "promotion.min_accuracy" in result.stderr
     assert not (project / "models/registry.json").exists()
@@ -309,7 +297,7 @@ def test_sigkill_at_each_point_of_a_promotion(project, config, point, expected):
     assert point in registry.KILL_POINTS
     promote.run(config)
     train_candidate(config, **BETTER)
-    killed = cli(project, "promote", env={registry.KILL_ENV: point})
+    killed = run_module(project, "promote", env={registry.KILL_ENV: point})
     assert killed.returncode == -signal.SIGKILL
     assert assert_consistent(project / "models", {"v1", "v2"}) == expected
     # the next run finishes the job and cleans what the killed one left behind

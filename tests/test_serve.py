@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -43,17 +42,9 @@ def served(project: Path, config: Config) -> Config:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
-    """One promoted project for the tests that only read (do not modify it)."""
-    root = tmp_path_factory.mktemp("served") / "project"
-    shutil.copytree(pipeline_dir, root)
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        promote.run(load_config())
-    finally:
-        os.chdir(previous)
-    return root
+def shared(promoted_dir: Path) -> Path:
+    """The session's promoted project (read-only)."""
+    return promoted_dir
 
 
 @pytest.fixture(scope="module")
