@@ -31,7 +31,7 @@ def test_repository_params_load():
         (lambda p: p["promotion"].update(max_regression=-0.1), "promotion.max_regression"),
         (lambda p: p.update(seed="42"), "seed: Input should be a valid integer"),
         (lambda p: p["train"].update(estimator="xgboost"), "train.estimator: Input should be"),
-        (lambda p: p["drift"].update(method="magic"), "drift.method"),
+        (lambda p: p["drift"]["numeric"].update(method="magic"), "drift.numeric.method"),
         (lambda p: p["data"].update(test_size=1.0), "data.test_size"),
         (
             lambda p: p["schema"]["numeric"].update(AGEP={"min": 5, "max": 1}),
