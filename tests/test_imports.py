@@ -1,0 +1,67 @@
+"""Heavy imports: GC paused and frozen around them; background imports that a later one joins."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+from mlops.imports import heavy_imports, import_in_background
+
+
+def test_heavy_imports_freeze_what_they_load_and_restore_the_gc():
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    with heavy_imports():
+        assert not gc.isenabled()
+        kept = [{"cycle": None} for _ in range(100)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    with heavy_imports():
+        with heavy_imports():
+            pass
+        assert not gc.isenabled(), "an inner block must not switch the GC back on"
+    assert gc.isenabled()
+
+
+def test_heavy_imports_restore_a_disabled_gc_as_disabled():
+    gc.disable()
+    try:
+        with heavy_imports():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_background_import_is_joined_by_the_next_import():
+    """A fresh interpreter: the module is loaded on the thread, then imported as usual."""
+    done = run_python(
+        "import sys, gc; from mlops.imports import import_in_background\n"
+        "thread = import_in_background('json.tool', 'email.mime.text')\n"
+        "import json.tool, email.mime.text\n"
+        "thread.join()\n"
+        "assert 'email.mime.text' in sys.modules and gc.isenabled()\n"
+        "print('ok', thread.name)"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok import json.tool, email.mime.text"
+    assert done.stderr == ""
+
+
+def test_a_failed_background_import_is_raised_by_the_next_import_only():
+    thread = import_in_background("mlops_no_such_module")
+    thread.join()
+    assert gc.isenabled()
+    done = run_python(
+        "from mlops.imports import import_in_background\n"
+        "import_in_background('mlops_no_such_module').join()\n"
+        "import mlops_no_such_module"
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("ModuleNotFoundError") == 1
+    assert "Exception in thread" not in done.stderr
