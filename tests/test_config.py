@@ -92,3 +92,15 @@ def test_synthetic_source_generates_feature_names(tmp_path):
     assert config.features[:2] == ["cat_0", "cat_1"]
     assert len(config.features) == config.synthetic.numeric + config.synthetic.categorical
     assert '"seed"' in stage_params(config, "data")
+
+
+def test_drift_policy_per_column_override_else_type_default(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    override = {"method": "ks", "threshold": 0.01}
+    edit_params(path, lambda p: p["drift"].update(columns={"AGEP": override}))
+    config = load_config(path)
+    assert config.drift_policy("AGEP").model_dump() == override
+    assert config.drift_policy("SCHL") == config.drift.categorical
+    numeric = [name for name in config.numeric if name != "AGEP"]
+    assert all(config.drift_policy(name) == config.drift.numeric for name in numeric)

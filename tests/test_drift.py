@@ -113,6 +113,10 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     html = Path("reports/drift.html").read_text()
     assert len(html) > 100_000
     assert "<script" in html
+    # The dataset verdict, then a panel and a pass/fail test per feature and for the predictions.
+    assert "Count of Drifted Columns" in html
+    for name in [*config.features, drift.PREDICTION]:
+        assert f"Value Drift for column {name}" in html, name
     assert EXTERNAL.search(
         '<script type="module" src="https://cdn.example/x.js">'
     )  # the probe works

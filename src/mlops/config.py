@@ -207,6 +207,12 @@ class Config(Section):
         """Model inputs in a fixed order: categorical first, then numeric."""
         return [*self.categorical, *self.numeric]
 
+    def drift_policy(self, column: str) -> ColumnPolicy:
+        """One feature's stat test and threshold: its drift.columns override, else its type's."""
+        if column in self.drift.columns:
+            return self.drift.columns[column]
+        return self.drift.numeric if column in self.numeric else self.drift.categorical
+
     @model_validator(mode="after")
     def _columns_declared(self) -> Config:
         if self.data.source == "raw" and not self.features:

@@ -24,6 +24,7 @@ import pandas as pd
 from mlops import files
 from mlops.config import P_VALUE_TESTS, Config
 from mlops.errors import CheckFailed, InputError
+from mlops.imports import heavy_imports, import_in_background
 
 log = logging.getLogger(__name__)
 REPORTS = Path("reports")
@@ -244,6 +245,12 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 # --- the Evidently report -----------------------------------------------------------------------
 
 
+def import_evidently() -> None:
+    """Import Evidently (about 2 s) while the data is read and scored (see import_in_background)."""
+    telemetry_off()
+    import_in_background("evidently", "evidently.metrics")
+
+
 def evidently_snapshot(
     config: Config,
     reference: pd.DataFrame,
@@ -253,32 +260,49 @@ def evidently_snapshot(
     tags: list[str],
     metadata: dict[str, str],
 ):
-    """Run Evidently's DataDriftPreset on the features plus ValueDrift on the predictions."""
+    """Run Evidently on the features (per column and as a whole) and on the predictions.
+
+    The metrics are those DataDriftPreset expands to, DriftedColumnsCount and one ValueDrift per
+    feature, without the preset itself: its overview table computes every column's test twice
+    more while rendering (1.5-2 s at 50k rows, measured). The HTML shows the drifted-columns
+    count and one panel per column instead.
+    """
     telemetry_off()
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+    with heavy_imports():
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     policy = config.drift
-    numeric, categorical = list(config.numeric), list(config.categorical)
-    definition = DataDefinition(
-        numerical_columns=[*numeric, PREDICTION], categorical_columns=categorical
-    )
-    columns = [*config.features, PREDICTION]
-    preset = DataDriftPreset(
+    overrides = policy.columns
+    dataset = DriftedColumnsCount(
         columns=config.features,
         drift_share=policy.drift_share,
         num_method=policy.numeric.method,
         num_threshold=policy.numeric.threshold,
         cat_method=policy.categorical.method,
         cat_threshold=policy.categorical.threshold,
-        per_column_method={name: p.method for name, p in policy.columns.items()} or None,
-        per_column_threshold={name: p.threshold for name, p in policy.columns.items()} or None,
+        per_column_method={name: p.method for name, p in overrides.items()} or None,
+        per_column_threshold={name: p.threshold for name, p in overrides.items()} or None,
     )
+    per_column = [
+        ValueDrift(
+            column=name,
+            method=config.drift_policy(name).method,
+            threshold=config.drift_policy(name).threshold,
+        )
+        for name in config.features
+    ]
     prediction = ValueDrift(
         column=PREDICTION, method=policy.prediction.method, threshold=policy.prediction.threshold
     )
-    report = Report([preset, prediction], include_tests=True, metadata=metadata, tags=tags)
+    report = Report(
+        [dataset, *per_column, prediction], include_tests=True, metadata=metadata, tags=tags
+    )
+    definition = DataDefinition(
+        numerical_columns=[*config.numeric, PREDICTION],
+        categorical_columns=list(config.categorical),
+    )
+    columns = [*config.features, PREDICTION]
     return report.run(
         Dataset.from_pandas(current[columns], data_definition=definition),
         Dataset.from_pandas(reference[columns], data_definition=definition),
@@ -790,6 +814,7 @@ def report(
 
 def run(config: Config, current: Path | None = None) -> dict:
     """`make drift [CURRENT=batch.csv]`: exit 1 (CheckFailed) on an alert with fail_on_drift."""
+    import_evidently()
     frame, batch, with_labels = load_current(config, current)
     result = report(config, frame, labelled=with_labels, batch=batch, prefix=REPORTS / "drift")
     if result["status"] == "alert":
@@ -837,6 +862,7 @@ def demo_command(config: Config, current: Path | None = None) -> dict:
     Writes data/processed/drift_demo.csv and reports/drift_demo.{html,json,md}. Exit 0 when the
     drifted batch raises the alert (the demo worked), 1 when it does not (monitoring too lax).
     """
+    import_evidently()
     frame, batch, with_labels = load_current(config, current)
     drifted, changes = drifted_batch(frame, config, config.seed)
     files.atomic_write(DEMO_BATCH, lambda tmp: drifted.to_csv(tmp, index=False))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlops.config import P_VALUE_TESTS, ColumnPolicy, Config
+from mlops.config import P_VALUE_TESTS, Config
 
 log = logging.getLogger(__name__)
 ROWS = 1_000_000
@@ -86,9 +86,7 @@ def baseline(reference: pd.DataFrame, current: pd.DataFrame, config: Config) -> 
     """Per feature column: score and drifted, by the configured policy, on every row."""
     out = {}
     for name in config.features:
-        policy: ColumnPolicy = config.drift.columns.get(name) or (
-            config.drift.numeric if name in config.numeric else config.drift.categorical
-        )
+        policy = config.drift_policy(name)
         score = stat_test(
             policy.method,
             reference[name].to_numpy(dtype=np.float64),
