@@ -128,13 +128,11 @@ def dispatch(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from mlops.config import load_config
-    from mlops.imports import heavy_imports
 
     started = time.perf_counter()
     extras = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     try:
-        with heavy_imports():
-            config, function = load_config(args.params), entry(args.command)
+        config, function = load_config(args.params), entry(args.command)
         # One thread: the same model bytes on any machine, no OpenMP thrashing on small runners.
         # Entered after the imports above: threadpoolctl limits only libraries already loaded.
         with threadpool_limits(limits=1):
