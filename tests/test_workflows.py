@@ -35,6 +35,12 @@ WRITERS = {
     ("pipeline.yml", "release"): {"contents": "write"},
     ("drift.yml", "alert"): {"issues": "write"},
 }
+# Read permissions beyond contents: read.
+READERS = {
+    ("drift.yml", "drift"): {"contents": "read", "actions": "read"},
+}
+# Artifacts found again by name in a later run (all others are named by commit or run).
+STABLE_ARTIFACTS = {"drift-history"}
 OLD = 946_684_800  # 2000-01-01: clone files older than the shared .venv and npm stamps
 
 
@@ -112,7 +118,7 @@ def test_every_job_has_a_name_timeout_and_least_privilege():
         assert isinstance(job.get("timeout-minutes"), int), where
         assert 1 <= job["timeout-minutes"] <= 60, where
         assert job["runs-on"] == "ubuntu-24.04", where
-        expected = WRITERS.get((name, job_id), {"contents": "read"})
+        expected = WRITERS.get((name, job_id)) or READERS.get((name, job_id), {"contents": "read"})
         assert job.get("permissions") == expected, where
 
 
@@ -250,7 +256,8 @@ def test_artifacts_are_named_by_commit_and_expire():
         if not step.get("uses", "").startswith("actions/upload-artifact@"):
             continue
         options = step["with"]
-        assert "${{ env.COMMIT }}" in options["name"] or "github." in options["name"], where
+        named = "${{ env.COMMIT }}" in options["name"] or "github." in options["name"]
+        assert named or options["name"] in STABLE_ARTIFACTS, where
         assert 1 <= options["retention-days"] <= 90, where
         assert options["if-no-files-found"] == "error", where
 
@@ -277,7 +284,7 @@ def test_dependabot_updates_pip_and_actions_with_a_cooldown():
 
 
 def test_tool_scripts():
-    for name in ("production-release.sh", "docker-smoke.sh"):
+    for name in ("production-release.sh", "docker-smoke.sh", "drift-history.sh"):
         path = ROOT / "tools" / name
         assert os.access(path, os.X_OK), name
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, name
@@ -286,6 +293,73 @@ def test_tool_scripts():
     )
     assert usage.returncode == 2
     assert "usage:" in usage.stderr
+
+
+FAKE_GH = r"""#!/usr/bin/env bash
+# gh stand-in: `run list` prints $RUNS; `run download ID ... --dir DIR` copies $ARTIFACTS/ID into
+# DIR, or fails as gh does when that run has no such artifact.
+echo "gh $*" >> "$GH_CALLS"
+case "$1 $2" in
+  "run list")
+    [[ -z ${LIST_FAILS:-} ]] || { echo "HTTP 403: Resource not accessible" >&2; exit 1; }
+    printf '%s\n' $RUNS ;;
+  "run download")
+    dir=${*: -1}
+    [[ -d $ARTIFACTS/$3 ]] || { echo "no valid artifacts found to download" >&2; exit 1; }
+    mkdir -p "$dir" && cp -r "$ARTIFACTS/$3/." "$dir/" ;;
+  *) exit 64 ;;
+esac
+"""
+
+
+def drift_history(tmp_path: Path, runs: str, **env: str) -> subprocess.CompletedProcess:
+    """tools/drift-history.sh in an empty workspace, against the gh stand-in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir(exist_ok=True)
+    return subprocess.run(
+        [str(ROOT / "tools/drift-history.sh"), "download", "main"],
+        cwd=workspace,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "RUNS": runs,
+            "ARTIFACTS": str(tmp_path / "artifacts"),
+            "GH_CALLS": str(tmp_path / "calls"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_drift_history_is_restored_from_the_newest_run_that_has_it(tmp_path):
+    history = tmp_path / "artifacts" / "20" / "history"
+    history.mkdir(parents=True)
+    (history / "drift.jsonl").write_text('{"status": "ok"}\n{"status": "alert"}\n')
+    (history.parent / "drift_history.html").write_text("<html></html>")
+    done = drift_history(tmp_path, "30 20 10")  # run 30 failed before uploading its history
+    assert done.returncode == 0, done.stderr
+    assert "2 earlier run(s), from run 20" in done.stdout
+    restored = tmp_path / "workspace" / "reports" / "history" / "drift.jsonl"
+    assert restored.read_text() == (history / "drift.jsonl").read_text()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0].startswith("gh run list --workflow drift.yml --branch main --status completed")
+    downloads = [call.split(" --dir ")[0] for call in calls[1:]]
+    assert downloads == [f"gh run download {run} --name drift-history" for run in ("30", "20")]
+    assert len(calls) == 3, "stops at the first history found"
+
+
+@pytest.mark.parametrize(("runs", "env"), [("", {}), ("5 4", {}), ("", {"LIST_FAILS": "1"})])
+def test_no_drift_history_is_a_warning_and_a_new_one(tmp_path, runs, env):
+    done = drift_history(tmp_path, runs, **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("::warning::drift history: none found in ")
+    assert "this run starts a new one" in done.stdout
+    assert not (tmp_path / "workspace" / "reports").exists()
 
 
 # ---------------------------------------------------------------- the github-script bots
