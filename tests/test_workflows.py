@@ -362,6 +362,56 @@ def test_no_drift_history_is_a_warning_and_a_new_one(tmp_path, runs, env):
     assert not (tmp_path / "workspace" / "reports").exists()
 
 
+FAKE_MAKE = r"""#!/usr/bin/env bash
+# make stand-in for the drift step: writes reports/drift.json with $STATUS (unless empty) and
+# exits $CODE, as GNU Make does (2) when `python -m mlops drift` fails.
+if [[ -n $STATUS ]]; then
+  mkdir -p reports && echo "{\"status\": \"$STATUS\"}" > reports/drift.json
+fi
+exit "$CODE"
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "stale", "expected"),
+    [
+        ("0", "ok", False, "0"),
+        ("2", "alert", False, "1"),  # the alert: Make's 2 is mapped to 1
+        ("2", "", False, "2"),  # failed before writing a report
+        ("2", "", True, "2"),  # an alert report left by an earlier run does not count
+        ("2", "ok", False, "2"),  # failed after the report (history, say): not an alert
+    ],
+)
+def test_drift_step_tells_an_alert_from_a_failure(tmp_path, code, status, stale, expected):
+    (step,) = [
+        s for s in workflows()["drift.yml"]["jobs"]["drift"]["steps"] if s.get("id") == "drift"
+    ]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(FAKE_MAKE)
+    (bin_dir / "make").chmod(0o755)
+    if stale:
+        (tmp_path / "reports").mkdir()
+        (tmp_path / "reports/drift.json").write_text('{"status": "alert"}')
+        os.utime(tmp_path / "reports/drift.json", (OLD, OLD))
+    output = tmp_path / "output"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "GITHUB_OUTPUT": str(output),
+            "CODE": code,
+            "STATUS": status,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == f"exit-code={expected}\n"
+
+
 # ---------------------------------------------------------------- the github-script bots
 
 HARNESS = Path(__file__).parent / "fixtures" / "github_script_harness.cjs"
