@@ -149,7 +149,7 @@ class DriftConfig(Section):
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     prediction: ColumnPolicy
     performance_tolerance: Fraction = 0.02
-    sample_size: Annotated[int, Field(ge=1_000)] = 50_000
+    sample_size: Annotated[int, Field(ge=1_000)] = 30_000
     min_rows: Annotated[int, Field(ge=50)] = 200
     history_snapshots: Annotated[int, Field(ge=0)] = 100
 
