@@ -273,24 +273,18 @@ def evidently_snapshot(
         from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     policy = config.drift
-    overrides = policy.columns
+    # Each feature's test, resolved once (Config.drift_policy) for both the dataset count and the
+    # per-column metrics, so the two can never disagree.
+    tests = {name: config.drift_policy(name) for name in config.features}
     dataset = DriftedColumnsCount(
         columns=config.features,
         drift_share=policy.drift_share,
-        num_method=policy.numeric.method,
-        num_threshold=policy.numeric.threshold,
-        cat_method=policy.categorical.method,
-        cat_threshold=policy.categorical.threshold,
-        per_column_method={name: p.method for name, p in overrides.items()} or None,
-        per_column_threshold={name: p.threshold for name, p in overrides.items()} or None,
+        per_column_method={name: test.method for name, test in tests.items()},
+        per_column_threshold={name: test.threshold for name, test in tests.items()},
     )
     per_column = [
-        ValueDrift(
-            column=name,
-            method=config.drift_policy(name).method,
-            threshold=config.drift_policy(name).threshold,
-        )
-        for name in config.features
+        ValueDrift(column=name, method=test.method, threshold=test.threshold)
+        for name, test in tests.items()
     ]
     prediction = ValueDrift(
         column=PREDICTION, method=policy.prediction.method, threshold=policy.prediction.threshold

@@ -1,4 +1,4 @@
-"""Importing large libraries (scikit-learn, Evidently) for less: GC paused, or on another thread."""
+"""Importing a large library (Evidently) for less: GC paused and frozen, or on another thread."""
 
 from __future__ import annotations
 
