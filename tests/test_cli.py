@@ -57,6 +57,7 @@ def test_module_entry_point_in_subprocess(project):
 def test_stage_runs_on_one_openmp_thread(project):
     probe = (
         "import json, sys; from mlops import cli; from threadpoolctl import threadpool_info\n"
+        "import sklearn.ensemble  # what a stage module imports (params loading does not)\n"
         "cli.entry = lambda name: lambda config: print(json.dumps(threadpool_info()))\n"
         "sys.exit(cli.main(['validate']))"
     )

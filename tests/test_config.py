@@ -48,6 +48,29 @@ def test_repository_params_load():
             lambda p: p["drift"].update(columns={"nope": {"method": "psi", "threshold": 0.1}}),
             "nope",
         ),
+        (lambda p: p["schema"].update(labels=[True, 1]), "labels: booleans and numbers mixed"),
+        (lambda p: p["schema"].update(labels=["yes", "yes"]), "labels: 'yes' listed twice"),
+        (lambda p: p["schema"].update(labels=[0]), "schema.labels: List should have at least 2"),
+        (lambda p: p["schema"].update(positive=2), "schema: positive: 2 is not one of labels"),
+        (lambda p: p["schema"].update(positive="1"), "positive: '1' is not one of labels"),
+        (
+            lambda p: p["schema"].update(labels=["a", "b", "c"], positive="a"),
+            "positive: only for two labels",
+        ),
+        (
+            lambda p: p["schema"]["categorical"].update(SEX=[1, 1.0]),
+            "schema.categorical.SEX: values: 1 listed twice",
+        ),
+        (
+            lambda p: p["schema"]["categorical"].update(SEX={"values": [1, 2], "max_missing": 2}),
+            "schema.categorical.SEX.max_missing: Input should be less than or equal to 1",
+        ),
+        (
+            lambda p: p["schema"]["categorical"].update(SEX={"codes": [1, 2]}),
+            "schema.categorical.SEX.values: missing key",
+        ),
+        (lambda p: p["data"].update(time_column=None, period="month"), "period: needs a time"),
+        (lambda p: p["data"].update(period="decade"), "data.period: Input should be"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, edit, message):
@@ -104,3 +127,28 @@ def test_drift_policy_per_column_override_else_type_default(tmp_path):
     assert config.drift_policy("SCHL") == config.drift.categorical
     numeric = [name for name in config.numeric if name != "AGEP"]
     assert all(config.drift_policy(name) == config.drift.numeric for name in numeric)
+
+
+def test_typed_schema_values_load_as_written(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+
+    def typed(params):
+        params["schema"].update(labels=["<=50K", ">50K"], positive=">50K")
+        params["schema"]["categorical"].update(
+            SEX={"values": ["Male", "Female"], "max_missing": 0.05}, DIS=[True, False], MAR=[1.0, 2]
+        )
+        params["data"].update(time_column=None)
+
+    edit_params(path, typed)
+    config = load_config(path)
+    assert config.schema.labels == ["<=50K", ">50K"]
+    assert config.schema.positive == ">50K"
+    assert config.categorical["SEX"] == ["Male", "Female"]
+    assert config.categorical["DIS"] == [True, False]
+    assert config.categorical["MAR"] == [1, 2]  # floats equal to integers are integers
+    assert type(config.categorical["MAR"][0]) is int
+    assert config.max_missing("SEX") == 0.05
+    assert config.max_missing("DIS") == config.schema.max_missing == 0.0
+    assert config.data.time_column is None
+    assert not config.multiclass

@@ -115,7 +115,7 @@ def test_malformed_checksum_file(project):
 def test_no_raw_files(fresh):
     for path in (fresh / RAW).glob("*.csv"):
         path.unlink()
-    with pytest.raises(InputError, match="no CSV files"):
+    with pytest.raises(InputError, match="no CSV or Parquet files"):
         data.run(load_config())
 
 

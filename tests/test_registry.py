@@ -12,6 +12,7 @@ import pytest
 from candidates import BETTER, CLOSE, snapshot, train_candidate
 from helpers import run_cli
 from mlops import files, promote, registry, train
+from mlops.encoding import feature_matrix
 from mlops.errors import InputError
 
 
@@ -46,7 +47,7 @@ def test_load_production_returns_the_promoted_model(project, config):
     model, metadata = registry.load_production()
     candidate, _ = train.load_candidate()
     test = files.read_parquet(config.data.processed_dir / "test.parquet")
-    x = train.feature_matrix(test.head(200), config.features)
+    x = feature_matrix(test.head(200), config.features, config.categorical)
     assert np.array_equal(model.predict_proba(x), candidate.predict_proba(x))
     assert metadata["version"] == "v1"
     assert metadata["features"] == config.features
@@ -106,7 +107,7 @@ def test_rollback_restores_byte_identical_files_and_is_recorded(project, config)
     model, metadata = registry.load_production()
     assert metadata["version"] == "v1"
     test = files.read_parquet(config.data.processed_dir / "test.parquet")
-    x = train.feature_matrix(test.head(200), config.features)
+    x = feature_matrix(test.head(200), config.features, config.categorical)
     assert np.array_equal(model.predict_proba(x), v1_model.predict_proba(x))
     last = registry.read_registry()["history"][-1]
     assert (last["event"], last["from"], last["to"]) == ("rolled_back", "v2", "v1")

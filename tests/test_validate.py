@@ -1,13 +1,17 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import edit_params, run_cli
 from mlops import validate
-from mlops.config import load_config
+from mlops.config import Config, load_config
 from mlops.errors import CheckFailed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_embedded_data_passes(pipeline_dir):
@@ -37,7 +41,6 @@ def break_split(root, split, change):
     ("change", "failed"),
     [
         (lambda f: f.assign(AGEP=f["AGEP"].astype(str).where(f.index != 3, "old")), "AGEP.dtype"),
-        (lambda f: f.assign(SCHL=f["SCHL"].where(f.index != 5, 99)), "SCHL.isin"),
         (lambda f: f.assign(AGEP=f["AGEP"].where(f.index != 7, 120)), "AGEP.in_range"),
         (lambda f: f.assign(MAR=f["MAR"].where(f.index > 10, np.nan)), "MAR.not_null"),
         (lambda f: f.assign(employed=f["employed"].where(f.index != 2, 3)), "employed.isin"),
@@ -59,6 +62,16 @@ def test_schema_violation_fails_with_details(project, capsys, change, failed):
     assert report["splits"]["train"]["status"] == "passed"
 
 
+def test_unseen_categories_in_current_are_a_warning_not_a_failure(project):
+    break_split(project, "current", lambda f: f.assign(SCHL=f["SCHL"].where(f.index != 5, 99)))
+    report = validate.run(load_config())
+    assert report["status"] == "passed"
+    assert report["warnings"] == ["current.SCHL.isin"]
+    [check] = [c for c in report["splits"]["current"]["checks"] if not c["passed"]]
+    assert check["severity"] == "warning"
+    assert check["examples"][0]["value"] == "99"
+
+
 def test_failure_examples_name_the_row(project):
     break_split(project, "test", lambda f: f.assign(SCHL=f["SCHL"].where(f.index != 5, 99)))
     with pytest.raises(CheckFailed):
@@ -68,7 +81,7 @@ def test_failure_examples_name_the_row(project):
     assert check["column"] == "SCHL"
     assert check["failures"] == 1
     assert check["examples"][0]["row"] == 5
-    assert check["examples"][0]["value"] == "99.0"
+    assert check["examples"][0]["value"] == "99"
     assert check["examples"][0]["record"]["SCHL"] == 99
 
 
@@ -91,3 +104,90 @@ def test_unlabelled_batch_skips_label_checks(pipeline_dir):
     checks = validate.check_frame(frame, config, labelled=False)
     assert all(c["passed"] for c in checks)
     assert "employed" not in {c["column"] for c in checks}
+
+
+# ---------------------------------------------------------------- every limit: below, at, above
+
+
+def small_config(**schema) -> Config:
+    """A config whose schema is one string category, one number and a 0/1 label."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["schema"] = {
+        "target": "y",
+        "labels": [0, 1],
+        "positive": 1,
+        "min_rows": 1,
+        "max_duplicate_share": 1.0,
+        "min_label_share": 0.0,
+        "numeric": {"x": {"min": 0, "max": 1000}},
+        "categorical": {"c": ["a", "b"]},
+        **schema,
+    }
+    params["drift"]["columns"] = {}
+    return Config.model_validate(params)
+
+
+def frame_of(rows: int, *, positives: int | None = None) -> pd.DataFrame:
+    """rows distinct rows (x differs), labels alternating unless `positives` says how many are 1."""
+    y = [i % 2 for i in range(rows)] if positives is None else [1] * positives
+    y += [0] * (rows - len(y))
+    return pd.DataFrame(
+        {"c": ["a", "b"] * (rows // 2) + ["a"] * (rows % 2), "x": range(rows), "y": y}
+    )
+
+
+def failed_checks(frame: pd.DataFrame, config: Config) -> set[str]:
+    return {
+        f"{c['column']}.{c['check']}"
+        for c in validate.check_frame(frame, config)
+        if not c["passed"]
+    }
+
+
+@pytest.mark.parametrize(("rows", "passes"), [(9, False), (10, True), (11, True)])
+def test_min_rows_boundary(rows, passes):
+    found = failed_checks(frame_of(rows), small_config(min_rows=10))
+    assert ("(rows).min_rows" not in found) is passes
+
+
+@pytest.mark.parametrize(("duplicates", "passes"), [(1, True), (2, True), (3, False)])
+def test_max_duplicate_share_boundary(duplicates, passes):
+    frame = frame_of(10)
+    frame.iloc[10 - duplicates :] = frame.iloc[0].tolist()  # share duplicated: duplicates / 10
+    found = failed_checks(frame, small_config(max_duplicate_share=0.2))
+    assert ("(rows).duplicate_rows" not in found) is passes
+
+
+@pytest.mark.parametrize(("missing", "passes"), [(1, True), (2, True), (3, False)])
+@pytest.mark.parametrize("column", ["c", "x"])
+def test_max_missing_boundary_per_column(column, missing, passes):
+    """max_missing 0.2 on one column (its own limit); the other column allows none."""
+    frame = frame_of(10)
+    frame.loc[: missing - 1, column] = None
+    numeric = {"x": {"min": 0, "max": 1000, **({"max_missing": 0.2} if column == "x" else {})}}
+    categorical = {"c": {"values": ["a", "b"], "max_missing": 0.2} if column == "c" else ["a", "b"]}
+    found = failed_checks(frame, small_config(numeric=numeric, categorical=categorical))
+    assert (f"{column}.max_missing" not in found) is passes
+    assert found <= {f"{column}.max_missing"}
+
+
+def test_column_without_its_own_limit_takes_the_schema_default():
+    frame = frame_of(10)
+    frame.loc[:1, "x"] = None
+    assert failed_checks(frame, small_config(max_missing=0.2)) == set()
+    assert "x.not_null" in failed_checks(frame, small_config(max_missing=0.0))
+
+
+@pytest.mark.parametrize(("positives", "passes"), [(2, False), (3, True), (4, True)])
+def test_min_label_share_boundary(positives, passes):
+    found = failed_checks(frame_of(10, positives=positives), small_config(min_label_share=0.3))
+    assert ("(rows).label_balance" not in found) is passes
+
+
+def test_categories_compare_as_the_file_holds_them():
+    """ "1" (a string) is not the category 1; True is not 1: typed values never coerce."""
+    config = small_config(categorical={"c": [1, 2]})
+    frame = frame_of(4).assign(c=["1", 2, 1, 2])
+    assert failed_checks(frame, config) == {"c.isin"}
+    config = small_config(categorical={"c": [False, True]})
+    assert failed_checks(frame_of(4).assign(c=[True, False, True, None]), config) == {"c.not_null"}

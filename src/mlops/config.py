@@ -7,14 +7,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from mlops.errors import InputError
+from mlops.estimators import Estimator, class_name, unknown_parameters
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
-ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
-Estimator = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
+# A category or label as it appears in the data file: a string, an integer or a boolean (floats
+# equal to integers are taken as integers: 1.0 in a CSV column with a missing value is the label 1).
+Scalar = bool | int | float | str
+Period = Literal["year", "quarter", "month", "week", "day"]
 StatTest = Literal[
     "psi", "jensenshannon", "wasserstein", "hellinger", "kl_div", "ks", "chisquare", "z", "g_test"
 ]
@@ -33,12 +43,19 @@ class DataConfig(Section):
     source: Literal["raw", "synthetic"]
     raw_dir: Path = Path("data/raw")
     processed_dir: Path = Path("data/processed")
-    time_column: str = "year"
-    current: Literal["latest"] | int = "latest"
-    train_periods: Literal["earlier"] | list[int] = "earlier"
+    time_column: str | None = "year"  # None: each raw file is one period, in file-name order
+    period: Period | None = None  # how dates or timestamps in time_column group into periods
+    current: Literal["latest"] | int | str = "latest"
+    train_periods: Literal["earlier"] | list[int | str] = "earlier"
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @model_validator(mode="after")
+    def _period_needs_time(self) -> DataConfig:
+        if self.period is not None and self.time_column is None:
+            raise ValueError("period: needs a time_column (with none, each file is one period)")
+        return self
 
 
 class SyntheticConfig(Section):
@@ -51,9 +68,32 @@ class SyntheticConfig(Section):
     shift: Annotated[float, Field(ge=0.0)] = 0.5
 
 
+def plain(value: Scalar) -> Scalar:
+    """A float equal to an integer as that integer (CSV columns with gaps read as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def check_values(values: list[Scalar], what: str) -> list[Scalar]:
+    """Distinct values of one kind: booleans do not mix with numbers (True == 1 in Python)."""
+    values = [plain(value) for value in values]
+    kinds = {"bool" if isinstance(v, bool) else type(v).__name__ for v in values}
+    kinds = {"number" if kind in ("int", "float") else kind for kind in kinds}
+    if "bool" in kinds and "number" in kinds:
+        raise ValueError(f"{what}: booleans and numbers mixed; quote them or use one kind")
+    seen: set = set()
+    for value in values:
+        if (type(value), value) in seen:
+            raise ValueError(f"{what}: {value!r} listed twice")
+        seen.add((type(value), value))
+    return values
+
+
 class NumericRange(Section):
     min: float
     max: float
+    max_missing: Fraction | None = None  # this column's own limit (default: schema.max_missing)
 
     @model_validator(mode="after")
     def _ordered(self) -> NumericRange:
@@ -62,15 +102,45 @@ class NumericRange(Section):
         return self
 
 
+class CategoricalColumn(Section):
+    """A categorical feature's allowed values and, optionally, its own missing-value limit."""
+
+    values: Annotated[list[Scalar], Field(min_length=1)]
+    max_missing: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CategoricalColumn:
+        object.__setattr__(self, "values", check_values(self.values, "values"))
+        return self
+
+
+def _as_column(spec: Any) -> Any:
+    return {"values": spec} if isinstance(spec, list) else spec
+
+
 class SchemaConfig(Section):
     target: str
-    labels: Annotated[list[int], Field(min_length=2, max_length=2)]  # binary: negative, positive
+    labels: Annotated[list[Scalar], Field(min_length=2)]  # as in the file; 3 or more: multiclass
+    positive: Scalar | None = None  # binary only; None: the minority class of the train split
     numeric: dict[str, NumericRange] = {}
-    categorical: dict[str, Annotated[list[int], Field(min_length=1)]] = {}
+    # A plain list of values is short for {values: [...]} (the column takes schema.max_missing).
+    categorical: dict[str, Annotated[CategoricalColumn, BeforeValidator(_as_column)]] = {}
     min_rows: PositiveInt = 100
     max_missing: Fraction = 0.0
     max_duplicate_share: Fraction = 0.3
     min_label_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05
+
+    @model_validator(mode="after")
+    def _typed(self) -> SchemaConfig:
+        object.__setattr__(self, "labels", check_values(self.labels, "labels"))
+        if self.positive is not None:
+            positive = plain(self.positive)
+            if len(self.labels) > 2:
+                raise ValueError("positive: only for two labels (multiclass metrics are macro)")
+            if not any(type(positive) is type(v) and positive == v for v in self.labels):
+                raise ValueError(f"positive: {positive!r} is not one of labels {self.labels}")
+            object.__setattr__(self, "positive", positive)
+        return self
 
     @model_validator(mode="after")
     def _disjoint(self) -> SchemaConfig:
@@ -91,11 +161,9 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _known_parameters(self) -> TrainConfig:
-        from mlops.train import estimator_class  # sklearn import only when train is configured
-
         for name, params in self.hyperparameters.items():
-            _check_parameters(estimator_class(name), params, f"hyperparameters.{name}")
-        _check_parameters(estimator_class(self.estimator), self.search, "search")
+            _check_parameters(name, params, f"hyperparameters.{name}")
+        _check_parameters(self.estimator, self.search, "search")
         if self.cv_folds == 1:
             raise ValueError("cv_folds must be 0 (off) or at least 2")
         if self.search and self.cv_folds < 2:
@@ -103,11 +171,9 @@ class TrainConfig(Section):
         return self
 
 
-def _check_parameters(cls: type, params: dict[str, Any], where: str) -> None:
-    known = cls().get_params()
-    for key in params:
-        if key not in known:
-            raise ValueError(f"{where}.{key}: not a parameter of {cls.__name__}")
+def _check_parameters(estimator: str, params: dict[str, Any], where: str) -> None:
+    for key in unknown_parameters(estimator, params):
+        raise ValueError(f"{where}.{key}: not a parameter of {class_name(estimator)}")
 
 
 class EvaluateConfig(Section):
@@ -187,12 +253,12 @@ class Config(Section):
         return self.schema_
 
     @property
-    def categorical(self) -> dict[str, list[int]]:
-        """Categorical features and their allowed codes (generated names for synthetic data)."""
+    def categorical(self) -> dict[str, list[Scalar]]:
+        """Categorical features and their allowed values (generated names for synthetic data)."""
         if self.data.source == "synthetic":
-            codes = list(range(self.synthetic.categories))
+            codes: list[Scalar] = list(range(self.synthetic.categories))
             return {f"cat_{i}": codes for i in range(self.synthetic.categorical)}
-        return dict(self.schema.categorical)
+        return {name: spec.values for name, spec in self.schema.categorical.items()}
 
     @property
     def numeric(self) -> dict[str, NumericRange]:
@@ -206,6 +272,16 @@ class Config(Section):
     def features(self) -> list[str]:
         """Model inputs in a fixed order: categorical first, then numeric."""
         return [*self.categorical, *self.numeric]
+
+    @property
+    def multiclass(self) -> bool:
+        return len(self.schema.labels) > 2
+
+    def max_missing(self, column: str) -> float:
+        """The share of missing values allowed in one feature: its own limit, else the schema's."""
+        spec = self.schema.numeric.get(column) or self.schema.categorical.get(column)
+        own = getattr(spec, "max_missing", None)
+        return self.schema.max_missing if own is None else own
 
     def drift_policy(self, column: str) -> ColumnPolicy:
         """One feature's stat test and threshold: its drift.columns override, else its type's."""

@@ -1,4 +1,9 @@
-"""Stage `make data`: verify raw files against their checksums, then split by period."""
+"""Stage `make data`: verify raw files against their checksums, then split by period.
+
+Periods come from data.time_column: integers as they are, dates or timestamps grouped by
+data.period; with no time column each raw file (CSV or Parquet) is one period, in file-name order.
+The newest period (or data.current) is the current batch; the earlier ones are history.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -15,6 +21,7 @@ from mlops.errors import InputError
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "SHA256SUMS"
+PERIOD_FREQUENCY = {"year": "Y", "quarter": "Q", "month": "M", "week": "W", "day": "D"}
 README_BLOCK = re.compile(r"(<!-- sha256:begin -->\n).*?(<!-- sha256:end -->)", re.DOTALL)
 
 
@@ -31,11 +38,18 @@ def recorded_checksums(raw_dir: Path) -> dict[str, str]:
     return recorded
 
 
+def raw_files(raw_dir: Path) -> list[Path]:
+    """The data files in raw_dir (CSV and Parquet), in file-name order."""
+    return sorted(p for p in raw_dir.iterdir() if p.suffix.lower() in files.TABLE_SUFFIXES)
+
+
 def verify_raw(raw_dir: Path) -> dict[str, str]:
-    """Return {file name: sha256} for every raw CSV, or raise naming the first bad file."""
-    csvs = sorted(raw_dir.glob("*.csv"))
+    """Return {file name: sha256} for every raw file, or raise naming the first bad file."""
+    if not raw_dir.is_dir():
+        raise InputError(f"{raw_dir}: not a directory")
+    csvs = raw_files(raw_dir)
     if not csvs:
-        raise InputError(f"{raw_dir}: no CSV files")
+        raise InputError(f"{raw_dir}: no CSV or Parquet files")
     recorded = recorded_checksums(raw_dir)
     for name in sorted(set(recorded) - {path.name for path in csvs}):
         raise InputError(f"{raw_dir / name}: listed in {CHECKSUMS} but missing")
@@ -53,9 +67,9 @@ def verify_raw(raw_dir: Path) -> dict[str, str]:
 
 
 def accept(raw_dir: Path) -> list[str]:
-    """Record the checksums of every raw CSV (the deliberate act of accepting data)."""
+    """Record the checksums of every raw file (the deliberate act of accepting data)."""
     old = recorded_checksums(raw_dir) if (raw_dir / CHECKSUMS).is_file() else {}
-    new = {path.name: files.sha256_file(path) for path in sorted(raw_dir.glob("*.csv"))}
+    new = {path.name: files.sha256_file(path) for path in raw_files(raw_dir)}
     listing = "".join(f"{digest}  {name}\n" for name, digest in new.items())
     files.write_text(raw_dir / CHECKSUMS, listing)
     readme = raw_dir / "README.md"
@@ -70,30 +84,115 @@ def accept(raw_dir: Path) -> list[str]:
     return changed
 
 
-def load_raw(config: Config) -> tuple[pd.DataFrame, dict[str, str]]:
+def period_labels(column: pd.Series, period: str | None, source: str) -> pd.Series:
+    """Each row's period: integers as they are, dates or timestamps grouped by `period`."""
+    name = column.name
+    if column.isna().any():
+        row = int(column.isna().to_numpy().argmax())
+        raise InputError(
+            f"{source}: column {name}: no value at row {row + 1} (every row needs a period)"
+        )
+    if period is None and pd.api.types.is_datetime64_any_dtype(column):
+        raise InputError(
+            f"{source}: column {name} holds timestamps: set data.period (year, quarter, month, "
+            "week or day) to group them"
+        )
+    if period is None:
+        numbers = pd.to_numeric(column, errors="coerce")
+        bad = column.notna() & (numbers.isna() | (numbers % 1 != 0))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise InputError(
+                f"{source}: column {name}: {column[row]!r} at row {row + 1} is not an integer "
+                "period; for dates set data.period (year, quarter, month, week or day)"
+            )
+        return numbers.astype("Int64")
+    try:
+        stamps = pd.to_datetime(column, utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        parsed = [_parses(value) for value in column]
+        row = parsed.index(False)
+        raise InputError(
+            f"{source}: column {name}: {column.iloc[row]!r} at row {row + 1} is not a date or time"
+        ) from None
+    return stamps.dt.tz_localize(None).dt.to_period(PERIOD_FREQUENCY[period])
+
+
+def _parses(value: object) -> bool:
+    try:
+        pd.to_datetime(value, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def load_raw(config: Config) -> tuple[pd.DataFrame, pd.Series, dict[str, str]]:
+    """(every raw row, each row's period, {file name: sha256}); files are read in name order."""
     checksums = verify_raw(config.data.raw_dir)
-    required = [*config.features, config.schema.target, config.data.time_column]
-    frames = [files.read_csv(config.data.raw_dir / name, required) for name in checksums]
-    return pd.concat(frames, ignore_index=True), checksums
+    time_column = config.data.time_column
+    required = [*config.features, config.schema.target, *([time_column] if time_column else [])]
+    frames, periods = [], []
+    for name in checksums:
+        path = config.data.raw_dir / name
+        frame = files.read_table(path, required)
+        frames.append(frame)
+        if time_column is None:
+            periods.append(pd.Series(Path(name).stem, index=frame.index))
+        else:
+            periods.append(period_labels(frame[time_column], config.data.period, str(path)))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, pd.concat(periods, ignore_index=True), checksums
 
 
-def split_periods(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training periods, current period) as configured; unknown periods are input errors."""
-    column, spec = config.data.time_column, config.data
-    periods = sorted(frame[column].dropna().unique().tolist())
-    current = periods[-1] if spec.current == "latest" else spec.current
-    if current not in periods:
-        raise InputError(f"params.yaml: data.current: period {current} not in the data {periods}")
-    if spec.train_periods == "earlier":
-        training = [period for period in periods if period < current]
+def plain_labels(column: pd.Series) -> pd.Series:
+    """Float labels that are all whole numbers (1.0/0.0) as integers, as the schema lists them."""
+    if pd.api.types.is_float_dtype(column) and column.notna().all() and (column % 1 == 0).all():
+        return column.astype("int64")
+    return column
+
+
+def split_periods(
+    frame: pd.DataFrame, periods: pd.Series, config: Config
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(training periods, current period, their labels) as configured; unknown ones are errors."""
+    spec = config.data
+    if spec.time_column is None:
+        ordered = list(dict.fromkeys(periods))  # one period per file, in file-name order
     else:
-        training = list(spec.train_periods)
-        bad = [period for period in training if period not in periods or period == current]
+        ordered = sorted(periods.unique().tolist())
+    labels = [_label(period) for period in ordered]
+    named = [str(label) for label in labels]  # params.yaml may write 2018 or "2024-03"
+    if len(ordered) < 2:
+        raise InputError(
+            f"{spec.raw_dir}: one period ({named[0]}); need history and a current batch: "
+            "at least two periods or, with no time column, two files"
+        )
+    wanted = named[-1] if spec.current == "latest" else str(spec.current)
+    if wanted not in named:
+        raise InputError(f"params.yaml: data.current: period {wanted} not in the data {labels}")
+    position = named.index(wanted)
+    current = ordered[position]
+    if spec.train_periods == "earlier":
+        training = ordered[:position]
+    else:
+        asked = [str(period) for period in spec.train_periods]
+        bad = [
+            p
+            for p, name in zip(spec.train_periods, asked, strict=True)
+            if name not in named or name == wanted
+        ]
         if bad:
             raise InputError(f"params.yaml: data.train_periods: {bad} absent or the current period")
+        training = [period for period, name in zip(ordered, named, strict=True) if name in asked]
     if not training:
-        raise InputError(f"params.yaml: data: no training periods before current period {current}")
-    return frame[frame[column].isin(training)], frame[frame[column] == current]
+        raise InputError(f"params.yaml: data: no training periods before current period {wanted}")
+    names = {"current": _label(current), "train": [_label(period) for period in training]}
+    return frame[periods.isin(training)], frame[periods == current], names
+
+
+def _label(period: object) -> int | str:
+    """A period as the manifest and params.yaml name it: an integer, or text such as 2024Q1."""
+    return int(period) if isinstance(period, int | np.integer) else str(period)
 
 
 def run(config: Config) -> dict:
@@ -105,13 +204,9 @@ def run(config: Config) -> dict:
         sources: dict[str, str] = {"synthetic": spec.model_dump_json()}
         periods: dict = {"current": "synthetic-shifted", "train": ["synthetic"]}
     else:
-        frame, sources = load_raw(config)
-        history, current = split_periods(frame, config)
-        column = config.data.time_column
-        periods = {
-            "current": current[column].iloc[0].item(),
-            "train": sorted(history[column].unique().tolist()),
-        }
+        frame, labels, sources = load_raw(config)
+        frame[config.schema.target] = plain_labels(frame[config.schema.target])
+        history, current, periods = split_periods(frame, labels, config)
     train, test = train_test_split(
         history,
         test_size=config.data.test_size,

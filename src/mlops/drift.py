@@ -108,7 +108,7 @@ def load_current(config: Config, current: Path | None) -> tuple[pd.DataFrame, st
     million rows would cost more than the drift computation itself.
     """
     if current is not None:
-        frame = files.read_csv(Path(current), config.features)
+        frame = files.read_table(Path(current), config.features)
         return frame, str(current), check_batch(frame, config, str(current))
     path = config.data.processed_dir / "current.parquet"
     frame = files.read_parquet(path)
@@ -140,6 +140,7 @@ def load_model() -> tuple[Any, dict]:
         "version": metadata.get("version"),
         "model_sha256": metadata.get("model_sha256"),
         "features": metadata.get("features"),
+        "categories": metadata.get("categories"),
     }
 
 
@@ -150,10 +151,11 @@ def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=size, random_state=seed).reset_index(drop=True)
 
 
-def probabilities(model: Any, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    from mlops.train import feature_matrix
+def probabilities(model: Any, frame: pd.DataFrame, inputs: tuple[list[str], dict]) -> np.ndarray:
+    """P(second class) of each row; inputs: the model's (features, categories)."""
+    from mlops.encoding import feature_matrix
 
-    return model.predict_proba(feature_matrix(frame, features))[:, 1]
+    return model.predict_proba(feature_matrix(frame, *inputs))[:, 1]
 
 
 # --- performance --------------------------------------------------------------------------------
@@ -187,7 +189,7 @@ def classification_scores(model: Any, y: np.ndarray, probability: np.ndarray) ->
 def performance(
     config: Config,
     model: Any,
-    features: list[str],
+    features: tuple[list[str], dict],
     test: pd.DataFrame,
     current: pd.DataFrame,
     labelled: bool,
@@ -401,7 +403,10 @@ def analyse(
     reference_rows, current_rows = len(reference), len(current)
     reference = sample(reference, policy.sample_size, config.seed)
     current = sample(current, policy.sample_size, config.seed + 1)
-    features = model_info.get("features") or config.features
+    features = (
+        model_info.get("features") or config.features,
+        model_info.get("categories") or config.categorical,
+    )
     reference = reference.assign(**{PREDICTION: probabilities(model, reference, features)})
     current = current.assign(**{PREDICTION: probabilities(model, current, features)})
     perf = performance(config, model, features, test, current, labelled)
@@ -440,7 +445,7 @@ def analyse(
         "drift_share": policy.drift_share,
         "reference": policy.reference,
         "batch": batch,
-        "model": {k: v for k, v in model_info.items() if k != "features"},
+        "model": {k: v for k, v in model_info.items() if k not in ("features", "categories")},
         "policy": policy.model_dump(mode="json"),
         "created_at": created.isoformat(timespec="seconds"),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn import metrics
@@ -12,28 +13,74 @@ from sklearn.pipeline import Pipeline
 
 from mlops import __version__, files, plots
 from mlops.config import Config
-from mlops.train import feature_matrix, load_candidate
+from mlops.encoding import feature_matrix
+from mlops.train import load_candidate
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/metrics.json")
 
 
-def score(model: Pipeline, x: np.ndarray, y: np.ndarray) -> dict:
-    """Classification metrics of a fitted binary classifier on (x, y)."""
-    probability = model.predict_proba(x)[:, 1]
-    predicted = model.classes_[(probability >= 0.5).astype(int)]
-    positive = model.classes_[1]
+def model_positive(model: Pipeline, metadata: dict) -> Any:
+    """A model's positive class: its metadata's, else (older versions) classes_[1] if binary."""
+    if "positive" in metadata:
+        return metadata["positive"]
+    return model.classes_.tolist()[1] if len(model.classes_) == 2 else None
+
+
+def model_matrix(frame: Any, metadata: dict, config: Config) -> np.ndarray:
+    """frame as a model's input: its own features and categories (config's for older versions)."""
+    return feature_matrix(
+        frame,
+        metadata.get("features") or config.features,
+        metadata.get("categories") or config.categorical,
+    )
+
+
+def predict(model: Pipeline, x: np.ndarray, positive: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted labels, class probabilities): binary models call `positive` (default: their
+    second class) at a probability of 0.5 or more; multiclass models their most probable class."""
+    proba = model.predict_proba(x)
+    if len(model.classes_) == 2 and positive is None:
+        positive = model.classes_[1]
+    if positive is None:
+        return model.classes_[proba.argmax(axis=1)], proba
+    column = list(model.classes_).index(positive)
+    negative = model.classes_[1 - column]
+    return np.where(proba[:, column] >= 0.5, positive, negative), proba
+
+
+def score(model: Pipeline, x: np.ndarray, y: np.ndarray, positive: Any = None) -> dict:
+    """Classification metrics of a fitted classifier on (x, y).
+
+    Binary (positive given): precision, recall and F1 of the positive class, ROC-AUC of its
+    probability. Multiclass (positive None): macro averages and one-vs-rest ROC-AUC.
+    """
+    classes = model.classes_
+    predicted, proba = predict(model, x, positive)
+    if len(classes) == 2 and positive is None:
+        positive = classes[1]
+    if positive is None:
+        average: dict[str, Any] = {"average": "macro"}
+        present = set(np.unique(y).tolist()) == set(classes.tolist())
+        roc_auc = (
+            metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes) if present else None
+        )
+    else:
+        average = {"pos_label": positive}
+        two = len(np.unique(y)) == 2
+        column = list(classes).index(positive)
+        roc_auc = metrics.roc_auc_score(y == positive, proba[:, column]) if two else None
     return {
         "accuracy": metrics.accuracy_score(y, predicted),
         "balanced_accuracy": metrics.balanced_accuracy_score(y, predicted),
-        "precision": metrics.precision_score(y, predicted, pos_label=positive, zero_division=0),
-        "recall": metrics.recall_score(y, predicted, pos_label=positive, zero_division=0),
-        "f1": metrics.f1_score(y, predicted, pos_label=positive, zero_division=0),
-        "roc_auc": metrics.roc_auc_score(y, probability) if len(np.unique(y)) == 2 else None,
-        "log_loss": metrics.log_loss(y, probability, labels=model.classes_),
-        "confusion_matrix": metrics.confusion_matrix(y, predicted, labels=model.classes_).tolist(),
+        "precision": metrics.precision_score(y, predicted, **average, zero_division=0),
+        "recall": metrics.recall_score(y, predicted, **average, zero_division=0),
+        "f1": metrics.f1_score(y, predicted, **average, zero_division=0),
+        "roc_auc": roc_auc,
+        "log_loss": metrics.log_loss(y, proba, labels=classes),
+        "confusion_matrix": metrics.confusion_matrix(y, predicted, labels=classes).tolist(),
         "per_class": metrics.classification_report(
-            y, predicted, labels=model.classes_, output_dict=True, zero_division=0
+            y, predicted, labels=classes, output_dict=True, zero_division=0
         ),
     }
 
@@ -45,9 +92,11 @@ def run(config: Config) -> dict:
     try:
         model, metadata = load_candidate()
         test = files.read_parquet(config.data.processed_dir / "test.parquet")
-        x, y = feature_matrix(test, config.features), test[config.schema.target].to_numpy()
-        result = {key: _plain(value) for key, value in score(model, x, y).items()}
-        importance = plots.write_all(model, x, y, config)
+        x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
+        positive = model_positive(model, metadata)
+        result = {key: _plain(value) for key, value in score(model, x, y, positive).items()}
+        predicted = predict(model, x, positive)[0]
+        importance = plots.write_all(model, x, y, predicted, config, positive)
     except Exception as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         files.write_json(REPORT, {**base, "status": "error", "error": error})
@@ -57,6 +106,8 @@ def run(config: Config) -> dict:
         "status": "success",
         **result,
         "rows_processed": len(test),
+        "classes": metadata.get("classes"),
+        "positive": positive,
         "model_sha256": metadata["model_sha256"],
         "data_sha256": files.sha256_file(config.data.processed_dir / "test.parquet"),
         "feature_importance": importance,
@@ -77,6 +128,8 @@ def _plain(value: object) -> object:
     """numpy scalars and nested dicts to plain JSON-able Python values, rounded for stable diffs."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float | np.floating):
         return round(float(value), 6)
     return value

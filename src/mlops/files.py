@@ -98,6 +98,29 @@ def read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def read_table(path: Path, required: list[str]) -> pd.DataFrame:
+    """A CSV or Parquet file (by its suffix) with the required columns, or a one-line InputError."""
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        return read_csv(path, required)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+    if frame.empty:
+        raise InputError(f"{path}: no rows")
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)

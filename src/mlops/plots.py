@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -32,23 +33,47 @@ def _save(figure: plt.Figure, name: str) -> None:
     plt.close(figure)
 
 
-def write_all(model: Pipeline, x: np.ndarray, y: np.ndarray, config: Config) -> dict[str, float]:
-    """Write the four plots; return permutation importance (mean ROC-AUC drop) per feature."""
+def _curves(model: Pipeline, x: np.ndarray, y: np.ndarray, positive: Any) -> None:
+    """ROC and precision-recall curves: of the positive class, or one-vs-rest per class."""
+    proba = model.predict_proba(x)
+    shown = [positive] if positive is not None else list(model.classes_)
     for name, display in (
-        ("confusion_matrix.png", ConfusionMatrixDisplay),
         ("roc_curve.png", RocCurveDisplay),
         ("precision_recall.png", PrecisionRecallDisplay),
     ):
         figure, axes = plt.subplots(figsize=(5, 4))
-        display.from_estimator(model, x, y, ax=axes)
+        for label in shown:
+            column = list(model.classes_).index(label)
+            display.from_predictions(
+                y == label, proba[:, column], ax=axes, name=f"{label}", plot_chance_level=False
+            )
         axes.set_title(name.removesuffix(".png").replace("_", " "))
         _save(figure, name)
+
+
+def write_all(
+    model: Pipeline,
+    x: np.ndarray,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    config: Config,
+    positive: Any = None,
+) -> dict[str, float]:
+    """Write the four plots; return permutation importance (mean ROC-AUC drop) per feature.
+
+    Multiclass models (positive None) are scored by one-vs-rest ROC-AUC.
+    """
+    figure, axes = plt.subplots(figsize=(5, 4))
+    ConfusionMatrixDisplay.from_predictions(y, predicted, labels=model.classes_, ax=axes)
+    axes.set_title("confusion matrix")
+    _save(figure, "confusion_matrix.png")
+    _curves(model, x, y, positive)
     rows = np.random.default_rng(config.seed).permutation(len(x))[: config.evaluate.importance_rows]
     result = permutation_importance(
         model,
         x[rows],
         y[rows],
-        scoring="roc_auc",
+        scoring="roc_auc_ovr" if positive is None else "roc_auc",
         n_repeats=config.evaluate.importance_repeats,
         random_state=config.seed,
         n_jobs=1,

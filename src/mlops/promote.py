@@ -23,7 +23,7 @@ from typing import Any
 from mlops import files, registry, runlog
 from mlops.config import Config
 from mlops.errors import CheckFailed, InputError
-from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE, feature_matrix
+from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE
 
 log = logging.getLogger(__name__)
 REPORT_JSON = Path("reports/promotion.json")
@@ -77,7 +77,7 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
 
     The production model is loaded sha256-verified (a tampered file is an InputError).
     """
-    from mlops.evaluate import _plain, score
+    from mlops.evaluate import _plain, model_matrix, model_positive, score
 
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:
@@ -92,7 +92,8 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
             f"production {version} needs column(s) {', '.join(missing)}, absent from the test split"
         )
         return version, None, metadata["model_sha256"], note
-    scores = score(model, feature_matrix(test, features), test[config.schema.target].to_numpy())
+    y = test[config.schema.target].to_numpy()
+    scores = score(model, model_matrix(test, metadata, config), y, model_positive(model, metadata))
     metrics = {key: _plain(scores[key]) for key in registry.SUMMARY_METRICS}
     return (
         version,
@@ -294,6 +295,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
                 "rows_processed": metrics.get("rows_processed"),
             },
             "test_data_sha256": test_sha,
+            "feature_importance": metrics.get("feature_importance"),
             "gate": gate,
         }
         why = "; ".join(reasons)

@@ -14,15 +14,16 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlops import files
 from mlops.config import Config
+from mlops.encoding import feature_matrix
 from mlops.errors import InputError
+from mlops.estimators import estimator_class
 
 log = logging.getLogger(__name__)
 CANDIDATE_DIR = Path("models/candidate")
@@ -31,17 +32,21 @@ METADATA_FILE = "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
 
 
-def estimator_class(name: str) -> type:
-    return {
-        "hist_gradient_boosting": HistGradientBoostingClassifier,
-        "random_forest": RandomForestClassifier,
-        "logistic_regression": LogisticRegression,
-    }[name]
+def positive_label(y: pd.Series, config: Config) -> Any:
+    """The positive class of a binary target: schema.positive, else the rarer label (ties: the
+    later one in schema.labels); None for multiclass."""
+    if config.multiclass:
+        return None
+    if config.schema.positive is not None:
+        return config.schema.positive
+    counts = y.value_counts()
+    shares = [(counts.get(label, 0), -index) for index, label in enumerate(config.schema.labels)]
+    return config.schema.labels[shares.index(min(shares))]
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """The model's input: the features in config order as one float64 array (fast to serve)."""
-    return frame[features].to_numpy(dtype=np.float64)
+def scoring(config: Config) -> str:
+    """ROC-AUC for model selection: one-vs-rest averaged over classes when multiclass."""
+    return "roc_auc_ovr" if config.multiclass else "roc_auc"
 
 
 def build_pipeline(config: Config) -> Pipeline:
@@ -53,14 +58,18 @@ def build_pipeline(config: Config) -> Pipeline:
         "random_state": config.seed,
         **config.train.hyperparameters.get(name, {}),
     }
+    gaps = any(config.max_missing(feature) > 0 for feature in config.features)
     if name == "logistic_regression":
+        # Missing categories are a category of their own (OneHotEncoder); missing numbers are
+        # imputed inside the saved Pipeline, so serving needs no preprocessing of its own.
+        scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         encode = [
             (
                 "categorical",
                 OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 categorical,
             ),
-            ("numeric", StandardScaler(), numeric),
+            ("numeric", scale if gaps else StandardScaler(), numeric),
         ]
     elif name == "hist_gradient_boosting" and not config.train.native_categorical:
         # Trees split integer codes exactly; HGB's native categorical mode re-encodes every
@@ -82,13 +91,13 @@ def cross_validation(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: C
     if config.train.cv_folds < 2:
         return {}
     folds = StratifiedKFold(config.train.cv_folds, shuffle=True, random_state=config.seed)
-    scores = cross_validate(pipeline, x, y, cv=folds, scoring=("accuracy", "roc_auc"))
+    scores = cross_validate(pipeline, x, y, cv=folds, scoring=("accuracy", scoring(config)))
     return {
         metric: {
-            "mean": float(np.mean(scores[f"test_{metric}"])),
-            "std": float(np.std(scores[f"test_{metric}"])),
+            "mean": float(np.mean(scores[f"test_{key}"])),
+            "std": float(np.std(scores[f"test_{key}"])),
         }
-        for metric in ("accuracy", "roc_auc")
+        for metric, key in (("accuracy", "accuracy"), ("roc_auc", scoring(config)))
     }
 
 
@@ -98,7 +107,7 @@ def search(
     """Grid search over train.search, refitting the best; return it and the best params."""
     grid = {f"model__{key}": values for key, values in config.train.search.items()}
     folds = StratifiedKFold(config.train.cv_folds, shuffle=True, random_state=config.seed)
-    searcher = GridSearchCV(pipeline, grid, cv=folds, scoring="roc_auc", n_jobs=1, refit=True)
+    searcher = GridSearchCV(pipeline, grid, cv=folds, scoring=scoring(config), n_jobs=1, refit=True)
     searcher.fit(x, y)
     best = {key.removeprefix("model__"): value for key, value in searcher.best_params_.items()}
     return searcher.best_estimator_, {
@@ -127,7 +136,10 @@ def run(config: Config) -> dict:
     """Fit on data/processed/train.parquet; write models/candidate/{model.joblib,metadata.json}."""
     train_path = config.data.processed_dir / "train.parquet"
     frame = files.read_parquet(train_path)
-    x, y = feature_matrix(frame, config.features), frame[config.schema.target].to_numpy()
+    x, y = (
+        feature_matrix(frame, config.features, config.categorical),
+        frame[config.schema.target].to_numpy(),
+    )
     pipeline = build_pipeline(config)
     started = time.perf_counter()
     cv = cross_validation(pipeline, x, y, config)
@@ -144,7 +156,10 @@ def run(config: Config) -> dict:
         "estimator": config.train.estimator,
         "params": {"seed": config.seed, "train": config.train.model_dump(mode="json")},
         "features": config.features,
+        "categories": config.categorical,
         "target": config.schema.target,
+        "classes": pipeline.classes_.tolist(),
+        "positive": positive_label(frame[config.schema.target], config),
         "data_sha256": files.sha256_file(train_path),
         "train_rows": len(frame),
         "cross_validation": cv,
