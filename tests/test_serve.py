@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from mlops import files, promote, registry, serve, train
 from mlops.config import Config, load_config
+from mlops.encoding import feature_matrix
 from mlops.errors import InputError
 
 MODELS = Path("models")
@@ -81,7 +82,7 @@ def sample_rows(config: Config, count: int, root: Path = Path()) -> tuple[list[d
         {name: row[name].item() for name in config.features}
         for _, row in frame[config.features].iterrows()
     ]
-    return rows, train.feature_matrix(frame, config.features)
+    return rows, feature_matrix(frame, config.features, config.categorical)
 
 
 def expected(x: np.ndarray, models_dir: Path = MODELS) -> tuple[list, list]:
@@ -93,7 +94,7 @@ def expected(x: np.ndarray, models_dir: Path = MODELS) -> tuple[list, list]:
 def add_small_version(config: Config, max_iter: int = 5) -> str:
     """A second real model (fewer trees: other predictions) promoted as the next version."""
     frame = files.read_parquet(config.data.processed_dir / "train.parquet")
-    x = train.feature_matrix(frame, config.features)
+    x = feature_matrix(frame, config.features, config.categorical)
     small = config.train.model_copy(
         update={"hyperparameters": {"hist_gradient_boosting": {"max_iter": max_iter}}}
     )
@@ -161,8 +162,20 @@ def test_health_ready_and_metadata(client):
     assert meta["max_batch"] == config.serve.max_batch
     assert [item["name"] for item in meta["features"]] == config.features
     by_name = {item["name"]: item for item in meta["features"]}
-    assert by_name["MAR"] == {"name": "MAR", "type": "categorical", "allowed": [1, 2, 3, 4, 5]}
-    assert by_name["AGEP"] == {"name": "AGEP", "type": "numeric", "min": 16.0, "max": 90.0}
+    assert by_name["MAR"] == {
+        "name": "MAR",
+        "type": "categorical",
+        "allowed": [1, 2, 3, 4, 5],
+        "nullable": False,
+    }
+    assert by_name["AGEP"] == {
+        "name": "AGEP",
+        "type": "numeric",
+        "min": 16.0,
+        "max": 90.0,
+        "nullable": False,
+    }
+    assert meta["labels"] == {"negative": 0, "positive": 1}
     assert answer.headers["x-model-version"] == "v1"
 
 
@@ -296,8 +309,8 @@ def one_row(config: Config, **changes) -> dict:
         ({"SCHL": 21.0}, "instances[0].SCHL", "int_type", "valid integer"),
         ({"SCHL": 21.5}, "instances[0].SCHL", "int_type", "valid integer"),
         ({"SEX": True}, "instances[0].SEX", "int_type", "valid integer"),
-        ({"MAR": 7}, "instances[0].MAR", "category_code", "allowed code: 1, 2, 3, 4, 5"),
-        ({"SEX": -1}, "instances[0].SEX", "category_code", "allowed code: 1, 2"),
+        ({"MAR": 7}, "instances[0].MAR", "category_code", "allowed values: 1, 2, 3, 4, 5"),
+        ({"SEX": -1}, "instances[0].SEX", "category_code", "allowed values: 1, 2"),
         ({"AGEP": 15}, "instances[0].AGEP", "greater_than_equal", "greater than or equal to 16"),
         ({"AGEP": 90.5}, "instances[0].AGEP", "less_than_equal", "less than or equal to 90"),
     ],
@@ -656,7 +669,7 @@ def test_batcher_skips_requests_that_went_away(client):
             gone.cancel()
             return await kept
 
-    _, probabilities, version = asyncio.run(scenario())
+    _, probabilities, _, version = asyncio.run(scenario())
     assert version == "v1"
     assert probabilities.tolist() == expected(x[1:], client.root / MODELS)[1]
 

@@ -1,0 +1,20 @@
+"""`make serve`: the production model behind a strict, fast HTTP API (FastAPI + uvicorn).
+
+schema: the request model generated from params.yaml; model: verified loading, reloads and
+batching; logs: JSON log lines and the access log; app: the routes and the server.
+"""
+
+from mlops.serve.app import create_app, make_server, serve_command
+from mlops.serve.logs import JsonFormatter, log_config
+from mlops.serve.schema import MAX_ERRORS, error_items, example_instance
+
+__all__ = [
+    "MAX_ERRORS",
+    "JsonFormatter",
+    "create_app",
+    "error_items",
+    "example_instance",
+    "log_config",
+    "make_server",
+    "serve_command",
+]
