@@ -250,3 +250,18 @@ def test_sections_drift_only(reports, cfg, capsys):
     assert code == 2
     assert "--sections: bogus (choose from metrics, gate, drift, artifacts)" in err
     assert run_cli(capsys, "summary", "--sections", ",")[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        ({"classes": ["no", "yes"], "positive": "yes"}, "Positive class: `yes` (precision, recall"),
+        (
+            {"classes": ["a", "b", "c"], "positive": None},
+            "Classes: `a`, `b`, `c`; precision, recall and F1 are macro averages",
+        ),
+    ],
+)
+def test_metrics_say_which_class_they_speak_of(reports, cfg, extra, line):
+    write(reports / "metrics.json", {**METRICS, **extra})
+    assert line in summary.render(cfg, {})

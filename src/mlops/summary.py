@@ -105,8 +105,24 @@ def metrics_section(reports: Path, registry_path: Path) -> list[str]:
         lines += [f"| {name} | {number(metrics[name])} |" for name in METRICS if name in metrics]
         lines += ["", "No production model yet: nothing to compare against."]
     rows = metrics.get("rows_processed")
-    lines += ["", f"Rows scored: {number(rows)} · status: `{metrics.get('status', 'unknown')}`", ""]
+    lines += ["", f"Rows scored: {number(rows)} · status: `{metrics.get('status', 'unknown')}`"]
+    lines += [classes_line(metrics), ""]
     return lines
+
+
+def classes_line(metrics: dict[str, Any]) -> str:
+    """Which class precision, recall and F1 speak of (binary), or that they are macro averages."""
+    classes = metrics.get("classes") or []
+    if metrics.get("positive") is not None:
+        return (
+            f"Positive class: `{metrics['positive']}` (precision, recall, F1 and ROC-AUC are its)."
+        )
+    if len(classes) > 2:
+        shown = ", ".join(f"`{label}`" for label in classes)
+        return (
+            f"Classes: {shown}; precision, recall and F1 are macro averages, ROC-AUC one-vs-rest."
+        )
+    return ""
 
 
 def criterion_rows(criteria: Any) -> list[str]:
