@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
-.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui rollback models runs \
+.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
 	release-export release-import \
 	accept-data test lint format audit ci-lint bench serve summary lock docker clean clean-all
 
@@ -95,6 +95,9 @@ drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report �
 
 drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*
 	@$(MLOPS) drift-demo $(if $(CURRENT),--current "$(CURRENT)")
+
+score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob> → OUT=<folder> (reports/scores)
+	@$(MLOPS) score $(if $(CURRENT),--current "$(CURRENT)") --out "$(or $(OUT),reports/scores)"
 
 drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT, default 127.0.0.1:8001)
 	@$(MLOPS) drift-ui $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")

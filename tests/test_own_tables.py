@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers import edit_params, run_cli
-from mlops import data, evaluate, promote, serve, train, validate
+from mlops import data, evaluate, predictions, promote, serve, train, validate
 from mlops.config import load_config
 from mlops.errors import InputError
 from owndata import SECTORS, make_project
@@ -127,8 +127,8 @@ def test_serving_matches_the_batch_model(churn):
     test = pd.read_parquet(churn / "data/processed/test.parquet").head(25)
     model = train.joblib.load(churn / "models/candidate/model.joblib")
     metadata = json.loads((churn / "models/candidate/metadata.json").read_text())
-    x = evaluate.model_matrix(test, metadata, config)
-    labels, proba = evaluate.predict(model, x, metadata["positive"])
+    x = predictions.model_matrix(test, metadata, config)
+    labels, proba = predictions.predict(model, x, metadata["positive"])
     rows = json.loads(test[config.features].to_json(orient="records"))
     for client in client_for(churn):
         answer = client.post("/predict", json={"instances": rows}).json()["predictions"]

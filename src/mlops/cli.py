@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "drift": ("mlops.drift", "run", "Evidently drift report: data, prediction, performance"),
     "drift-demo": ("mlops.drift", "demo_command", "make a drifted batch from real data and report"),
     "drift-ui": ("mlops.drift", "ui_command", "every drift run in Evidently's UI (local, offline)"),
+    "score": ("mlops.score", "run", "predictions of the production model for a batch of any size"),
     "serve": ("mlops.serve", "serve_command", "serve the production model over HTTP"),
     "summary": ("mlops.summary", "run", "Markdown summary of metrics, gate and drift"),
     "audit": ("mlops.audit", "run", "pip-audit the lock files; never pass what was not audited"),
@@ -66,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--current", type=Path, help="CSV batch to compare (default: current split)"
             )
+        if name == "score":
+            command.add_argument(
+                "--current", type=Path, help="a CSV or Parquet file, a folder of them, or a glob"
+            )
+            command.add_argument("--out", type=Path, help="output folder (default reports/scores)")
         if name == "rollback":
             command.add_argument(
                 "--version", help="version to restore, e.g. v2 (default: previous)"

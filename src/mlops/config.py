@@ -227,6 +227,13 @@ class DriftConfig(Section):
         return self
 
 
+class ScoreConfig(Section):
+    """`make score`: batch predictions of the production model."""
+
+    id_columns: list[str] = []  # copied beside each prediction and rejected row
+    chunk_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 100_000
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
@@ -244,6 +251,7 @@ class Config(Section):
     evaluate: EvaluateConfig
     promotion: PromotionConfig
     drift: DriftConfig
+    score: ScoreConfig = ScoreConfig()
     serve: ServeConfig
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)

@@ -13,40 +13,11 @@ from sklearn.pipeline import Pipeline
 
 from mlops import __version__, files, plots
 from mlops.config import Config
-from mlops.encoding import feature_matrix
+from mlops.predictions import model_matrix, model_positive, predict
 from mlops.train import load_candidate
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/metrics.json")
-
-
-def model_positive(model: Pipeline, metadata: dict) -> Any:
-    """A model's positive class: its metadata's, else (older versions) classes_[1] if binary."""
-    if "positive" in metadata:
-        return metadata["positive"]
-    return model.classes_.tolist()[1] if len(model.classes_) == 2 else None
-
-
-def model_matrix(frame: Any, metadata: dict, config: Config) -> np.ndarray:
-    """frame as a model's input: its own features and categories (config's for older versions)."""
-    return feature_matrix(
-        frame,
-        metadata.get("features") or config.features,
-        metadata.get("categories") or config.categorical,
-    )
-
-
-def predict(model: Pipeline, x: np.ndarray, positive: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels, class probabilities): binary models call `positive` (default: their
-    second class) at a probability of 0.5 or more; multiclass models their most probable class."""
-    proba = model.predict_proba(x)
-    if len(model.classes_) == 2 and positive is None:
-        positive = model.classes_[1]
-    if positive is None:
-        return model.classes_[proba.argmax(axis=1)], proba
-    column = list(model.classes_).index(positive)
-    negative = model.classes_[1 - column]
-    return np.where(proba[:, column] >= 0.5, positive, negative), proba
 
 
 def score(model: Pipeline, x: np.ndarray, y: np.ndarray, positive: Any = None) -> dict:

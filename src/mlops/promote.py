@@ -77,7 +77,8 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
 
     The production model is loaded sha256-verified (a tampered file is an InputError).
     """
-    from mlops.evaluate import _plain, model_matrix, model_positive, score
+    from mlops.evaluate import _plain, score
+    from mlops.predictions import model_matrix, model_positive
 
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:

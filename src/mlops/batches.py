@@ -1,0 +1,133 @@
+"""A batch of any size: one file, a folder (hive partitions too) or a glob of CSV or Parquet files,
+read fragment by fragment in chunks, never whole (pyarrow datasets)."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+
+from mlops.errors import InputError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# Empty fields are missing values in text columns too, as pandas reads them everywhere else.
+CSV = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows of one fragment: the file they came from and the position of the first row in it."""
+
+    frame: pd.DataFrame
+    source: str
+    first_row: int
+
+
+def resolve(spec: str | Path) -> list[Path]:
+    """The data files a CURRENT= names: a file, every data file under a folder, or a glob."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_file():
+        found = [path]
+    elif path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+        if not found:
+            raise InputError(f"{text}: no CSV or Parquet files in this folder")
+    elif glob.has_magic(text):
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not found:
+            raise InputError(f"{text}: the pattern matches no file")
+    else:
+        raise InputError(f"{text}: no such file or folder")
+    unknown = [p for p in found if p.suffix.lower() not in FORMATS]
+    if unknown:
+        raise InputError(f"{unknown[0]}: not a .csv or .parquet file")
+    kinds = {FORMATS[p.suffix.lower()] for p in found}
+    if len(kinds) > 1:
+        raise InputError(f"{text}: mixes CSV and Parquet files; use one format per batch")
+    return found
+
+
+def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
+    """The batch as a pyarrow dataset whose every file has the required columns, with one type
+    family (numbers, text, booleans, times) per column across files; else a one-line error.
+    Integer and float columns that differ between files are read as float64."""
+    found = resolve(spec)
+    fmt = FORMATS[found[0].suffix.lower()]
+    root = Path(spec) if Path(spec).is_dir() else None
+    options = {
+        "format": CSV if fmt == "csv" else fmt,
+        "partitioning": ds.partitioning(flavor="hive") if root else None,
+        "partition_base_dir": str(root) if root else None,
+    }
+    try:
+        dataset = ds.dataset([str(p) for p in found], **options)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{spec}: not readable as {fmt} ({_first_line(exc)})") from None
+    types: dict[str, pa.DataType] = {}
+    for fragment in dataset.get_fragments():
+        try:
+            schema = fragment.physical_schema
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{fragment.path}: unreadable ({_first_line(exc)})") from None
+        partitions = ds.get_partition_keys(fragment.partition_expression)
+        missing = [c for c in required if c not in schema.names and c not in partitions]
+        if missing:
+            raise InputError(f"{fragment.path}: missing column(s) {', '.join(missing)}")
+        for field in schema:
+            seen = types.setdefault(field.name, field.type)
+            if seen == field.type or pa.types.is_null(field.type):
+                continue
+            if pa.types.is_null(seen):
+                types[field.name] = field.type
+            elif _family(seen) == _family(field.type) == "numbers":
+                types[field.name] = pa.float64()
+            elif field.name in required:
+                raise InputError(
+                    f"{fragment.path}: column {field.name} holds {_family(field.type)}, "
+                    f"an earlier file holds {_family(seen)}"
+                )
+    fields = [pa.field(name, kind) for name, kind in types.items()]
+    fields += [f for f in dataset.schema if f.name not in types]  # partition columns
+    return ds.dataset([str(p) for p in found], schema=pa.schema(fields), **options)
+
+
+def chunks(dataset: ds.Dataset, columns: list[str], rows: int) -> Iterator[Chunk]:
+    """The dataset's rows in chunks of at most `rows`, file by file, as pandas frames."""
+    for fragment in dataset.get_fragments():
+        start = 0
+        scanner = ds.Scanner.from_fragment(
+            fragment, schema=dataset.schema, columns=columns, batch_size=rows, use_threads=False
+        )
+        try:
+            for batch in scanner.to_batches():
+                if batch.num_rows:
+                    yield Chunk(batch.to_pandas(), fragment.path, start)
+                    start += batch.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{fragment.path}: {_first_line(exc)}") from None
+
+
+def _family(kind: pa.DataType) -> str:
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "numbers"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        return "text"
+    if pa.types.is_boolean(kind):
+        return "booleans"
+    if pa.types.is_temporal(kind):
+        return "times"
+    if pa.types.is_null(kind):
+        return "null"
+    return str(kind)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

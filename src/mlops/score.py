@@ -1,0 +1,181 @@
+"""`make score`: the production model's predictions for a batch of any size, streamed.
+
+The batch (a file, a folder or a glob of CSV or Parquet files; see mlops.batches) is read in
+chunks of score.chunk_rows. Each row is checked as the API checks a request: every feature
+present, numbers within range, categories among the allowed values, null only where max_missing
+allows it. Good rows are scored; the others go to rejects.parquet with the reason. Outputs in OUT:
+predictions.parquet, rejects.parquet and score.json, each written to a temporary file and renamed
+only when the whole batch is done, so a failed run never leaves a partial result behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlops import batches, files, registry
+from mlops.config import Config
+from mlops.errors import InputError
+from mlops.predictions import model_matrix, model_positive, predict
+
+log = logging.getLogger(__name__)
+
+
+def problems(frame: pd.DataFrame, config: Config, categories: dict[str, list]) -> pd.Series:
+    """Why each row that cannot be scored is refused, e.g. "AGEP: 120 > 90; SEX: missing".
+
+    Indexed like frame, good rows absent. The checks are vectorised; only refused rows are
+    described one by one (they are few in any batch worth scoring).
+    """
+    checks: list[tuple[str, np.ndarray, Callable[[Any], str]]] = []
+    for name in [*categories, *config.numeric]:
+        column = frame[name]
+        missing = column.isna().to_numpy()
+        if config.max_missing(name) == 0:
+            checks.append((name, missing, lambda value: "missing"))
+        if name in categories:
+            allowed = column.isin(categories[name]).to_numpy()
+            checks.append((name, ~missing & ~allowed, lambda v: f"{v!r} is not an allowed value"))
+            continue
+        bounds = config.numeric[name]
+        if pd.api.types.is_bool_dtype(column):  # as the API: true is not a number
+            numbers = np.full(len(column), np.nan)
+        else:
+            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        checks += [
+            (name, ~missing & np.isnan(numbers), lambda v: f"{v!r} is not a number"),
+            (name, numbers < bounds.min, lambda v, low=bounds.min: f"{float(v):g} < {low:g}"),
+            (name, numbers > bounds.max, lambda v, high=bounds.max: f"{float(v):g} > {high:g}"),
+        ]
+    reasons: dict[int, list[str]] = {}
+    for name, mask, say in checks:
+        values = frame[name].to_numpy()
+        for position in np.flatnonzero(mask):
+            value = values[position]
+            value = value.item() if isinstance(value, np.generic) else value
+            reasons.setdefault(int(position), []).append(f"{name}: {say(value)}")
+    rows = sorted(reasons)
+    return pd.Series(["; ".join(reasons[r]) for r in rows], index=frame.index[rows], dtype=object)
+
+
+def predictions_frame(
+    model: Any, metadata: dict, frame: pd.DataFrame, config: Config
+) -> pd.DataFrame:
+    """label and probability per row (and one probability column per class when multiclass)."""
+    positive = model_positive(model, metadata)
+    labels, proba = predict(model, model_matrix(frame, metadata, config), positive)
+    classes = model.classes_.tolist()
+    out = pd.DataFrame({"label": labels}, index=frame.index)
+    if len(classes) == 2:
+        out["probability"] = proba[
+            :, classes.index(positive if positive is not None else classes[1])
+        ]
+    else:
+        out["probability"] = proba.max(axis=1)
+        for index, label in enumerate(classes):
+            out[f"probability_{label}"] = proba[:, index]
+    return out
+
+
+class StreamedParquet:
+    """A Parquet file written chunk by chunk to a temporary name, renamed by finish()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.writer is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        else:
+            table = pa.Table.from_pandas(frame, schema=self.writer.schema, preserve_index=False)
+        self.writer.write_table(table)
+        self.rows += len(frame)
+
+    def finish(self, empty: pd.DataFrame) -> None:
+        if self.writer is None:
+            self.write(empty)
+        self.writer.close()
+        self.tmp.replace(self.path)
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def run(config: Config, current: Path | None = None, out: Path | None = None) -> dict:
+    """Score the batch with the production model; write OUT/{predictions,rejects}.parquet."""
+    if current is None:
+        raise InputError(
+            "score: name the batch: make score CURRENT=<file|folder|glob> OUT=<folder>"
+        )
+    out = Path(out or "reports/scores")
+    found = registry.load_production(registry.MODELS_DIR)
+    if found is None:
+        raise InputError("score: no production model yet (promote one: make promote)")
+    model, metadata = found
+    features = metadata.get("features") or config.features
+    categories = metadata.get("categories") or config.categorical
+    ids = list(config.score.id_columns)
+    dataset = batches.open_batch(current, [*features, *ids])
+    out.mkdir(parents=True, exist_ok=True)
+    scored, rejected = (
+        StreamedParquet(out / "predictions.parquet"),
+        StreamedParquet(out / "rejects.parquet"),
+    )
+    started = time.perf_counter()
+    try:
+        for chunk in batches.chunks(dataset, [*features, *ids], config.score.chunk_rows):
+            frame = chunk.frame
+            why = problems(frame, config, categories)
+            bad = frame.index.isin(why.index)
+            good = frame[~bad]
+            if len(good):
+                scored.write(
+                    pd.concat([good[ids], predictions_frame(model, metadata, good, config)], axis=1)
+                )
+            if len(why):
+                rows = np.flatnonzero(bad) + chunk.first_row + 1  # 1-based, as a reader counts
+                refused = frame.loc[bad, ids].assign(source=chunk.source, row=rows, reason=why)
+                rejected.write(refused)
+        empty = pd.DataFrame(columns=[*ids, "label", "probability"])
+        scored.finish(empty)
+        rejected.finish(pd.DataFrame(columns=[*ids, "source", "row", "reason"]))
+    except BaseException:
+        scored.abandon()
+        rejected.abandon()
+        raise
+    seconds = time.perf_counter() - started
+    total = scored.rows + rejected.rows
+    summary = {
+        "batch": str(current),
+        "files": len(dataset.files),
+        "rows": total,
+        "scored": scored.rows,
+        "rejected": rejected.rows,
+        "model_version": metadata.get("version"),
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(total / seconds) if seconds > 0 else None,
+    }
+    files.write_json(out / "score.json", summary)
+    log.info(
+        "scored %d row(s), rejected %d, with model %s in %.1fs → %s",
+        scored.rows,
+        rejected.rows,
+        metadata.get("version"),
+        seconds,
+        out,
+    )
+    return summary
