@@ -164,3 +164,44 @@ def test_strings_gaps_and_multiclass_probabilities(tmp_path, monkeypatch, capsys
     # gaps are allowed in sector and age; plan is the target here, not a feature
     assert rejects.empty, rejects["reason"].head().tolist()
     assert os.path.exists(root / "out/score.json")
+
+
+def partitioned_batch(root: Path) -> None:
+    """Three hive partitions of the current split, with a few rows the API would refuse."""
+    frame = current_rows(root, 3000).assign(person=lambda f: range(len(f)))
+    frame.loc[[5, 1700], "AGEP"] = 150
+    for part in range(3):
+        folder = root / f"batch/part={part}"
+        folder.mkdir(parents=True)
+        frame.iloc[part * 1000 : (part + 1) * 1000].to_parquet(folder / "rows.parquet", index=False)
+
+
+def test_dask_engine_decides_exactly_as_the_local_one(scoring, capsys, monkeypatch):
+    """A 2-worker LocalCluster (one task per file) writes the same predictions and rejects."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    partitioned_batch(scoring)
+    edit_params(scoring / "params.yaml", lambda p: p["score"].update(id_columns=["person"]))
+    outputs = {}
+    for engine in ("local", "dask"):
+        edit_params(scoring / "params.yaml", lambda p, e=engine: p["score"].update(engine=e))
+        code, err = run_cli(capsys, "score", "--current", "batch", "--out", engine)
+        assert code == 0, err
+        outputs[engine] = [
+            pd.read_parquet(scoring / engine / name)
+            for name in ("predictions.parquet", "rejects.parquet")
+        ]
+        assert json.loads((scoring / engine / "score.json").read_text())["engine"] == engine
+    for local, dask in zip(outputs["local"], outputs["dask"], strict=True):
+        pd.testing.assert_frame_equal(local, dask)
+    assert outputs["dask"][1]["reason"].tolist() == ["AGEP: 150 > 90"] * 2
+
+
+def test_unreachable_scheduler_is_exit_2_naming_it(scoring, capsys, monkeypatch):
+    partitioned_batch(scoring)
+    edit_params(scoring / "params.yaml", lambda p: p["score"].update(engine="dask"))
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    code, err = run_cli(capsys, "score", "--current", "batch", "--out", "out")
+    assert code == 2
+    assert "DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:9: no Dask scheduler answers" in err
+    assert err.strip().count("\n") == 0
+    assert not (scoring / "out/predictions.parquet").exists()

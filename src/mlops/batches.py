@@ -101,17 +101,24 @@ def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
 def chunks(dataset: ds.Dataset, columns: list[str], rows: int) -> Iterator[Chunk]:
     """The dataset's rows in chunks of at most `rows`, file by file, as pandas frames."""
     for fragment in dataset.get_fragments():
-        start = 0
-        scanner = ds.Scanner.from_fragment(
-            fragment, schema=dataset.schema, columns=columns, batch_size=rows, use_threads=False
-        )
-        try:
-            for batch in scanner.to_batches():
-                if batch.num_rows:
-                    yield Chunk(batch.to_pandas(), fragment.path, start)
-                    start += batch.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{fragment.path}: {_first_line(exc)}") from None
+        yield from fragment_chunks(fragment, dataset.schema, columns, rows)
+
+
+def fragment_chunks(
+    fragment: ds.Fragment, schema: pa.Schema, columns: list[str], rows: int
+) -> Iterator[Chunk]:
+    """One file's rows in chunks (a fragment pickles: a Dask task can read it on a worker)."""
+    start = 0
+    scanner = ds.Scanner.from_fragment(
+        fragment, schema=schema, columns=columns, batch_size=rows, use_threads=False
+    )
+    try:
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield Chunk(batch.to_pandas(), fragment.path, start)
+                start += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{fragment.path}: {_first_line(exc)}") from None
 
 
 def _family(kind: pa.DataType) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import batches, files, registry
+from mlops import batches, cluster, files, registry
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import model_matrix, model_positive, predict
@@ -115,6 +116,64 @@ class StreamedParquet:
         self.tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Job:
+    """What scoring one chunk needs; pickled to Dask workers with the engine `dask`."""
+
+    model: Any
+    metadata: dict
+    config: Config
+    columns: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.config.score.id_columns)
+
+
+def score_chunk(chunk: batches.Chunk, job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions of the good rows, refused rows with file, 1-based row and reason)."""
+    frame, ids = chunk.frame, job.ids
+    categories = job.metadata.get("categories") or job.config.categorical
+    why = problems(frame, job.config, categories)
+    bad = frame.index.isin(why.index)
+    good = frame[~bad]
+    scored = predictions_frame(job.model, job.metadata, good, job.config) if len(good) else None
+    scored = pd.concat([good[ids], scored], axis=1) if scored is not None else good[ids].iloc[:0]
+    rows = np.flatnonzero(bad) + chunk.first_row + 1  # 1-based, as a reader counts
+    refused = frame.loc[bad, ids].assign(source=chunk.source, row=rows, reason=why)
+    return scored, refused
+
+
+def score_fragment(fragment: Any, schema: Any, job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One file of the batch, chunk by chunk: a Dask task (engine `dask`)."""
+    parts = [
+        score_chunk(chunk, job)
+        for chunk in batches.fragment_chunks(
+            fragment, schema, job.columns, job.config.score.chunk_rows
+        )
+    ]
+    if not parts:
+        return pd.DataFrame(), pd.DataFrame()
+    return tuple(pd.concat(side, ignore_index=True) for side in zip(*parts, strict=True))
+
+
+def results(dataset: Any, job: Job) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Scored chunks in the batch's order: in this process, or as one Dask task per file."""
+    if job.config.score.engine == "local":
+        for chunk in batches.chunks(dataset, job.columns, job.config.score.chunk_rows):
+            yield score_chunk(chunk, job)
+        return
+    with cluster.client() as dask:
+        shared = dask.scatter(job, broadcast=True)
+        futures = [
+            dask.submit(score_fragment, fragment, dataset.schema, shared, pure=False)
+            for fragment in dataset.get_fragments()
+        ]
+        for future in futures:  # in file order; each result is released once written
+            yield future.result()
+            future.release()
+
+
 def run(config: Config, current: Path | None = None, out: Path | None = None) -> dict:
     """Score the batch with the production model; write OUT/{predictions,rejects}.parquet."""
     if current is None:
@@ -126,32 +185,20 @@ def run(config: Config, current: Path | None = None, out: Path | None = None) ->
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
     model, metadata = found
-    features = metadata.get("features") or config.features
-    categories = metadata.get("categories") or config.categorical
     ids = list(config.score.id_columns)
-    dataset = batches.open_batch(current, [*features, *ids])
+    job = Job(model, metadata, config, [*(metadata.get("features") or config.features), *ids])
+    dataset = batches.open_batch(current, job.columns)
     out.mkdir(parents=True, exist_ok=True)
-    scored, rejected = (
-        StreamedParquet(out / "predictions.parquet"),
-        StreamedParquet(out / "rejects.parquet"),
-    )
+    scored = StreamedParquet(out / "predictions.parquet")
+    rejected = StreamedParquet(out / "rejects.parquet")
     started = time.perf_counter()
     try:
-        for chunk in batches.chunks(dataset, [*features, *ids], config.score.chunk_rows):
-            frame = chunk.frame
-            why = problems(frame, config, categories)
-            bad = frame.index.isin(why.index)
-            good = frame[~bad]
+        for good, refused in results(dataset, job):
             if len(good):
-                scored.write(
-                    pd.concat([good[ids], predictions_frame(model, metadata, good, config)], axis=1)
-                )
-            if len(why):
-                rows = np.flatnonzero(bad) + chunk.first_row + 1  # 1-based, as a reader counts
-                refused = frame.loc[bad, ids].assign(source=chunk.source, row=rows, reason=why)
+                scored.write(good)
+            if len(refused):
                 rejected.write(refused)
-        empty = pd.DataFrame(columns=[*ids, "label", "probability"])
-        scored.finish(empty)
+        scored.finish(pd.DataFrame(columns=[*ids, "label", "probability"]))
         rejected.finish(pd.DataFrame(columns=[*ids, "source", "row", "reason"]))
     except BaseException:
         scored.abandon()
@@ -162,6 +209,7 @@ def run(config: Config, current: Path | None = None, out: Path | None = None) ->
     summary = {
         "batch": str(current),
         "files": len(dataset.files),
+        "engine": config.score.engine,
         "rows": total,
         "scored": scored.rows,
         "rejected": rejected.rows,

@@ -1,0 +1,47 @@
+"""A Dask client for the engine `dask`: the scheduler DASK_SCHEDULER_ADDRESS names, or a
+LocalCluster started for the run. Dask is optional (`pip install .[dask]`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from mlops.errors import InputError
+
+ADDRESS = "DASK_SCHEDULER_ADDRESS"
+CONNECT_SECONDS = 10
+LOCAL_WORKERS = 2  # one process per core of a 2-core runner; one thread each (one BLAS thread)
+
+
+@contextlib.contextmanager
+def client() -> Iterator[Any]:
+    """A connected distributed.Client; an unreachable scheduler is a one-line InputError."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError(
+            "engine dask: Dask is not installed (pip install '.[dask]', or use engine: local)"
+        ) from None
+    address = os.environ.get(ADDRESS, "").strip()
+    if address:
+        try:
+            connected = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{ADDRESS}={address}: no Dask scheduler answers ({reason})") from None
+        with connected:
+            yield connected
+        return
+    with (
+        LocalCluster(
+            n_workers=LOCAL_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "1"},
+        ) as local,
+        Client(local, set_as_default=False) as connected,
+    ):
+        yield connected
