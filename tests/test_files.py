@@ -45,7 +45,7 @@ def test_read_csv_errors_name_the_file(tmp_path, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(InputError, match=message) as info:
-        files.read_csv(path, ["a", "b", "c"])
+        files.read_table(path, ["a", "b", "c"])
     assert str(info.value).startswith(str(path))
 
 

@@ -78,43 +78,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_csv(path: Path, required: list[str]) -> pd.DataFrame:
-    """Read a CSV batch, or raise an InputError naming the file and what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise InputError(f"{path}: not a readable CSV ({reason})") from None
-    if frame.empty:
-        raise InputError(f"{path}: header only, no rows")
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame
-
-
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 def read_table(path: Path, required: list[str]) -> pd.DataFrame:
-    """A CSV or Parquet file (by its suffix) with the required columns, or a one-line InputError."""
+    """A CSV or Parquet file (by its suffix) with rows and the required columns, or a one-line
+    InputError naming the file and what is wrong with it."""
     path = Path(path)
-    if path.suffix.lower() != ".parquet":
-        return read_csv(path, required)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    parquet = path.suffix.lower() == ".parquet"
     try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+        kind = "Parquet file" if parquet else "CSV"
+        raise InputError(f"{path}: not a readable {kind} ({reason})") from None
     if frame.empty:
-        raise InputError(f"{path}: no rows")
+        raise InputError(f"{path}: header only, no rows" if not parquet else f"{path}: no rows")
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
