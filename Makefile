@@ -24,7 +24,7 @@ REGISTRY := $(wildcard models/registry.json)
 
 .PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
 	release-export release-import \
-	accept-data test lint format audit ci-lint bench serve summary lock docker clean clean-all
+	accept-data schema test lint format audit ci-lint bench serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
 	@if grep -qs '"decision": "rejected"' reports/promotion.json; then \
@@ -116,6 +116,12 @@ models: $(INSTALLED) ## List model versions, their metrics and which is in produ
 
 runs: $(INSTALLED) ## Compare every training run (SORT=date for newest first)
 	@$(MLOPS) runs --sort $(or $(SORT),best)
+
+# TARGET=column [TIME=column PERIOD=year|quarter|month|week|day POSITIVE=label]; see docs/pipeline.md.
+schema: $(INSTALLED) ## Infer params.yaml `schema` from data/raw (TARGET=label column; TIME, PERIOD, POSITIVE)
+	$(if $(TARGET),,$(error make schema: TARGET=<label column> is required))
+	@$(MLOPS) schema --target "$(TARGET)" $(if $(TIME),--time "$(TIME)") \
+		$(if $(PERIOD),--period "$(PERIOD)") $(if $(POSITIVE),--positive "$(POSITIVE)")
 
 accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (accepting new data)
 	@$(MLOPS) accept-data

@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "summary": ("mlops.summary", "run", "Markdown summary of metrics, gate and drift"),
     "audit": ("mlops.audit", "run", "pip-audit the lock files; never pass what was not audited"),
     "bench": ("mlops.bench", "run", "measure pipeline, drift and serving speed"),
+    "schema": (
+        "mlops.schema",
+        "run",
+        "infer params.yaml's schema (and time keys) from the files in data/raw",
+    ),
     "params-stamps": ("mlops.config", "stamps_command", "per-stage params stamps for Make"),
 }
 
@@ -97,6 +102,17 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "params-stamps":
             command.add_argument("directory", type=Path)
+        if name == "schema":
+            command.add_argument("--target", required=True, help="the label column")
+            command.add_argument("--time", help="the period column (default: each file a period)")
+            command.add_argument("--period", help="dates: year, quarter, month, week or day")
+            command.add_argument("--positive", help="binary: the positive label (default: rarer)")
+            command.add_argument(
+                "--into",
+                type=Path,
+                default=root.get_default("params"),
+                help="params file to rewrite (default: params.yaml or $PARAMS)",
+            )
     return root
 
 
