@@ -170,7 +170,8 @@ def profile_column(series: pd.Series) -> Column:
         return Column(
             name,
             "categorical",
-            f"{count} text values{_sample(values)}{seen}",
+            f"{count} {'true/false' if isinstance(values[0], bool) else 'text'} values"
+            f"{_sample(values)}{seen}",
             values,
             max_missing=allowance,
         )
@@ -287,7 +288,7 @@ def profile(
         max_duplicate_share=_round_up(max(1.5 * duplicates, duplicates + 0.05)),
         min_label_share=min(0.5, _round_down(rarest / 2)),
         notes={
-            "positive": why.split("; ")[1] if chosen is not None else "multiclass: none",
+            "positive": why.split("(")[-1].rstrip(")") if chosen is not None else "multiclass",
             "min_rows": f"half the smallest split this data gives ({smallest} rows)",
             "max_duplicate_share": f"{duplicates:.1%} duplicate rows seen",
             "min_label_share": f"rarest label seen: {rarest:.1%} of rows",
@@ -343,7 +344,38 @@ def read_raw(directory: Path) -> dict[Path, pd.DataFrame]:
             parts = [f"missing {', '.join(missing)}"] if missing else []
             parts += [f"extra {', '.join(extra)}"] if extra else []
             raise InputError(f"{path}: columns differ from {first.name}: {'; '.join(parts)}")
+    seen: dict[str, tuple[str, Path]] = {}
+    for path, frame in frames.items():
+        for name in expected:
+            kind = value_kind(frame[name])
+            if kind is None:
+                continue
+            if name in seen and seen[name][0] != kind:
+                earlier, where = seen[name]
+                raise InputError(
+                    f"{path}: column {name} holds {kind}, {where.name} holds {earlier}"
+                )
+            seen.setdefault(name, (kind, path))
     return frames
+
+
+KINDS = {
+    "integer": "numbers",
+    "floating": "numbers",
+    "mixed-integer-float": "numbers",
+    "decimal": "numbers",
+    "boolean": "true/false",
+    "string": "text",
+    "datetime64": "dates",
+    "datetime": "dates",
+    "date": "dates",
+}
+
+
+def value_kind(series: pd.Series) -> str | None:
+    """What a column's values are (numbers, text, true/false, dates); None when all missing."""
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    return None if inferred == "empty" else KINDS.get(inferred, inferred)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -428,6 +460,7 @@ def _round_trip():
 
     handler = YAML()
     handler.width = 4096  # never re-wrap a long line
+    handler.preserve_quotes = True  # "no" stays a string for PyYAML, which reads params.yaml
     handler.allow_unicode = True
     handler.representer.add_representer(
         type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
@@ -516,11 +549,11 @@ def data_keys(config_data: dict, time_column: str | None, period: str | None, la
 
 
 def _assign(
-    mapping: Any, key: str, value: Any, after: str | None, comment: str | None = None
+    mapping: Any, key: str, value: Any, after: str | None, read: dict, comment: str | None = None
 ) -> None:
     """Set mapping[key] keeping its place and comment (or writing `comment`); a value that is
-    already there is left untouched, so a re-run rewrites nothing."""
-    if key in mapping and canonical(_plain(mapping[key])) == canonical(value):
+    already there (as PyYAML reads it: `read`) is left untouched, so a re-run rewrites nothing."""
+    if key in mapping and key in read and canonical(read[key]) == canonical(value):
         return
     if isinstance(value, dict):
         from ruamel.yaml.comments import CommentedMap
@@ -541,25 +574,17 @@ def _assign(
         mapping.yaml_add_eol_comment(comment, key, column=COMMENT_COLUMN)
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
-
-
 def update_params(text: str, result: Profile, data: dict[str, Any], where: Path) -> str:
     """params.yaml text with `schema` and the data keys replaced; all else byte for byte."""
     handler = _round_trip()
-    document = handler.load(text)
+    document, read = handler.load(text), yaml.safe_load(text)
     for section, keys in (("data", data), ("schema", schema_section(result))):
-        if section not in document:
+        if not isinstance(read.get(section), dict):
             raise InputError(f"{where}: {section}: missing section")
         previous = None
         for key, value in keys.items():
             note = result.notes.get(key) if section == "schema" else None
-            _assign(document[section], key, value, previous, note)
+            _assign(document[section], key, value, previous, read[section], note)
             previous = key
     out = io.StringIO()
     handler.dump(document, out)
