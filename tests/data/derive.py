@@ -34,9 +34,11 @@ def titanic(wheel: Path) -> None:
     # Kept as text exactly as shipped; gzip with no timestamp so the bytes are reproducible.
     for name, frame in (("titanic_1_reference", reference), ("titanic_2_analysis", analysis)):
         csv = frame.to_csv(index=False).encode("utf-8")
-        with open(out / f"{name}.csv.gz", "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
-                handle.write(csv)
+        with (
+            open(out / f"{name}.csv.gz", "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle,
+        ):
+            handle.write(csv)
 
 
 def flights(sdist: Path) -> None:
@@ -49,9 +51,7 @@ def flights(sdist: Path) -> None:
     # that the periods are the four quarters of 2013.
     frame = frame[frame["time_hour"] < "2014"]
     sample = frame.sample(n=FLIGHT_ROWS, random_state=SEED).sort_index()
-    sample.to_parquet(
-        HERE / "flights" / "flights_2013.parquet", index=False, compression="zstd"
-    )
+    sample.to_parquet(HERE / "flights" / "flights_2013.parquet", index=False, compression="zstd")
 
 
 def main(downloads: Path) -> None:
