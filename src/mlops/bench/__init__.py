@@ -1,4 +1,4 @@
-"""`make bench`: measures pipeline, drift and serving speed into reports/bench.json.
+"""`make bench`: measures pipeline, drift, serving and own-data speed into reports/bench.json.
 
 Each submodule exposes measure(config) -> dict; its result is stored under the submodule's name.
 """
@@ -15,7 +15,7 @@ from mlops.config import Config
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/bench.json")
-SECTIONS = ("pipeline", "drift", "serving")
+SECTIONS = ("pipeline", "drift", "serving", "schema")
 
 
 def run(config: Config, sections: tuple[str, ...] = SECTIONS) -> dict:
