@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.test_schema import sections
+
+from test_schema import sections
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.helpers import run_cli
 
+from helpers import run_cli
 from mlops import schema
 from mlops.config import load_config
 from mlops.errors import InputError
