@@ -314,10 +314,10 @@ def corrupt(root: Path, how: str) -> list[str]:
         ("", ["--target", "label", "--period", "year"], "PERIOD: needs TIME=<column>"),
         ("", ["--target", "label", "--positive", "maybe"], "POSITIVE: 'maybe' is not a label"),
         ("disagree", [], "data/raw/2022.csv: columns differ from 2020.csv: missing code"),
-        ("unreadable", [], "data/raw/2022.parquet: not a readable parquet file"),
+        ("unreadable", [], "data/raw/2022.parquet: not a readable Parquet file"),
         ("types", [], "data/raw/2022.csv: column code holds text, 2020.csv holds numbers"),
         ("one class", [], "TARGET label: one class only ('yes')"),
-        ("bad time", [], "data/raw/2022.csv: column when: 'soon' in row 8 is not a date"),
+        ("bad time", [], "data/raw/2022.csv: column when: 'soon' at row 8 is not a date or time"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(scratch, capsys, how, argv, message):

@@ -36,7 +36,9 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from mlops import files
 from mlops.config import Config, _format
+from mlops.data import PERIOD_FREQUENCY, period_labels
 from mlops.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,6 @@ TEXT_CATEGORY_SHARE = 0.1
 MAX_CATEGORIES = 1_000
 MAX_CLASSES = 50
 RANGE_MARGIN = 0.1
-PERIODS = {"year": "Y", "quarter": "Q", "month": "M", "week": "W", "day": "D"}
-SUFFIXES = (".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -327,13 +327,13 @@ def _min_rows(smallest: int) -> int:
 def read_raw(directory: Path) -> dict[Path, pd.DataFrame]:
     """Every CSV and Parquet file in directory, in file-name order, with the same columns."""
     paths = (
-        sorted(p for p in Path(directory).iterdir() if p.suffix in SUFFIXES)
+        sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in files.TABLE_SUFFIXES)
         if Path(directory).is_dir()
         else []
     )
     if not paths:
         raise InputError(f"{directory}: no .csv or .parquet files to profile")
-    frames = {path: _read(path) for path in paths}
+    frames = {path: files.read_table(path, []) for path in paths}
     first, *others = paths
     expected = list(frames[first].columns)
     for path in others:
@@ -378,19 +378,6 @@ def value_kind(series: pd.Series) -> str | None:
     return None if inferred == "empty" else KINDS.get(inferred, inferred)
 
 
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file") from None
-    except Exception as exc:  # pyarrow, parser and decoding errors all mean: unreadable
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable {path.suffix[1:]} file ({reason})") from None
-    if frame.empty:
-        raise InputError(f"{path}: no rows")
-    return frame
-
-
 def file_periods(
     frames: dict[Path, pd.DataFrame], time_column: str | None, period: str | None
 ) -> tuple[pd.Series, str | None]:
@@ -400,16 +387,24 @@ def file_periods(
             raise InputError("PERIOD: needs TIME=<column> (without TIME each file is one period)")
         stems = [pd.Series(path.stem, index=frame.index) for path, frame in frames.items()]
         return _ordered(pd.concat(stems, ignore_index=True), [p.stem for p in frames]), None
-    parsed = [_parse_time(path, frame[time_column]) for path, frame in frames.items()]
-    values = pd.concat(parsed, ignore_index=True)
-    if pd.api.types.is_integer_dtype(values.dtype):
+    columns = {path: _time_values(path, frame[time_column]) for path, frame in frames.items()}
+    if all(pd.api.types.is_numeric_dtype(column.dtype) for column in columns.values()):
         if period is not None:
             raise InputError(
                 f"PERIOD: {time_column} holds whole-number periods already; leave PERIOD out"
             )
+        # Parsed as `make data` parses it, so both see the same periods.
+        values = pd.concat(
+            [period_labels(column, None, str(path)) for path, column in columns.items()],
+            ignore_index=True,
+        ).astype("int64")
         return _ordered(values, sorted(values.unique())), None
-    period = period or _coarsest(values)
-    labels = values.dt.to_period(PERIODS[period])
+    days = pd.concat(
+        [period_labels(column, "day", str(path)) for path, column in columns.items()],
+        ignore_index=True,
+    )
+    period = period or _coarsest(days)
+    labels = days.dt.asfreq(PERIOD_FREQUENCY[period])
     return _ordered(labels.astype(str), [str(p) for p in sorted(labels.unique())]), period
 
 
@@ -417,35 +412,23 @@ def _ordered(labels: pd.Series, order: list) -> pd.Series:
     return pd.Series(pd.Categorical(labels, categories=order, ordered=True))
 
 
-def _coarsest(values: pd.Series) -> str:
+def _coarsest(days: pd.Series) -> str:
     """The longest period that splits the data into at least two periods (day when none does)."""
-    for name, freq in PERIODS.items():
-        if values.dt.to_period(freq).nunique() >= 2:
+    for name, freq in PERIOD_FREQUENCY.items():
+        if days.dt.asfreq(freq).nunique() >= 2:
             return name
     return "day"
 
 
-def _parse_time(path: Path, series: pd.Series) -> pd.Series:
-    """Whole numbers as they are, else dates or timestamps; InputError naming the first bad row."""
+def _time_values(path: Path, series: pd.Series) -> pd.Series:
+    """The time column of one file, refused when a value is missing or true/false."""
     name = series.name
     if series.isna().any():
         row = int(np.flatnonzero(series.isna().to_numpy())[0])
         raise InputError(f"{path}: column {name}: no time value in row {row + 1}")
     if pd.api.types.is_bool_dtype(series.dtype):
         raise InputError(f"{path}: column {name}: true/false is not a time")
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        if not _whole(series):
-            raise InputError(f"{path}: column {name}: numbers that are not whole periods")
-        return series.astype("int64")
-    # Parsed as `make data` parses it: any date or timestamp format, time zones to UTC.
-    parsed = pd.to_datetime(series, utc=True, format="mixed", errors="coerce")
-    if parsed.isna().any():
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise InputError(
-            f"{path}: column {name}: {series.iloc[row]!r} in row {row + 1} "
-            "is not a date or timestamp"
-        )
-    return parsed.dt.tz_localize(None)
+    return series
 
 
 # --- writing params.yaml ----------------------------------------------------------------------
@@ -610,8 +593,8 @@ def run(
     into: Path = Path("params.yaml"),
 ) -> Profile:
     """Profile data/raw, print each decision, write schema and data keys into params.yaml."""
-    if period is not None and period not in PERIODS:
-        raise InputError(f"PERIOD: {period!r} is not one of {', '.join(PERIODS)}")
+    if period is not None and period not in PERIOD_FREQUENCY:
+        raise InputError(f"PERIOD: {period!r} is not one of {', '.join(PERIOD_FREQUENCY)}")
     frames = read_raw(config.data.raw_dir)
     first = next(iter(frames))
     for name, role in ((target, "TARGET"), (time, "TIME")):
@@ -645,8 +628,6 @@ def run(
     if updated == text:
         log.info("%s: unchanged (the data gives the schema it already has)", into)
     else:
-        from mlops.files import write_text
-
-        write_text(into, updated)
+        files.write_text(into, updated)
         log.info("%s: schema written; review it with `git diff %s`, then commit", into, into)
     return result
