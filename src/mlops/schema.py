@@ -37,7 +37,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlops import files
-from mlops.config import Config, _format
+from mlops.config import Config, _format, plain
 from mlops.data import PERIOD_FREQUENCY, period_labels
 from mlops.errors import InputError
 
@@ -83,11 +83,7 @@ class Profile:
 
 def native(value: Any) -> Any:
     """A plain Python scalar as YAML should hold it: whole floats become ints."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return plain(value.item() if isinstance(value, np.generic) else value)
 
 
 def _order(value: Any) -> tuple:
@@ -227,11 +223,17 @@ def choose_labels(series: pd.Series, positive: str | None) -> tuple[list, Any, s
         return labels, None, f"{len(labels)} classes (multiclass){_sample(labels)}{note}"
     if positive is not None:
         chosen = _match_label(positive, labels, name)
-        why = "POSITIVE"
     else:
         chosen = min(reversed(labels), key=lambda label: shares[label])
-        why = f"the minority class, {shares[chosen]:.1%}"
-    return labels, chosen, f"labels {labels}; positive {chosen!r} ({why}){note}"
+    return (
+        labels,
+        chosen,
+        f"labels {labels}; positive {chosen!r} ({_basis(positive, shares[chosen])}){note}",
+    )
+
+
+def _basis(positive: str | None, share: float) -> str:
+    return "POSITIVE" if positive is not None else f"the minority class, {share:.1%}"
 
 
 def _match_label(text: str, labels: list, name: str) -> Any:
@@ -288,7 +290,9 @@ def profile(
         max_duplicate_share=_round_up(max(1.5 * duplicates, duplicates + 0.05)),
         min_label_share=min(0.5, _round_down(rarest / 2)),
         notes={
-            "positive": why.split("(")[-1].rstrip(")") if chosen is not None else "multiclass",
+            "positive": "multiclass"
+            if chosen is None
+            else _basis(positive, float((frame[target].dropna().map(native) == chosen).mean())),
             "min_rows": f"half the smallest split this data gives ({smallest} rows)",
             "max_duplicate_share": f"{duplicates:.1%} duplicate rows seen",
             "min_label_share": f"rarest label seen: {rarest:.1%} of rows",
