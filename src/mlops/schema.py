@@ -212,7 +212,7 @@ def choose_labels(series: pd.Series, positive: str | None) -> tuple[list, Any, s
             f"TARGET {name}: {len(labels)} distinct values, more than {MAX_CLASSES}: "
             "not a classification target"
         )
-    shares = series.dropna().map(native).value_counts(normalize=True)
+    shares = label_shares(series)
     missing = int(series.isna().sum())
     note = f"; {missing} rows without a label" if missing else ""
     if len(labels) > 2:
@@ -230,6 +230,14 @@ def choose_labels(series: pd.Series, positive: str | None) -> tuple[list, Any, s
         chosen,
         f"labels {labels}; positive {chosen!r} ({_basis(positive, shares[chosen])}){note}",
     )
+
+
+def label_shares(series: pd.Series) -> dict:
+    """Each label's share of the labelled rows, keyed by its plain value."""
+    shares: dict = {}
+    for value, share in series.value_counts(normalize=True).items():
+        shares[native(value)] = shares.get(native(value), 0.0) + float(share)
+    return shares
 
 
 def _basis(positive: str | None, share: float) -> str:
@@ -273,13 +281,10 @@ def profile(
     if not kept:
         raise InputError(f"TARGET {target}: no other column can be a feature")
     # Splits are drawn from periods: the most duplicated period bounds what a split will show.
-    duplicated = (
-        frame[[*kept, target]]
-        .groupby(periods.to_numpy(), observed=True)
-        .apply(lambda part: part.duplicated().sum())
-    )
-    duplicates = float((duplicated / periods.value_counts(sort=False).to_numpy()).max())
-    rarest = float(frame[target].dropna().map(native).value_counts(normalize=True).min())
+    keyed = frame[[*kept, target]].assign(_period=periods.to_numpy())
+    duplicates = float(keyed.duplicated().groupby(periods.to_numpy(), observed=True).mean().max())
+    shares = label_shares(frame[target])
+    rarest = min(shares.values())
     smallest = _smallest_split(periods, test_size)
     return Profile(
         target=target,
@@ -290,9 +295,7 @@ def profile(
         max_duplicate_share=_round_up(max(1.5 * duplicates, duplicates + 0.05)),
         min_label_share=min(0.5, _round_down(rarest / 2)),
         notes={
-            "positive": "multiclass"
-            if chosen is None
-            else _basis(positive, float((frame[target].dropna().map(native) == chosen).mean())),
+            "positive": "multiclass" if chosen is None else _basis(positive, shares[chosen]),
             "min_rows": f"half the smallest split this data gives ({smallest} rows)",
             "max_duplicate_share": f"{duplicates:.1%} duplicate rows seen",
             "min_label_share": f"rarest label seen: {rarest:.1%} of rows",
