@@ -27,6 +27,7 @@ REGISTRY := $(wildcard models/registry.json)
 	accept-data schema test lint format audit ci-lint bench serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
+	$(RUN_QUEUE)
 	@if grep -qs '"decision": "rejected"' reports/promotion.json; then \
 		echo "make all: the gate rejected the candidate; see reports/promotion.md" >&2; exit 1; fi
 	@echo "==> pipeline up to date: reports/metrics.json, reports/promotion.md, reports/drift.html"
@@ -51,49 +52,86 @@ $(STAMP)/params.ok: params.yaml $(SRC)/config.py $(INSTALLED)
 # Recipe-less: remade with params.ok, but only newer when its own sections changed.
 $(PARAMS_DIR)/%.json: $(STAMP)/params.ok ;
 
-define stage
-	@echo "==> $(1)"
-	@$(MLOPS) $(1)
-	@touch $@
-endef
+# Each stage's declared outputs are prerequisites of its own stamp: a missing output (its empty
+# rule below "remakes" it by doing nothing, so it counts as changed) or one edited after the stage
+# ran re-runs that stage, and through the stamps everything downstream of it, nothing more.
+DATA_OUT := $(addprefix data/processed/,train.parquet test.parquet current.parquet)
+VALIDATE_OUT := reports/validation.json
+TRAIN_OUT := models/candidate/model.joblib models/candidate/metadata.json
+EVALUATE_OUT := reports/metrics.json \
+	$(addprefix reports/,confusion_matrix.png roc_curve.png precision_recall.png feature_importance.png)
+PROMOTE_OUT := reports/promotion.json reports/promotion.md
+DRIFT_OUT := reports/drift.html reports/drift.json reports/drift.md
+$(DATA_OUT) $(VALIDATE_OUT) $(TRAIN_OUT) $(EVALUATE_OUT) $(PROMOTE_OUT) $(DRIFT_OUT): ;
 
-$(STAMP)/data.ok: $(RAW) $(PARAMS_DIR)/data.json $(SRC)/data.py $(SRC)/synthetic.py $(SRC)/files.py
+# Registry files are history, not outputs: nothing re-makes them. The production version that
+# models/registry.json names must be on disk (read without Python: the file is written indented).
+PRODUCTION := $(if $(REGISTRY),$(shell sed -n 's/^  "production": "\(v[1-9][0-9]*\)",*$$/\1/p' $(REGISTRY)))
+PRODUCTION_FILES := $(if $(PRODUCTION),$(addprefix models/$(PRODUCTION)/,model.joblib metadata.json))
+models/v%/model.joblib models/v%/metadata.json:
+	@echo "models/registry.json: production v$* has no $@; registry files are history and never" \
+		"re-made: restore it (make release-import DIR=... with its release) or make rollback" >&2
+	@exit 2
+
+# A stale stage is queued, not run: its stamp goes (so everything downstream is stale too) and the
+# target that was asked for runs the whole queue in ONE Python process, in order (imports paid
+# once). That process writes each stage's outputs and run.log lines and touches its stamp when it
+# succeeds; a failing stage stops the queue with its exit code, leaving its stamp and the
+# downstream ones absent, so the next `make` starts there.
+QUEUE :=
+define stage
+	$(eval QUEUE += $(1))
+	@rm -f $@
+endef
+# The gate's "rejected" is recorded in reports/promotion.json and the queue goes on to drift (the
+# report on production and the new data, which the rejection does not change); `all` then fails.
+RUN_QUEUE = $(if $(strip $(QUEUE)),@$(MLOPS) stages --stamps $(STAMP) --record-rejection $(QUEUE))
+
+$(STAMP)/data.ok: $(RAW) $(PARAMS_DIR)/data.json $(SRC)/data.py $(SRC)/synthetic.py $(SRC)/files.py \
+		$(DATA_OUT)
 	$(call stage,data)
 
-$(STAMP)/validate.ok: $(STAMP)/data.ok $(PARAMS_DIR)/validate.json $(SRC)/validate.py
+$(STAMP)/validate.ok: $(STAMP)/data.ok $(PARAMS_DIR)/validate.json $(SRC)/validate.py $(VALIDATE_OUT)
 	$(call stage,validate)
 
-$(STAMP)/train.ok: $(STAMP)/validate.ok $(PARAMS_DIR)/train.json $(SRC)/train.py
+$(STAMP)/train.ok: $(STAMP)/validate.ok $(PARAMS_DIR)/train.json $(SRC)/train.py $(TRAIN_OUT)
 	$(call stage,train)
 
-$(STAMP)/evaluate.ok: $(STAMP)/train.ok $(PARAMS_DIR)/evaluate.json $(SRC)/evaluate.py $(SRC)/plots.py
+$(STAMP)/evaluate.ok: $(STAMP)/train.ok $(PARAMS_DIR)/evaluate.json $(SRC)/evaluate.py $(SRC)/plots.py \
+		$(EVALUATE_OUT)
 	$(call stage,evaluate)
 
-# The gate's "rejected" (exit 1) is recorded, not fatal here, so drift still reports; `all` then fails.
-$(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(SRC)/promote.py $(SRC)/registry.py
-	@echo "==> promote"
-	@$(MLOPS) promote || [ $$? -eq 1 ]
-	@touch $@
+# The gate re-runs when production changes (a rollback or an import rewrites registry.json).
+$(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(SRC)/promote.py \
+		$(SRC)/registry.py $(REGISTRY) $(PRODUCTION_FILES) $(PROMOTE_OUT)
+	$(call stage,promote)
 
-$(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PARAMS_DIR)/drift.json $(SRC)/drift.py
+$(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PRODUCTION_FILES) $(PARAMS_DIR)/drift.json \
+		$(SRC)/drift.py $(DRIFT_OUT)
 	$(call stage,drift)
 
 data: $(STAMP)/data.ok ## Verify raw checksums; split into train/test (earlier periods) and current (newest)
+	$(RUN_QUEUE)
 validate: $(STAMP)/validate.ok ## Schema and quality checks → reports/validation.json
+	$(RUN_QUEUE)
 train: $(STAMP)/train.ok ## Fit the candidate → models/candidate/
+	$(RUN_QUEUE)
 evaluate: $(STAMP)/evaluate.ok ## Score the candidate on test → reports/metrics.json and plots
+	$(RUN_QUEUE)
 
 # FORCE_REASON="..." (on the command line only, never from the environment): emergency promotion
 # despite failed criteria, recorded as "forced" in models/registry.json; see docs/runbook.md.
-promote: $(STAMP)/evaluate.ok ## The gate: promote the candidate or exit 1 with reasons → reports/promotion.md
-	@$(MLOPS) promote $(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
-	@touch $(STAMP)/promote.ok
+promote: $(STAMP)/evaluate.ok $(PRODUCTION_FILES) ## The gate: promote the candidate or exit 1 with reasons → reports/promotion.md
+	@$(MLOPS) stages --stamps $(STAMP) $(QUEUE) promote \
+		$(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 
 # CURRENT=batch.csv replaces reports/drift.*: the stamp goes first, so `make all` re-reports the split.
 drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv to check a file
+	$(RUN_QUEUE)
 	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
 
 drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*
+	$(RUN_QUEUE)
 	@$(MLOPS) drift-demo $(if $(CURRENT),--current "$(CURRENT)")
 
 score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob> → OUT=<folder> (reports/scores)
@@ -172,9 +210,10 @@ lock: $(INSTALLED) ## Re-resolve requirements.lock and requirements-dev.lock fro
 	@$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
 		--no-emit-find-links --extra dev -o requirements-dev.lock pyproject.toml
 
+# Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
-	rm -rf $(STAMP) data/processed models/candidate reports/*.json reports/*.md reports/*.html \
-		reports/*.png reports/run.log
+	rm -rf $(STAMP) data/processed models/candidate reports/run.log \
+		$(filter-out reports/README.md,$(wildcard reports/*.json reports/*.md reports/*.html reports/*.png))
 
 clean-all: clean ## Also remove the registry, every model version, the drift history and .venv
 	rm -rf models/v* models/registry.json models/runs.jsonl reports/history $(VENV)

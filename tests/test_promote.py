@@ -173,6 +173,73 @@ def test_optional_floors(project, config):
     assert [item["name"] for item in report()["criteria"]] == ["min_accuracy", "validation"]
 
 
+def test_min_roc_auc_can_fail(project, config):
+    with pytest.raises(CheckFailed, match=r"roc_auc 0\.\d+ < 0\.99 \(promotion\.min_roc_auc\)"):
+        promote.run(with_policy(config, min_roc_auc=0.99))
+    failed = [item["name"] for item in report()["criteria"] if not item["passed"]]
+    assert failed == ["min_roc_auc"]
+    assert not Path("models/registry.json").exists()
+
+
+@pytest.mark.parametrize("metrics", [{"accuracy": 0.9}, {"accuracy": 0.9, "roc_auc": None}])
+def test_a_missing_metric_never_passes_a_floor(config, metrics):
+    """ROC-AUC is undefined on a one-class split: a floor on it fails rather than passing."""
+    policy = with_policy(config, min_roc_auc=0.5, min_recall=None)
+    criteria = promote.judge(policy, metrics, "passed", None, None)
+    floor = next(item for item in criteria if item["name"] == "min_roc_auc")
+    assert floor["passed"] is False
+    assert promote.failure_reason(floor) == "roc_auc n/a < 0.5 (promotion.min_roc_auc)"
+
+
+def test_a_raised_bar_rejects_an_unchanged_production(project, config):
+    """The same candidate as production, a stricter policy: rejected, registry byte-identical."""
+    promote.run(config)
+    before = snapshot(project / "models", skip=("runs.jsonl",))
+    with pytest.raises(CheckFailed, match="production v1 no longer meets min_accuracy 0.99"):
+        promote.run(with_policy(config, min_accuracy=0.99))
+    result = report()
+    assert result["decision"] == "rejected"
+    assert [item["name"] for item in result["production"]["failed"]] == ["min_accuracy"]
+    assert "identical to v1" in result["reasons"][-1]
+    assert snapshot(project / "models", skip=("runs.jsonl",)) == before
+    assert runlog.read_runs()[-1]["decision"] == "rejected"
+    with pytest.raises(CheckFailed, match="production v1 no longer meets min_roc_auc 0.99"):
+        promote.run(with_policy(config, min_roc_auc=0.99))
+    assert promote.run(config)["decision"] == "unchanged"  # the bar back where it was
+
+
+def test_a_raised_bar_rejects_production_after_a_rollback(project, config):
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    registry.rollback(reason="v2 misbehaves")
+    before = snapshot(project / "models", skip=("runs.jsonl",))
+    with pytest.raises(CheckFailed, match="production v1 no longer meets min_recall 0.99"):
+        promote.run(with_policy(config, min_recall=0.99))  # the candidate is the rolled-back v2
+    assert snapshot(project / "models", skip=("runs.jsonl",)) == before
+    assert registry.production_version() == "v1"
+
+
+def test_a_production_change_after_the_decision_stops_the_write(project, config):
+    """What the gate decided against (production v1) is re-checked under the lock."""
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    train_candidate(config, **CLOSE)  # a new candidate the gate passed against production v2
+    registry.rollback()  # another process's rollback, after the gate decided
+    before = snapshot(project / "models")
+    with pytest.raises(InputError, match="production changed to v1 while the gate ran"):
+        registry.add_version(
+            Path("models"),
+            Path("models/candidate/model.joblib"),
+            json.loads(Path("models/candidate/metadata.json").read_text()),
+            expected_production="v2",
+            kind="promoted",
+            why="test",
+        )
+    assert snapshot(project / "models") == before
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

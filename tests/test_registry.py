@@ -125,6 +125,17 @@ def test_rollback_walks_back_through_production_history(project, config):
         registry.rollback()
 
 
+def test_rollback_skips_a_version_whose_files_are_only_in_a_release(project, config):
+    promote_three(config)
+    data = registry.read_registry()
+    data["versions"]["v2"]["local"] = False  # as after importing v3 from its release alone
+    registry.write_registry(Path("models"), data)
+    assert registry.previous_production(data) == "v1"
+    assert registry.rollback() == "v1"
+    with pytest.raises(InputError, match="only its summary"):
+        registry.rollback(version="v2")
+
+
 def test_rollback_to_a_named_version(project, config):
     promote_three(config)
     assert registry.rollback(version="v1") == "v1"

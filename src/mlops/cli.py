@@ -1,6 +1,8 @@
 """`python -m mlops STAGE`: runs one stage with progress output, a run log and exit codes.
 
 Exit codes: 0 success, 1 a check that ran and said no, 2 bad input or config (one line on stderr).
+`python -m mlops stages --stamps DIR STAGE...` runs several pipeline stages in this one process
+(what Make does when more than one is stale), so the libraries are imported once.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "params-stamps": ("mlops.config", "stamps_command", "per-stage params stamps for Make"),
 }
+PIPELINE = ("data", "validate", "train", "evaluate", "promote", "drift")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,6 +116,20 @@ def parser() -> argparse.ArgumentParser:
                 default=root.get_default("params"),
                 help="params file to rewrite (default: params.yaml or $PARAMS)",
             )
+    stages = sub.add_parser(
+        "stages",
+        help="run pipeline stages in order in this one process (Make's queue of stale stages)",
+        description="Run each stage as `python -m mlops STAGE` would, in this one process; "
+        "touch DIR/STAGE.ok after each success; stop at the first failure with its exit code.",
+    )
+    stages.add_argument("names", nargs="+", choices=PIPELINE, metavar="STAGE")
+    stages.add_argument("--stamps", type=Path, required=True, metavar="DIR")
+    stages.add_argument(
+        "--record-rejection",
+        action="store_true",
+        help="a gate rejection (exit 1) is recorded in its report and the next stages still run",
+    )
+    stages.add_argument("--force-reason", help="passed to promote")
     return root
 
 
@@ -136,6 +153,13 @@ def entry(command: str) -> Callable:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "stages":
+        return run_stages(args)
+    return logged(args)
+
+
+def logged(args: argparse.Namespace) -> int:
+    """One command under its own `[command]` console prefix and run.log lines."""
     setup_logging(args.command)
     try:
         return dispatch(args)
@@ -143,6 +167,28 @@ def main(argv: list[str] | None = None) -> int:
         for handler in log.handlers[:]:
             handler.close()
             log.removeHandler(handler)
+
+
+def run_stages(args: argparse.Namespace) -> int:
+    """Each stage in turn as its own command would run; its stamp is touched only on success.
+
+    A stamp is removed before its stage starts, so a stage that fails or is interrupted (and
+    everything after it) is stale for the next `make`.
+    """
+    args.stamps.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        stamp = args.stamps / f"{name}.ok"
+        stamp.unlink(missing_ok=True)
+        print(f"==> {name}", flush=True)
+        extras = {"force_reason": args.force_reason} if name == "promote" else {}
+        if name == "drift":
+            extras["current"] = None
+        code = logged(argparse.Namespace(command=name, params=args.params, **extras))
+        rejected = code == CheckFailed.exit_code and name == "promote" and args.record_rejection
+        if code and not rejected:
+            return code
+        stamp.touch()
+    return 0
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -9,8 +9,10 @@ Criteria (params.yaml `promotion`), all on the current test split (data/processe
 - min_roc_auc, min_recall: optional floors, skipped when null.
 
 Decisions: "promoted" (exit 0), "unchanged" when the candidate's sha256 equals any known version
-(production, or one that was rolled back: never silently re-promoted; exit 0), "rejected" (exit 1,
-CheckFailed). Bad input (missing or stale reports, tampered models) is an InputError (exit 2).
+(production, or one that was rolled back: never silently re-promoted; exit 0) and production still
+meets the policy, "rejected" (exit 1, CheckFailed) when the candidate fails a criterion, or when it
+is a known version and production no longer meets the policy's floors (a raised bar is enforced on
+what is in production too, never passed silently). Bad input (missing or stale reports, tampered models) is an InputError (exit 2).
 A rejected or unchanged candidate leaves the registry and every version byte-identical.
 """
 
@@ -171,6 +173,33 @@ def judge(
     return criteria
 
 
+def production_criteria(
+    config: Config,
+    production: str,
+    production_metrics: dict[str, Any] | None,
+    validation: str,
+    note: str,
+) -> list[dict[str, Any]]:
+    """The policy's floors applied to production, re-scored on the current test split."""
+    if production_metrics is None:
+        return [criterion("scored", None, None, False, production=production, note=note)]
+    floors = judge(config, production_metrics, validation, None, None)
+    return [{**item, "production": production} for item in floors]
+
+
+def production_reason(item: dict[str, Any]) -> str:
+    production = item["production"]
+    if item["name"] == "scored":
+        return f"production {production} cannot be checked against the policy: {item['note']}"
+    if item["name"] == "validation":
+        return f"production {production} cannot be judged: {failure_reason(item)}"
+    shown = "n/a" if not isinstance(item["value"], int | float) else f"{item['value']:.4f}"
+    return (
+        f"production {production} no longer meets {item['name']} {item['threshold']:g} "
+        f"({item['metric']} {shown} on the current test split)"
+    )
+
+
 def failure_reason(item: dict[str, Any]) -> str:
     name, value, threshold = item["name"], item["value"], item["threshold"]
     if name == "validation":
@@ -266,12 +295,27 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     identical = registry.find_by_sha(registry_data, metadata["model_sha256"])
     forced = False
     version = None
+    production_failed: list[dict[str, Any]] = []
+    if identical and production is not None:
+        production_failed = [
+            item
+            for item in production_criteria(
+                config, production, production_metrics, validation, note
+            )
+            if not item["passed"]
+        ]
     if identical:
-        decision, reasons, version = (
-            "unchanged",
-            [identical_reason(registry_data, identical)],
-            identical,
-        )
+        decision = "rejected" if production_failed else "unchanged"
+        reasons = [production_reason(item) for item in production_failed]
+        if production_failed:
+            reasons.append(
+                f"candidate is identical to {identical} (same sha256), so nothing new can "
+                "replace production: train one that meets the policy, roll back to a version "
+                "that does, or revise the policy (docs/runbook.md)"
+            )
+        else:
+            reasons.append(identical_reason(registry_data, identical))
+        version = identical
         if force_reason:
             reasons.append("--force-reason ignored: force never re-promotes a known model")
     elif failed and not force_reason:
@@ -327,6 +371,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             "sha256": production_sha,
             "metrics": production_metrics,
             "note": note,
+            "failed": production_failed,
         },
         "production_after": version if decision == "promoted" else production,
         "test_data_sha256": test_sha,

@@ -188,7 +188,11 @@ def verified_model_file(models_dir: Path, version: str, registry: dict[str, Any]
             f"model-{version}: download it and `make release-import DIR=...`)"
         )
     if not path.is_file():
-        raise InputError(f"{path}: not found, but {Path(models_dir) / REGISTRY_FILE} lists it")
+        raise InputError(
+            f"{path}: not found, but {Path(models_dir) / REGISTRY_FILE} lists it; registry files "
+            "are history and never re-made: restore it (make release-import DIR=... with its "
+            "release) or make rollback VERSION=..."
+        )
     if files.sha256_file(path) != entry["sha256"]:
         raise InputError(
             f"{path}: sha256 does not match {Path(models_dir) / REGISTRY_FILE}; refusing to load"
