@@ -55,7 +55,7 @@ $(PARAMS_DIR)/%.json: $(STAMP)/params.ok ;
 # Each stage's declared outputs are prerequisites of its own stamp: a missing output (its empty
 # rule below "remakes" it by doing nothing, so it counts as changed) or one edited after the stage
 # ran re-runs that stage, and through the stamps everything downstream of it, nothing more.
-DATA_OUT := $(addprefix data/processed/,train.parquet test.parquet current.parquet)
+DATA_OUT := $(addprefix data/processed/,train.parquet test.parquet current.parquet manifest.json)
 VALIDATE_OUT := reports/validation.json
 TRAIN_OUT := models/candidate/model.joblib models/candidate/metadata.json
 EVALUATE_OUT := reports/metrics.json \

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from helpers import edit_params, run_cli
-from mlops import cli
+from mlops import cli, promote
 
 
 def test_help_lists_every_command(capsys):
@@ -72,3 +72,43 @@ def test_stage_runs_on_one_openmp_thread(project):
     )
     threads = {lib["user_api"]: lib["num_threads"] for lib in json.loads(result.stdout)}
     assert threads["openmp"] == 1
+
+
+def test_stages_run_in_order_in_one_process_and_touch_their_stamps(project, capsys):
+    code = cli.main(["stages", "--stamps", ".make", "validate", "evaluate"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.splitlines() == ["==> validate", "==> evaluate"]
+    assert "[validate] done in" in err
+    assert "[evaluate] done in" in err
+    assert (project / ".make/validate.ok").is_file()
+    assert (project / ".make/evaluate.ok").is_file()
+    log = (project / "reports/run.log").read_text()
+    assert " validate INFO " in log
+    assert " evaluate INFO " in log
+
+
+def test_a_failing_stage_stops_the_queue_with_its_exit_code(project, capsys):
+    stamps = project / ".make"
+    stamps.mkdir()
+    for name in ("validate", "train"):
+        (stamps / f"{name}.ok").touch()
+    (project / "data/processed/train.parquet").unlink()
+    code = cli.main(["stages", "--stamps", str(stamps), "validate", "train"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out.splitlines() == ["==> validate"]  # train never started
+    assert "[validate] error: data/processed/train.parquet" in err
+    assert sorted(stamps.iterdir()) == []  # both stale for the next make
+
+
+def test_a_gate_rejection_stops_unless_recorded(project, capsys):
+    edit_params(project / "params.yaml", lambda p: p["promotion"].update(min_accuracy=0.99))
+    code = cli.main(["stages", "--stamps", ".make", "promote"])
+    assert code == 1
+    assert not (project / ".make/promote.ok").exists()
+    code = cli.main(["stages", "--stamps", ".make", "--record-rejection", "promote"])
+    assert code == 0
+    assert (project / ".make/promote.ok").is_file()
+    assert "FAILED: candidate rejected" in capsys.readouterr().err
+    assert json.loads(promote.REPORT_JSON.read_text())["decision"] == "rejected"

@@ -70,11 +70,85 @@ def test_second_make_all_runs_nothing(repo):
     assert "mlops" not in result.stdout + result.stderr
 
 
-def test_params_change_reruns_only_downstream(repo):
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("min_recall: null", "min_recall: 0.5"))
-    assert stages_run(make(repo, "all")) == ["promote", "drift"]
+def claimed_files(result: subprocess.CompletedProcess) -> list[str]:
+    """The files the final `pipeline up to date: a, b, c` line names."""
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("==> pipeline up to date: "), last
+    return last.removeprefix("==> pipeline up to date: ").split(", ")
+
+
+STAGES = ["data", "validate", "train", "evaluate", "promote", "drift"]
+# Latest stage first: each case leaves the project up to date for the next one.
+OUTPUTS = [
+    ("reports/drift.html", ["drift"]),
+    ("reports/promotion.json", ["promote", "drift"]),
+    ("reports/roc_curve.png", ["evaluate", "promote", "drift"]),
+    ("models/candidate/metadata.json", ["train", "evaluate", "promote", "drift"]),
+    ("reports/validation.json", ["validate", "train", "evaluate", "promote", "drift"]),
+    ("data/processed/current.parquet", STAGES),
+]
+
+
+def run_log_stages(repo: Path, since: int) -> list[tuple[str, str]]:
+    """(process id, stage) of every reports/run.log line after the first `since` lines."""
+    lines = (repo / "reports/run.log").read_text().splitlines()[since:]
+    return re.findall(r" pid=(\d+) (\S+) ", "\n".join(lines))
+
+
+@pytest.mark.parametrize(("output", "expected"), OUTPUTS, ids=[name for name, _ in OUTPUTS])
+def test_a_deleted_output_reruns_its_stage_and_what_follows(repo, output, expected):
+    registry = (repo / "models/registry.json").read_bytes()
+    logged = len((repo / "reports/run.log").read_text().splitlines())
+    (repo / output).unlink()
+    result = make(repo, "all")
+    assert stages_run(result) == expected
+    # the stale stages ran in one process (imports paid once), each with its own log lines
+    ran = run_log_stages(repo, logged)
+    assert len({pid for pid, _ in ran}) == 1
+    assert set(expected) <= {stage for _, stage in ran}
+    assert (repo / output).is_file()
+    assert all((repo / name).is_file() for name in claimed_files(result))
+    assert (repo / "models/registry.json").read_bytes() == registry  # nothing re-promoted
     assert stages_run(make(repo, "all")) == []
+
+
+def test_a_missing_production_version_is_an_integrity_error(repo):
+    """Registry files are history: no stage runs, nothing is retrained, the error says why."""
+    version = repo / "models/v1"
+    aside = repo / "v1.aside"
+    version.rename(aside)
+    try:
+        result = make(repo, "all", check=False)
+        assert result.returncode != 0
+        assert stages_run(result) == []
+        assert "production v1 has no models/v1/model.joblib" in result.stderr
+        assert "never re-made" in result.stderr
+        assert not version.exists()
+    finally:
+        aside.rename(version)
+    assert stages_run(make(repo, "all")) == []
+
+
+def test_a_raised_bar_fails_make_all_and_keeps_the_registry(repo):
+    """A params change re-runs only the stages reading that section; the gate holds production
+    to the raised bar: rejected, `make all` fails, the registry is byte-identical."""
+    params = repo / "params.yaml"
+    original = params.read_text()
+    registry = (repo / "models/registry.json").read_bytes()
+    params.write_text(original.replace("min_accuracy: 0.78", "min_accuracy: 0.99"))
+    try:
+        result = make(repo, "all", check=False)
+        assert result.returncode != 0
+        # the rejection is recorded; drift still reports on production and the new data
+        assert stages_run(result) == ["promote", "drift"]
+        assert "production v1 no longer meets min_accuracy 0.99" in result.stderr
+        assert "make all: the gate rejected the candidate" in result.stderr
+        assert "pipeline up to date" not in result.stdout
+        assert make(repo, "all", check=False).returncode != 0  # still failing, nothing re-run
+        assert (repo / "models/registry.json").read_bytes() == registry
+    finally:
+        params.write_text(original)
+    assert stages_run(make(repo, "all")) == ["promote", "drift"]
 
 
 def test_help_lists_contract_targets(repo):
@@ -111,3 +185,43 @@ def test_bad_params_stops_make_with_exit_2(repo):
     assert result.returncode != 0
     assert "params.yaml: promotion.min_accuracy" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_clean_and_clean_all_remove_no_tracked_file(tmp_path):
+    """In a git copy of the working tree: every kind of output goes, every tracked file stays."""
+    root = tmp_path / "copy"
+    for name in git(ROOT, "ls-files", "-z").split("\0"):
+        if name and (ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, root / name)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "tracked files")
+    outputs = [
+        ".make/drift.ok",
+        "data/processed/train.parquet",
+        "models/candidate/model.joblib",
+        *(f"reports/{name}" for name in ("metrics.json", "promotion.md", "drift.html", "run.log")),
+        "reports/roc_curve.png",
+    ]
+    history = ["models/v1/model.joblib", "models/registry.json", "reports/history/drift.jsonl"]
+    for name in [*outputs, *history, "venv/bin/python"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    venv = f"VENV={root / 'venv'}"
+    for target, gone in (("clean", outputs), ("clean-all", [*history, "venv"])):
+        subprocess.run(["make", target, venv], cwd=root, capture_output=True, check=True)
+        assert [name for name in gone if (root / name).exists()] == [], target
+        status = git(root, "status", "--porcelain", "--untracked-files=no")
+        assert status == "", f"make {target} touched tracked files:\n{status}"
+    assert (root / "models/README.md").is_file()

@@ -195,7 +195,7 @@ def test_a_raised_bar_rejects_an_unchanged_production(project, config):
     """The same candidate as production, a stricter policy: rejected, registry byte-identical."""
     promote.run(config)
     before = snapshot(project / "models", skip=("runs.jsonl",))
-    with pytest.raises(CheckFailed, match="production v1 no longer meets min_accuracy 0.99"):
+    with pytest.raises(CheckFailed, match=r"production v1 no longer meets min_accuracy 0\.99"):
         promote.run(with_policy(config, min_accuracy=0.99))
     result = report()
     assert result["decision"] == "rejected"
@@ -203,7 +203,7 @@ def test_a_raised_bar_rejects_an_unchanged_production(project, config):
     assert "identical to v1" in result["reasons"][-1]
     assert snapshot(project / "models", skip=("runs.jsonl",)) == before
     assert runlog.read_runs()[-1]["decision"] == "rejected"
-    with pytest.raises(CheckFailed, match="production v1 no longer meets min_roc_auc 0.99"):
+    with pytest.raises(CheckFailed, match=r"production v1 no longer meets min_roc_auc 0\.99"):
         promote.run(with_policy(config, min_roc_auc=0.99))
     assert promote.run(config)["decision"] == "unchanged"  # the bar back where it was
 
@@ -214,7 +214,7 @@ def test_a_raised_bar_rejects_production_after_a_rollback(project, config):
     promote.run(config)
     registry.rollback(reason="v2 misbehaves")
     before = snapshot(project / "models", skip=("runs.jsonl",))
-    with pytest.raises(CheckFailed, match="production v1 no longer meets min_recall 0.99"):
+    with pytest.raises(CheckFailed, match=r"production v1 no longer meets min_recall 0\.99"):
         promote.run(with_policy(config, min_recall=0.99))  # the candidate is the rolled-back v2
     assert snapshot(project / "models", skip=("runs.jsonl",)) == before
     assert registry.production_version() == "v1"

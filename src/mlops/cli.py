@@ -134,13 +134,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(stage: str) -> None:
-    """Progress to stderr; a full timestamped log appended to reports/run.log."""
+    """Progress to stderr; a timestamped log (with the process id) appended to reports/run.log."""
     RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(f"[{stage}] %(message)s"))
     record = logging.FileHandler(RUN_LOG, encoding="utf-8")
     record.setFormatter(
-        logging.Formatter(f"%(asctime)s {stage} %(levelname)s %(name)s: %(message)s")
+        logging.Formatter(
+            f"%(asctime)s pid=%(process)d {stage} %(levelname)s %(name)s: %(message)s"
+        )
     )
     log.handlers[:] = [console, record]
     log.setLevel(logging.INFO)
@@ -172,13 +174,14 @@ def logged(args: argparse.Namespace) -> int:
 def run_stages(args: argparse.Namespace) -> int:
     """Each stage in turn as its own command would run; its stamp is touched only on success.
 
-    A stamp is removed before its stage starts, so a stage that fails or is interrupted (and
-    everything after it) is stale for the next `make`.
+    Every listed stamp is removed first, so a stage that fails or is interrupted, and every
+    stage after it, is stale for the next `make`.
     """
     args.stamps.mkdir(parents=True, exist_ok=True)
     for name in args.names:
+        (args.stamps / f"{name}.ok").unlink(missing_ok=True)
+    for name in args.names:
         stamp = args.stamps / f"{name}.ok"
-        stamp.unlink(missing_ok=True)
         print(f"==> {name}", flush=True)
         extras = {"force_reason": args.force_reason} if name == "promote" else {}
         if name == "drift":

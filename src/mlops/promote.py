@@ -12,7 +12,8 @@ Decisions: "promoted" (exit 0), "unchanged" when the candidate's sha256 equals a
 (production, or one that was rolled back: never silently re-promoted; exit 0) and production still
 meets the policy, "rejected" (exit 1, CheckFailed) when the candidate fails a criterion, or when it
 is a known version and production no longer meets the policy's floors (a raised bar is enforced on
-what is in production too, never passed silently). Bad input (missing or stale reports, tampered models) is an InputError (exit 2).
+what is in production too, never passed silently). Bad input (missing or stale reports, tampered
+models) is an InputError (exit 2).
 A rejected or unchanged candidate leaves the registry and every version byte-identical.
 """
 
