@@ -24,7 +24,7 @@ REGISTRY := $(wildcard models/registry.json)
 
 .PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
 	release-export release-import \
-	accept-data schema test lint format audit ci-lint bench serve summary lock docker clean clean-all
+	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
 	$(RUN_QUEUE)
@@ -175,6 +175,10 @@ docker: ## Build the image (IMAGE=mlops:local): serves production; `docker run I
 
 bench: $(INSTALLED) ## Measure pipeline, drift and serving speed → reports/bench.json
 	@$(MLOPS) bench
+
+# Not in CI: minutes of mutants. Survivors (with their diffs) are the decisions no test pins down.
+mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and registry → reports/mutation.json
+	@$(MLOPS) mutate
 
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
 	@$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml

@@ -19,3 +19,15 @@ def test_copy_project_keeps_modification_times(tmp_path):
         original = (pipeline.ROOT / name).stat().st_mtime_ns
         assert (tmp_path / name).stat().st_mtime_ns == original
     assert (tmp_path / "data/raw/SHA256SUMS").is_file()
+
+
+def test_make_all_is_compared_with_one_process_doing_the_same_work():
+    result = pipeline.compare(pairs=1)
+    assert result["runs"]["make_all_clean_seconds"] == [result["make_all_clean_seconds"]]
+    assert result["runs"]["one_process_seconds"] == [result["one_process_seconds"]]
+    assert result["ratio"] == round(
+        result["make_all_clean_seconds"] / result["one_process_seconds"], 3
+    )
+    assert result["within_goal"] == (result["ratio"] <= pipeline.GOAL_RATIO)
+    assert 0 < result["make_all_noop_seconds"] < result["make_all_clean_seconds"]
+    assert 0.5 < result["accuracy"] < 1

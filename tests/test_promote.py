@@ -281,9 +281,11 @@ def test_forced_promotion_is_recorded(project, config):
     assert last["why"].startswith("hotfix for incident 42 (overrode: accuracy 0.77")
     assert "(FORCED)" in Path("reports/promotion.md").read_text().splitlines()[0]
     assert runlog.read_runs()[-1]["forced"] is True
-    # force never re-promotes a known model
-    again = promote.run(config, force_reason="again")
-    assert again["decision"] == "unchanged"
+    # force never re-promotes a known model, and the forced production is still below the bar
+    with pytest.raises(CheckFailed, match=r"production v2 no longer meets min_accuracy 0\.78"):
+        promote.run(config, force_reason="again")
+    assert "--force-reason ignored" in report()["reasons"][-1]
+    assert registry.production_version() == "v2"
 
 
 def test_unscorable_production_rejects_with_reason(project, config):

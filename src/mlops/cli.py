@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run",
         "infer params.yaml's schema (and time keys) from the files in data/raw",
     ),
+    "mutate": ("mlops.mutation", "run", "mutation-test the decision functions (mutmut)"),
     "params-stamps": ("mlops.config", "stamps_command", "per-stage params stamps for Make"),
 }
 PIPELINE = ("data", "validate", "train", "evaluate", "promote", "drift")

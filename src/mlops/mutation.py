@@ -1,0 +1,109 @@
+"""`make mutate`: mutation testing of the pipeline's decisions with mutmut → reports/mutation.json.
+
+mutmut changes one small thing at a time (a comparison, a constant, a boolean) in the functions
+below and runs the tests that cover each function; a mutant no test notices "survived" and names
+a decision no test pins down. Only decision functions are mutated (the gate, the drift verdict,
+validation, the registry), which keeps a run bounded (configuration: [tool.mutmut] in
+pyproject.toml; the working copy is mutants/, git-ignored). Not run in CI: it takes minutes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlops import files
+from mlops.config import Config
+from mlops.errors import CheckFailed
+
+log = logging.getLogger(__name__)
+REPORT = Path("reports/mutation.json")
+# mutmut names a mutant module.x_function__mutmut_N; these globs choose the functions mutated.
+MUTATED = (
+    "mlops.promote.x_at_least__mutmut_*",
+    "mlops.promote.x_judge__mutmut_*",
+    "mlops.promote.x_production_criteria__mutmut_*",
+    "mlops.promote.x_validation_status__mutmut_*",
+    "mlops.drift.x__drifted__mutmut_*",
+    "mlops.drift.x_verdict__mutmut_*",
+    "mlops.validate.x_check_frame__mutmut_*",
+    "mlops.registry.x_previous_production__mutmut_*",
+    "mlops.registry.x_production_stack__mutmut_*",
+    "mlops.registry.x_next_version__mutmut_*",
+    "mlops.registry.x_find_by_sha__mutmut_*",
+    "mlops.registry.x_verified_model_file__mutmut_*",
+    "mlops.registry.x_add_version__mutmut_*",
+    "mlops.registry.x_rollback__mutmut_*",
+)
+# Survivors known to be equivalent (no behaviour to test), by function; see each reason.
+EXPLAINED: dict[str, str] = {}
+RESULT_LINE = re.compile(r"^\s*(mlops\.[\w.]+__mutmut_\d+): (.+)$")
+
+
+def mutmut(*argv: str) -> str:
+    """Run the mutmut CLI of this interpreter's environment; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mutmut", *argv], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        problem = done.stderr.strip()[-500:]
+        raise CheckFailed(f"mutmut {argv[0]} exited {done.returncode}: {problem}")
+    return done.stdout
+
+
+def statuses(listing: str) -> dict[str, str]:
+    """mutant name -> status from `mutmut results --all true`."""
+    matches = (RESULT_LINE.match(line) for line in listing.splitlines())
+    return {m.group(1): m.group(2).strip() for m in matches if m}
+
+
+def function_of(mutant: str) -> str:
+    """mlops.promote.x_judge__mutmut_3 -> mlops.promote.judge."""
+    module, _, name = mutant.rpartition(".")
+    return f"{module}.{name.removeprefix('x_').rsplit('__mutmut_', 1)[0]}"
+
+
+def run(config: Config) -> dict:
+    """Mutate the decision functions, run their tests, write the survivors with their diffs."""
+    mutmut("run", *MUTATED)
+    found = {
+        name: status
+        for name, status in statuses(mutmut("results", "--all", "true")).items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in MUTATED)
+    }
+    survivors = []
+    for name in sorted(name for name, status in found.items() if status != "killed"):
+        function = function_of(name)
+        survivors.append(
+            {
+                "mutant": name,
+                "function": function,
+                "status": found[name],
+                "diff": mutmut("show", name).strip(),
+                "explained": EXPLAINED.get(function),
+            }
+        )
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "functions": sorted({function_of(name) for name in found}),
+        "mutants": len(found),
+        "by_status": dict(Counter(found.values())),
+        "survivors": survivors,
+        "unexplained": sum(1 for item in survivors if not item["explained"]),
+    }
+    files.write_json(REPORT, report)
+    log.info(
+        "%d mutants of %d functions: %s; %d unexplained survivor(s) in %s",
+        len(found),
+        len(report["functions"]),
+        report["by_status"],
+        report["unexplained"],
+        REPORT,
+    )
+    return report

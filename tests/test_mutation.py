@@ -1,0 +1,30 @@
+"""make mutate's bookkeeping: mutmut's listing read back, mutants mapped to their functions."""
+
+from mlops import mutation
+
+
+def test_statuses_reads_every_mutant_line():
+    listing = (
+        "    mlops.promote.x_judge__mutmut_1: killed\n"
+        "    mlops.drift.x_verdict__mutmut_12: survived\n"
+        "⠋ Generating mutants\n"
+    )
+    assert mutation.statuses(listing) == {
+        "mlops.promote.x_judge__mutmut_1": "killed",
+        "mlops.drift.x_verdict__mutmut_12": "survived",
+    }
+
+
+def test_function_of_a_mutant():
+    assert mutation.function_of("mlops.drift.x__drifted__mutmut_3") == "mlops.drift._drifted"
+    assert mutation.function_of("mlops.registry.x_rollback__mutmut_10") == "mlops.registry.rollback"
+
+
+def test_every_mutated_function_exists():
+    """A renamed function would silently drop out of `make mutate`."""
+    import importlib
+
+    for pattern in mutation.MUTATED:
+        module, _, name = pattern.rpartition(".")
+        function = name.removeprefix("x_").removesuffix("__mutmut_*")
+        assert callable(getattr(importlib.import_module(module), function)), pattern
