@@ -29,5 +29,7 @@ def test_make_all_is_compared_with_one_process_doing_the_same_work():
         result["make_all_clean_seconds"] / result["one_process_seconds"], 3
     )
     assert result["within_goal"] == (result["ratio"] <= pipeline.GOAL_RATIO)
+    assert result["make_all_clean_cpu_seconds"] > 0
+    assert result["one_process_cpu_seconds"] > 0
     assert 0 < result["make_all_noop_seconds"] < result["make_all_clean_seconds"]
     assert 0.5 < result["accuracy"] < 1

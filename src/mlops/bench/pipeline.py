@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,30 +55,26 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
-def timed_make(root: Path, target: str = "all") -> float:
+def timed(argv: list[str], root: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of every process it started) of one command run in root."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
-        ["make", target, f"VENV={ROOT / '.venv'}"],
-        cwd=root,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return round(time.perf_counter() - started, 2)
-
-
-def timed_one_process(root: Path) -> float:
-    """Wall time of the reference: every stage in one fresh interpreter, from clean."""
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", ONE_PROCESS],
+        argv,
         cwd=root,
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"},
     )
-    return round(time.perf_counter() - started, 2)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
+    return round(wall, 2), round(used, 2)
+
+
+def timed_make(root: Path, target: str = "all") -> float:
+    return timed(["make", target, f"VENV={ROOT / '.venv'}"], root)[0]
 
 
 def compare(pairs: int = PAIRS) -> dict:
@@ -86,29 +83,37 @@ def compare(pairs: int = PAIRS) -> dict:
     On a shared machine one command's time drifts by ±20% from minute to minute; alternating and
     comparing medians keeps the ratio far steadier than either time.
     """
-    make_runs: list[float] = []
-    reference_runs: list[float] = []
+    make_runs: list[tuple[float, float]] = []
+    reference_runs: list[tuple[float, float]] = []
     noop = None
     for _ in range(pairs):
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             project = copy_project(Path(tmp))
-            make_runs.append(timed_make(project))
+            make_runs.append(timed(["make", "all", f"VENV={ROOT / '.venv'}"], project))
             noop = timed_make(project) if noop is None else noop
             metrics = json.loads((project / "reports" / "metrics.json").read_text())
         with tempfile.TemporaryDirectory(prefix="bench-one-process-") as tmp:
-            reference_runs.append(timed_one_process(copy_project(Path(tmp))))
-    make_all = statistics.median(make_runs)
-    one_process = statistics.median(reference_runs)
+            reference = copy_project(Path(tmp))
+            reference_runs.append(timed([sys.executable, "-c", ONE_PROCESS], reference))
+    make_all, make_cpu = (statistics.median(run[i] for run in make_runs) for i in (0, 1))
+    one_process, one_cpu = (statistics.median(run[i] for run in reference_runs) for i in (0, 1))
     ratio = round(make_all / one_process, 3)
     return {
         "pairs": pairs,
+        # medians over the pairs; every run is listed under "runs"
         "make_all_clean_seconds": make_all,
         "make_all_noop_seconds": noop,
         "one_process_seconds": one_process,
         "ratio": ratio,
+        "make_all_clean_cpu_seconds": make_cpu,
+        "one_process_cpu_seconds": one_cpu,
+        "cpu_ratio": round(make_cpu / one_cpu, 3),
         "goal_ratio": GOAL_RATIO,
         "within_goal": ratio <= GOAL_RATIO,
-        "runs": {"make_all_clean_seconds": make_runs, "one_process_seconds": reference_runs},
+        "runs": {
+            "make_all_clean_seconds": [run[0] for run in make_runs],
+            "one_process_seconds": [run[0] for run in reference_runs],
+        },
         "accuracy": metrics["accuracy"],
         "roc_auc": metrics["roc_auc"],
     }
