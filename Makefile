@@ -176,9 +176,10 @@ docker: ## Build the image (IMAGE=mlops:local): serves production; `docker run I
 bench: $(INSTALLED) ## Measure pipeline, drift and serving speed → reports/bench.json
 	@$(MLOPS) bench
 
-# Not in CI: minutes of mutants. Survivors (with their diffs) are the decisions no test pins down.
+# Not in CI (hours for every mutant; MUTANTS="mlops.promote.x_judge__mutmut_*" for a subset).
+# Survivors (with their diffs) in reports/mutation.json are the decisions no test pins down.
 mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and registry → reports/mutation.json
-	@$(MLOPS) mutate
+	@$(MLOPS) mutate $(if $(MUTANTS),--only "$(MUTANTS)")
 
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
 	@$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml

@@ -1,6 +1,9 @@
 """make mutate's bookkeeping: mutmut's listing read back, mutants mapped to their functions."""
 
+import pytest
+
 from mlops import mutation
+from mlops.errors import InputError
 
 
 def test_statuses_reads_every_mutant_line():
@@ -28,3 +31,15 @@ def test_every_mutated_function_exists():
         module, _, name = pattern.rpartition(".")
         function = name.removeprefix("x_").removesuffix("__mutmut_*")
         assert callable(getattr(importlib.import_module(module), function)), pattern
+
+
+def test_a_survivor_is_explained_only_by_a_matching_fragment():
+    function, fragment, why = mutation.EXPLAINED[0]
+    assert mutation.explanation(function, f"-    old\n+    {fragment}x") == why
+    assert mutation.explanation(function, f"-    {fragment}x\n+    other") is None
+    assert mutation.explanation("mlops.other.f", f"+    {fragment}") is None
+
+
+def test_a_subset_outside_the_decision_functions_is_refused(config):
+    with pytest.raises(InputError, match=r"--only: mlops\.serve\.x_app__mutmut_\* is not one of"):
+        mutation.run(config, only="mlops.serve.x_app__mutmut_*")

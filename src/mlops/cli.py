@@ -104,6 +104,8 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--sections", help="comma-separated: metrics,gate,drift,artifacts (default: all)"
             )
+        if name == "mutate":
+            command.add_argument("--only", help="mutant globs (space-separated), a subset")
         if name == "params-stamps":
             command.add_argument("directory", type=Path)
         if name == "schema":
