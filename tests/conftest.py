@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -35,6 +37,9 @@ def copy_project(destination: Path) -> Path:
 @pytest.fixture(scope="session")
 def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy where data → validate → train → evaluate ran once (do not modify it)."""
+    cache = mutmut_cache()
+    if cache is not None and cache.is_dir():
+        return cache
     root = copy_project(tmp_path_factory.mktemp("pipeline"))
     previous = Path.cwd()
     os.chdir(root)
@@ -44,7 +49,27 @@ def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             stage.run(config)
     finally:
         os.chdir(previous)
+    if cache is not None:  # first complete build wins; a concurrent worker's copy is dropped
+        staged = cache.with_name(f"{cache.name}-{os.getpid()}")
+        shutil.copytree(root, staged)
+        with contextlib.suppress(OSError):
+            staged.rename(cache)
     return root
+
+
+def mutmut_cache() -> Path | None:
+    """Under `make mutate`, where the pipeline fixture is kept for every mutant's test session.
+
+    Each mutant runs its tests in a new session; re-running the pipeline there costs more than
+    most mutants' tests. The fixture's stages run unmutated (built once, keyed by the source),
+    and a mutant is still killed by the tests that call its function.
+    """
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return None
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return ROOT / f".pipeline-cache-{digest.hexdigest()[:12]}"
 
 
 @pytest.fixture(scope="session")

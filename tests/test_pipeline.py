@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,19 @@ def test_a_raised_bar_fails_make_all_and_keeps_the_registry(repo):
     finally:
         params.write_text(original)
     assert stages_run(make(repo, "all")) == ["promote", "drift"]
+
+
+def test_the_bench_reference_does_the_same_work_in_one_process(repo, tmp_path):
+    """make bench compares `make all` with ONE_PROCESS: the same stages, so the same model."""
+    from mlops.bench import pipeline
+
+    reference = pipeline.copy_project(tmp_path)
+    pipeline.timed([sys.executable, "-c", pipeline.ONE_PROCESS], reference)
+    for name in ("models/candidate/metadata.json", "reports/metrics.json"):
+        made, one = (json.loads((root / name).read_text()) for root in (repo, reference))
+        assert one["model_sha256"] == made["model_sha256"], name
+    for name in ("reports/drift.json", "reports/promotion.md", "models/registry.json"):
+        assert (reference / name).is_file(), name
 
 
 def test_help_lists_contract_targets(repo):
