@@ -220,6 +220,21 @@ def test_a_raised_bar_rejects_production_after_a_rollback(project, config):
     assert registry.production_version() == "v1"
 
 
+def test_a_production_that_cannot_be_scored_cannot_hold_the_policy(project, config):
+    promote.run(config)
+    train_candidate(config, **BETTER)
+    promote.run(config)
+    registry.rollback()
+    metadata_path = Path("models/v1/metadata.json")
+    metadata = json.loads(metadata_path.read_text())
+    metadata["features"] = [*metadata["features"], "NOT_A_COLUMN"]
+    metadata_path.write_text(json.dumps(metadata))  # not hashed: only the model file is
+    with pytest.raises(CheckFailed, match="production v1 cannot be checked against the policy"):
+        promote.run(config)  # the candidate is the rolled-back v2
+    assert "NOT_A_COLUMN" in report()["reasons"][0]
+    assert registry.production_version() == "v1"
+
+
 def test_a_production_change_after_the_decision_stops_the_write(project, config):
     """What the gate decided against (production v1) is re-checked under the lock."""
     promote.run(config)

@@ -129,6 +129,7 @@ def test_rollback_skips_a_version_whose_files_are_only_in_a_release(project, con
     promote_three(config)
     data = registry.read_registry()
     data["versions"]["v2"]["local"] = False  # as after importing v3 from its release alone
+    del data["versions"]["v1"]["local"]  # written before releases existed: local
     registry.write_registry(Path("models"), data)
     assert registry.previous_production(data) == "v1"
     assert registry.rollback() == "v1"
