@@ -52,6 +52,11 @@ EXPLAINED: tuple[tuple[str, str, str], ...] = (
         "failures = pd.DataFrame(columns=",
         "the empty frame used when every check passes: its column names are never read",
     ),
+    (
+        "mlops.promote.production_criteria",
+        'criterion("scored", None, None, None,',
+        "criterion() stores bool(passed): None and False are the same failed criterion",
+    ),
 )
 RESULT_LINE = re.compile(r"^\s*(mlops\.[\w.]+__mutmut_\d+): (.+)$")
 
