@@ -33,6 +33,8 @@ def test_first_candidate_becomes_v1(project, config):
     for key in ("model_sha256", "params", "data_sha256", "libraries", "git_commit", "created_at"):
         assert metadata[key] == candidate[key]
     assert metadata["version"] == "v1"
+    assert metadata["promoted_by"] == registry.who()
+    assert metadata["promoted_at"].endswith("+00:00")
     assert metadata["metrics"]["accuracy"] == report()["candidate"]["metrics"]["accuracy"]
     assert files.sha256_file(Path("models/v1/model.joblib")) == candidate["model_sha256"]
     entry = json.loads(Path("models/registry.json").read_text())

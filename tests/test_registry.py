@@ -137,6 +137,22 @@ def test_rollback_skips_a_version_whose_files_are_only_in_a_release(project, con
         registry.rollback(version="v2")
 
 
+def test_a_model_already_in_the_registry_is_never_added_twice(project, config):
+    """Checked again under the lock: another gate may have promoted the same model meanwhile."""
+    promote.run(config)
+    before = snapshot(project / "models")
+    with pytest.raises(InputError, match="this model is already version v1"):
+        registry.add_version(
+            Path("models"),
+            Path("models/candidate/model.joblib"),
+            json.loads(Path("models/candidate/metadata.json").read_text()),
+            expected_production="v1",
+            kind="promoted",
+            why="a second gate with the same candidate",
+        )
+    assert snapshot(project / "models") == before
+
+
 def test_rollback_to_a_named_version(project, config):
     promote_three(config)
     assert registry.rollback(version="v1") == "v1"

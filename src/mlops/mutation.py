@@ -53,6 +53,11 @@ EXPLAINED: tuple[tuple[str, str, str], ...] = (
         "the empty frame used when every check passes: its column names are never read",
     ),
     (
+        "mlops.registry.add_version",
+        'log.info("%s %s → production (sha256 %s)",',
+        "the progress line on stderr only; what was promoted is asserted in the registry",
+    ),
+    (
         "mlops.promote.production_criteria",
         'criterion("scored", None, None, None,',
         "criterion() stores bool(passed): None and False are the same failed criterion",
