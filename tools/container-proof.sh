@@ -158,7 +158,7 @@ fi
 fails=0
 check() { if "$@"; then stamp "PASS: $desc"; else stamp "FAIL: $desc"; fails=$((fails + 1)); fi; }
 build() {  # build TARGET LOG: as `make docker ENGINE=podman`, on the stand-in Dockerfile
-  n podman build --format docker --isolation chroot --network host --layers --pull never \
+  n podman build --format docker --isolation chroot --network host --layers --pull=never \
     "${ca_mount[@]}" -f "$W/Dockerfile.standin" --target "$1" -t "$IMAGE:$1" "$W/repo" >"$2" 2>&1
 }
 for target in pipeline serve; do
