@@ -53,6 +53,6 @@ def problem(args: argparse.Namespace) -> str | None:
                 f"{where} is not writable by uid {os.getuid()} (gid {os.getgid()}): give that "
                 f"user write access; for a folder mounted into the container, chown -R "
                 f"{IMAGE_UID} it on the host (the image's user), or run as its owner with "
-                f'--user "$(id -u):0"'
+                f'--user "$(id -u)"'
             )
     return None
