@@ -15,8 +15,6 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-import pytest
-
 from conftest import ROOT
 from test_serve import free_port
 
