@@ -76,8 +76,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends make=4.3-4.1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=pipeline-deps /app/.venv /app/.venv
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
-    pip install --no-deps /tmp/wheels/mlops-*.whl \
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/mlops-*.whl \
+    && rm -rf /tmp/wheels \
     && pip check
 COPY Makefile params.yaml pyproject.toml requirements.lock README.md ./
 COPY src ./src
@@ -96,8 +97,9 @@ CMD ["make", "all"]
 # ---- serve (the default target): the production model in models/ on port 8000 ----
 FROM runtime AS serve
 COPY --from=serve-deps /app/.venv /app/.venv
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
-    pip install --no-deps /tmp/wheels/mlops-*.whl
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/mlops-*.whl \
+    && rm -rf /tmp/wheels
 COPY params.yaml ./
 RUN mkdir -p models reports \
     && chgrp 0 models reports \
