@@ -32,9 +32,14 @@ RUN python -m venv /opt/build-venv \
     && /opt/build-venv/bin/pip install --no-deps --require-hashes -r build-requirements.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+# Also unpacked into /site: the serve image takes the package from there (it has no pip).
+RUN /opt/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/build-venv/bin/pip install --no-deps --no-compile --target /site /wheels/mlops-*.whl \
+    && rm -rf /site/bin
 
 # ---- serve-deps / pipeline-deps: each image's locked dependencies in /app/.venv ----
+# The serve venv keeps what runs: the libraries' own test suites (about 65 MB) and pip and
+# setuptools (26 MB, nothing is installed at run time) go in the same layer they came in.
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS serve-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -42,7 +47,9 @@ WORKDIR /app
 COPY requirements-serve.lock ./
 RUN python -m venv .venv \
     && .venv/bin/pip install --no-deps --require-hashes -r requirements-serve.lock \
-    && .venv/bin/pip check
+    && .venv/bin/pip check \
+    && .venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && find .venv -depth -type d -name tests -exec rm -rf {} +
 
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS pipeline-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -97,11 +104,10 @@ CMD ["make", "all"]
 # ---- serve (the default target): the production model in models/ on port 8000 ----
 FROM runtime AS serve
 COPY --from=serve-deps /app/.venv /app/.venv
-COPY --from=wheel /wheels /tmp/wheels
-RUN pip install --no-deps /tmp/wheels/mlops-*.whl \
-    && rm -rf /tmp/wheels
+COPY --from=wheel /site/ /app/.venv/lib/python3.11/site-packages/
 COPY params.yaml ./
-RUN mkdir -p models reports \
+RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \
+    && mkdir -p models reports \
     && chgrp 0 models reports \
     && chmod 2775 models reports
 USER 10001:0
