@@ -27,6 +27,8 @@ def test_every_listed_command_exists():
         (["params-stamps", ".make/params"], ["reports", "reports/run.log", ".make/params"]),
         (["release-export", "dist"], ["reports", "reports/run.log", "dist"]),
         (["summary", "--output", "out/summary.md"], ["reports", "reports/run.log", "out"]),
+        (["score"], ["reports", "reports/run.log", "reports/scores"]),
+        (["score", "--out", "/srv/scores"], ["reports", "reports/run.log", "/srv/scores"]),
     ],
 )
 def test_targets_are_the_folders_the_command_writes(argv, expected):

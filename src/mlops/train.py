@@ -8,10 +8,11 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
@@ -23,9 +24,6 @@ from mlops.config import Config
 from mlops.encoding import feature_matrix
 from mlops.errors import InputError
 from mlops.estimators import estimator_class
-
-if TYPE_CHECKING:  # config validation imports this module; serving never needs pandas
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 CANDIDATE_DIR = Path("models/candidate")

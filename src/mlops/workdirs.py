@@ -31,6 +31,8 @@ def targets(args: argparse.Namespace) -> list[Path]:
         paths.append(Path(args.directory))
     if getattr(args, "output", None):
         paths.append(Path(args.output).parent)
+    if args.command == "score":
+        paths.append(Path(args.out or "reports/scores"))
     return paths
 
 
