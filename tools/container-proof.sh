@@ -172,7 +172,7 @@ for target in pipeline serve; do
 done
 ENGINE=podman "$W/repo/tools/image-sizes.sh" "$IMAGE" | tee "$LOGS/sizes.md" | tee -a "$LOGS/summary.txt"
 serve_size=$(podman image inspect --format '{{.Size}}' "$IMAGE:serve")
-stamp "serve image minus the stand-in base: $(((serve_size - base_size) / 1000000)) MB (the official python:3.11-slim base is about 130 MB)"
+stamp "serve image minus the stand-in base: $(((serve_size - base_size) / 1000000)) MB (CI reports the sizes on the real base)"
 for target in pipeline serve; do
   podman history --format '{{.Size}}  {{.CreatedBy}}' "$IMAGE:$target" | cut -c1-120 >"$LOGS/history-$target.txt"
 done
