@@ -29,6 +29,10 @@ def test_every_listed_command_exists():
         (["summary", "--output", "out/summary.md"], ["reports", "reports/run.log", "out"]),
         (["score"], ["reports", "reports/run.log", "reports/scores"]),
         (["score", "--out", "/srv/scores"], ["reports", "reports/run.log", "/srv/scores"]),
+        (
+            ["schema", "--target", "y", "--into", "conf/p.yaml"],
+            ["reports", "reports/run.log", "conf"],
+        ),
     ],
 )
 def test_targets_are_the_folders_the_command_writes(argv, expected):

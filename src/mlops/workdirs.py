@@ -33,6 +33,8 @@ def targets(args: argparse.Namespace) -> list[Path]:
         paths.append(Path(args.output).parent)
     if args.command == "score":
         paths.append(Path(args.out or "reports/scores"))
+    if args.command == "schema":  # rewrites the params file in place (a temp file beside it)
+        paths.append(Path(args.into).parent)
     return paths
 
 
