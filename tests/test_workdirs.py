@@ -1,11 +1,10 @@
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import run_module
 from mlops import cli, workdirs
 
 
@@ -44,26 +43,14 @@ def test_a_writable_project_has_no_problem(fresh):
         assert workdirs.problem(args(command)) is None
 
 
-def unprivileged() -> list[str]:
+def unprivileged() -> tuple[str, ...]:
     """A command prefix: as this user, but without root's power to ignore permission bits."""
     if os.geteuid() != 0:
-        return []
+        return ()
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv: permission bits would not apply")
-    return [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
-
-
-def run_unprivileged(project: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*unprivileged(), sys.executable, "-m", "mlops", *argv],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "DO_NOT_TRACK": "1"},
-        timeout=300,
-    )
+    return (setpriv, "--bounding-set=-all", "--inh-caps=-all")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +68,7 @@ def test_an_unwritable_folder_is_one_line_exit_2(fresh, command, locked, named):
     (fresh / "reports/run.log").write_text("")
     (fresh / locked).chmod(0o555 if (fresh / locked).is_dir() else 0o444)
     try:
-        result = run_unprivileged(fresh, command)
+        result = run_module(fresh, command, prefix=unprivileged())
     finally:
         (fresh / locked).chmod(0o755)
     assert result.returncode == 2
