@@ -1,55 +1,116 @@
-# The model server, and the pipeline, in one image (runs as uid 10001, never needs the network):
-#   docker build -t mlops .
-#   docker run --rm -v mlops-models:/app/models mlops make all     # pipeline: train, gate, promote
-#   docker run -d -p 8000:8000 -v mlops-models:/app/models:ro mlops # serve production on :8000
-# Serving reads models/registry.json and the production version's files: a volume or bind mount
-# (readable by uid 10001), or baked into a derived image (FROM mlops, COPY models /app/models).
-# /ready answers 503 until a verified production model is loaded; a new production model is picked
-# up within a second (registry.json is polled), or at once with `docker kill -s HUP`.
+# Two images from one file (`make docker` builds both; never needs the network at run time):
+#   serve (default, the last stage): the model server, with only what serving imports
+#     (requirements-serve.lock):
+#       docker build -t mlops:serve .
+#       docker run -d -p 8000:8000 -v "$PWD/models:/app/models:ro" mlops:serve
+#   pipeline: the Make targets (`make all`, drift, ...) with every pipeline dependency:
+#       docker build --target pipeline -t mlops:pipeline .
+#       docker run --rm -v "$PWD/models:/app/models" -v "$PWD/reports:/app/reports" mlops:pipeline make all
+# Users: uid 10001 with group 0 by default; any other uid works with group 0 (the OpenShift
+# convention: /app/models and /app/reports are group-owned by root and group-writable, files
+# are created group-writable). A mounted folder the user cannot write stops a command with one
+# line naming it (exit 2). podman/buildah: build with `--format docker` (`make docker
+# ENGINE=podman`), or the HEALTHCHECK is dropped (OCI images have none).
+# Layer order: the locked dependencies are installed before the project's code is copied, and
+# requirements-dev.lock (only its setuptools pin builds the wheel) reaches no dependency layer.
 
-# ---- build: the locked runtime environment and the package, in /app/.venv ----
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS build
+# ---- build-tools: the setuptools pin from the dev lock, alone, so a dev-tool bump changes nothing
+FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS build-tools
+WORKDIR /build
+COPY requirements-dev.lock ./
+RUN sed -n '/^setuptools==/,/[^\\]$/p' requirements-dev.lock > build-requirements.txt \
+    && grep -q -- '--hash=sha256:' build-requirements.txt
+
+# ---- wheel: the mlops package, built by that setuptools (hashes checked) ----
+FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS wheel
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-WORKDIR /app
-COPY requirements.lock requirements-dev.lock ./
-# Every dependency exactly as locked, hashes checked.
-RUN python -m venv .venv \
-    && .venv/bin/pip install --no-deps --require-hashes -r requirements.lock
+WORKDIR /build
+COPY --from=build-tools /build/build-requirements.txt ./
+RUN python -m venv /opt/build-venv \
+    && /opt/build-venv/bin/pip install --no-deps --require-hashes -r build-requirements.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The package as a wheel, built by the setuptools pinned (with hashes) in the dev lock.
-RUN python -m venv /tmp/build-venv \
-    && sed -n '/^setuptools==/,/[^\\]$/p' requirements-dev.lock > /tmp/build-requirements.txt \
-    && /tmp/build-venv/bin/pip install --no-deps --require-hashes -r /tmp/build-requirements.txt \
-    && /tmp/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
-    && .venv/bin/pip install --no-deps /tmp/wheels/mlops-*.whl \
+# Also unpacked into /site: the serve image takes the package from there (it has no pip).
+RUN /opt/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/build-venv/bin/pip install --no-deps --no-compile --target /site /wheels/mlops-*.whl \
+    && rm -rf /site/bin
+
+# ---- serve-deps / pipeline-deps: each image's locked dependencies in /app/.venv ----
+# The serve venv keeps what runs: the libraries' own test suites (about 65 MB) and pip and
+# setuptools (26 MB, nothing is installed at run time) go in the same layer they came in.
+FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS serve-deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY requirements-serve.lock ./
+RUN python -m venv .venv \
+    && .venv/bin/pip install --no-deps --require-hashes -r requirements-serve.lock \
+    && .venv/bin/pip check \
+    && .venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && find .venv -depth -type d -name tests -exec rm -rf {} +
+
+FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS pipeline-deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY requirements.lock ./
+RUN python -m venv .venv \
+    && .venv/bin/pip install --no-deps --require-hashes -r requirements.lock \
     && .venv/bin/pip check
 
-# ---- runtime: serves by default; `make all` runs the pipeline ----
+# ---- runtime: what both images share ----
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS runtime
-# make: the pipeline's stages are Make targets.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends make=4.3-4.1 \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --uid 10001 --user-group --no-create-home --home-dir /app \
-        --shell /usr/sbin/nologin mlops
+RUN useradd --uid 10001 --gid 0 --no-create-home --home-dir /app --shell /usr/sbin/nologin mlops
 WORKDIR /app
-COPY --from=build /app/.venv /app/.venv
-COPY Makefile params.yaml pyproject.toml requirements.lock requirements-dev.lock README.md ./
-COPY src ./src
-COPY data/raw ./data/raw
-# The venv is ready: Make must not reinstall it (its stamp is newer than the locks).
-RUN touch .venv/.installed \
-    && mkdir -p models reports \
-    && chown 10001:10001 /app /app/data models reports
 ENV PATH=/app/.venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 \
-    DO_NOT_TRACK=1
-USER 10001:10001
+    DO_NOT_TRACK=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+# Files and folders a command creates are group-writable (umask 0002), so every uid of group 0
+# can carry on with them; exec keeps the command as PID 1, receiving SIGTERM and SIGHUP itself.
+ENTRYPOINT ["/bin/sh", "-c", "umask 0002 && exec \"$@\"", "mlops"]
+
+# ---- pipeline: `make all` and every other Make target ----
+FROM runtime AS pipeline
+# make: the pipeline's stages are Make targets.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=pipeline-deps /app/.venv /app/.venv
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/mlops-*.whl \
+    && rm -rf /tmp/wheels \
+    && pip check
+COPY Makefile params.yaml pyproject.toml requirements.lock README.md ./
+COPY src ./src
+COPY data/raw ./data/raw
+# Make's prerequisite of the venv stamp; the venv is ready, so its stamp is made newer (Make must
+# not reinstall). Scratch folders: like /tmp. models/ and reports/: group 0, group-writable.
+COPY requirements-dev.lock ./
+RUN touch .venv/.installed \
+    && mkdir -p .make data/processed models reports \
+    && chmod 1777 .make data/processed \
+    && chgrp 0 models reports \
+    && chmod 2775 models reports
+USER 10001:0
+CMD ["make", "all"]
+
+# ---- serve (the default target): the production model in models/ on port 8000 ----
+FROM runtime AS serve
+COPY --from=serve-deps /app/.venv /app/.venv
+COPY --from=wheel /site/ /app/.venv/lib/python3.11/site-packages/
+COPY params.yaml ./
+RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \
+    && mkdir -p models reports \
+    && chgrp 0 models reports \
+    && chmod 2775 models reports
+USER 10001:0
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]

@@ -170,8 +170,15 @@ summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/
 serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000)
 	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
 
-docker: ## Build the image (IMAGE=mlops:local): serves production; `docker run IMAGE make all` runs the pipeline
-	docker build -t "$(or $(IMAGE),mlops:local)" .
+# Both Dockerfile targets: IMAGE:pipeline, then IMAGE:serve (the default target, built last).
+# ENGINE=podman builds in Docker's image format: an OCI image would drop the HEALTHCHECK.
+IMAGE ?= mlops
+ENGINE ?= docker
+docker: ## Build the images IMAGE:serve and IMAGE:pipeline (IMAGE=mlops, ENGINE=docker or podman)
+	$(if $(filter-out docker podman,$(ENGINE)),$(error ENGINE=$(ENGINE): use docker or podman))
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target pipeline -t "$(IMAGE):pipeline" .
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target serve -t "$(IMAGE):serve" .
+	@ENGINE=$(ENGINE) tools/image-sizes.sh "$(IMAGE)"
 
 bench: $(INSTALLED) ## Measure pipeline, drift and serving speed → reports/bench.json
 	@$(MLOPS) bench
@@ -209,11 +216,15 @@ format: $(INSTALLED) ## Apply ruff fixes and formatting
 	@$(PY) -m ruff check --fix .
 	@$(PY) -m ruff format .
 
-lock: $(INSTALLED) ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml
-	@$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
-		--no-emit-find-links -o requirements.lock pyproject.toml
-	@$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url \
-		--no-emit-find-links --extra dev -o requirements-dev.lock pyproject.toml
+# requirements-serve.lock: the `serve` dependency group alone, at requirements.lock's versions
+# (the served model must load with the scikit-learn it was trained with).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
+SERVE_GROUP := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["serve"], sep="\n")
+lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock and requirements-serve.lock from pyproject.toml
+	@$(PIP_COMPILE) -o requirements.lock pyproject.toml
+	@$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
+	@$(PY) -c '$(SERVE_GROUP)' | $(PIP_COMPILE) --constraint requirements.lock -o requirements-serve.lock -
 
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)

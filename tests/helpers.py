@@ -26,10 +26,12 @@ def edit_params(path: Path, edit) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run_module(project: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m mlops ARGV` in a fresh interpreter in the project copy."""
+def run_module(
+    project: Path, *argv: str, env: dict | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """`python -m mlops ARGV` in a fresh interpreter in the project copy (prefix: e.g. setpriv)."""
     return subprocess.run(
-        [sys.executable, "-m", "mlops", *argv],
+        [*prefix, sys.executable, "-m", "mlops", *argv],
         cwd=project,
         capture_output=True,
         text=True,

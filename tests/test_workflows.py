@@ -229,26 +229,36 @@ def test_test_job_commands():
 
 
 def test_docker_job_matches_the_dockerfile():
-    """The docker job can't run here (no engine): its commands and assumptions are checked."""
+    """The docker job can't run here (no engine): its commands and assumptions are checked
+    (tools/container-proof.sh runs the same images with podman; tests/test_docker.py the rest)."""
     job = workflows()["ci.yml"]["jobs"]["docker"]
     runs = [s["run"] for s in job["steps"] if "run" in s]
-    assert runs == ["make docker IMAGE=mlops:ci", "tools/docker-smoke.sh mlops:ci"]
+    assert runs[0] == "make docker IMAGE=mlops-ci"
+    assert "tools/image-sizes.sh mlops-ci" in runs[1]
+    assert '>> "$GITHUB_STEP_SUMMARY"' in runs[1]
+    assert runs[2] == "tools/docker-smoke.sh mlops-ci"
     dry = subprocess.run(
-        ["make", "-n", "-C", str(ROOT), "docker", "IMAGE=mlops:ci"],
+        ["make", "-n", "docker", "IMAGE=mlops-ci"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert 'docker build -t "mlops:ci" .' in dry
+    for target in ("pipeline", "serve"):
+        assert f'docker build --target {target} -t "mlops-ci:{target}" .' in dry
     dockerfile = (ROOT / "Dockerfile").read_text()
     smoke = (ROOT / "tools/docker-smoke.sh").read_text()
     workdir = re.findall(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)[-1]
-    assert f":{workdir}/models" in smoke  # the volume holds the image's models/
+    for folder in ("models", "reports"):  # the pipeline run bind-mounts both, as the docs do
+        assert f'/{folder}:{workdir}/{folder}"' in smoke
+    assert f'/models:{workdir}/models:ro"' in smoke  # serving mounts the registry read-only
+    assert '--user "$(id -u)"' in smoke  # the runner's uid, not the image's 10001
+    assert '"$image:pipeline" make all' in smoke
     assert '"--port", "8000"' in dockerfile.splitlines()[-1]  # the default command serves on 8000
     assert ":8000" in smoke
     assert "HEALTHCHECK" in dockerfile  # the smoke test waits for "healthy"
-    assert "/health" in smoke
-    assert "/ready" in smoke
+    for endpoint in ("/health", "/ready", "/predict"):
+        assert f"$url{endpoint}" in smoke
 
 
 def test_artifacts_are_named_by_commit_and_expire():
@@ -284,7 +294,13 @@ def test_dependabot_updates_pip_and_actions_with_a_cooldown():
 
 
 def test_tool_scripts():
-    for name in ("production-release.sh", "docker-smoke.sh", "drift-history.sh"):
+    for name in (
+        "production-release.sh",
+        "docker-smoke.sh",
+        "image-sizes.sh",
+        "container-proof.sh",
+        "drift-history.sh",
+    ):
         path = ROOT / "tools" / name
         assert os.access(path, os.X_OK), name
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, name

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlops import workdirs
 from mlops.errors import CheckFailed, InputError
 
 RUN_LOG = Path("reports/run.log")
@@ -158,6 +159,9 @@ def entry(command: str) -> Callable:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if message := workdirs.problem(args):  # e.g. a mounted folder this user cannot write
+        print(f"[{args.command}] error: {message}", file=sys.stderr)
+        return InputError.exit_code
     if args.command == "stages":
         return run_stages(args)
     return logged(args)

@@ -10,10 +10,12 @@ use `feature_matrix()`; tests/test_encoding.py checks that the two agree.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where a column is coded: serving (codes()) never needs pandas
+    import pandas as pd
 
 
 def numeric_codes(values: Sequence[Any]) -> bool:
@@ -30,6 +32,8 @@ def codes(values: Sequence[Any]) -> dict[Any, float]:
 
 def encode_column(column: pd.Series, values: Sequence[Any]) -> np.ndarray:
     """One categorical column as float codes; unseen or missing values as NaN."""
+    import pandas as pd
+
     if numeric_codes(values):
         numbers = pd.to_numeric(column, errors="coerce")
         return numbers.where(numbers.isin(values)).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -54,6 +58,8 @@ def feature_matrix(
 
 def unseen(frame: pd.DataFrame, categories: Mapping[str, Sequence[Any]]) -> dict[str, dict]:
     """{column: {value: count}} of categories outside the allowed values (missing not counted)."""
+    import pandas as pd
+
     found: dict[str, dict] = {}
     for name, values in categories.items():
         if name not in frame.columns:

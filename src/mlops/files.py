@@ -8,11 +8,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: serving never needs it
+    import pandas as pd
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -84,6 +85,8 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     """A CSV or Parquet file (by its suffix) with rows and the required columns, or a one-line
     InputError naming the file and what is wrong with it."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -105,6 +108,8 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:

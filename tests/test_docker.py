@@ -1,0 +1,237 @@
+"""The container build, checked without a Docker engine: the serving import chain against its lock,
+the locks against each other, the Dockerfile's stages and layer order, `make docker`, and the
+docs. tools/container-proof.sh builds and runs both images for real (too slow for the suite)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from conftest import ROOT
+from test_serve import free_port
+
+PIPELINE_ONLY = {"pandas", "pyarrow", "evidently", "matplotlib", "pandera", "plotly", "statsmodels"}
+SMOKE = (ROOT / "tools/docker-smoke.sh").read_text()
+DOCKER_SKIP = "<!-- doc-test: skip (needs a Docker engine) -->"
+
+# As in the serve image: every package outside requirements-serve.lock is absent (its modules
+# cannot be imported). Serves on loopback, sends one /predict once ready, records every module
+# loaded after start-up, then stops.
+PROBE = r"""
+import importlib.abc, json, os, signal, sys, threading, time, urllib.request
+
+startup = set(sys.modules)  # site's .pth files (setuptools' _distutils_hack) are not serving
+port, out, body, absent = sys.argv[1], sys.argv[2], sys.argv[3], set(json.loads(sys.argv[4]))
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in absent:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from mlops import cli
+
+def client():
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            try:
+                urllib.request.urlopen(url + "/ready", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        request = urllib.request.Request(
+            url + "/predict", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            answer = json.load(reply)
+        with open(out, "w") as handle:
+            json.dump({"answer": answer, "modules": sorted(set(sys.modules) - startup)}, handle)
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=client, daemon=True).start()
+sys.exit(cli.main(["serve", "--host", "127.0.0.1", "--port", port]))
+"""
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """A hashed lock as {name: (version, hashes)}."""
+    locked: dict[str, tuple[str, frozenset[str]]] = {}
+    for block in re.split(r"\n(?=\S)", path.read_text()):
+        head = re.match(r"([A-Za-z0-9._-]+)==(\S+)", block)
+        if head:
+            hashes = frozenset(re.findall(r"--hash=(sha256:[0-9a-f]+)", block))
+            locked[canonical(head[1])] = (head[2], hashes)
+    return locked
+
+
+def smoke_body() -> str:
+    return re.search(r"^BODY='(.+)'$", SMOKE, re.MULTILINE)[1]
+
+
+def test_serving_needs_only_what_its_lock_installs(promoted_dir, tmp_path):
+    """A real `python -m mlops serve`, with every package outside requirements-serve.lock made
+    unimportable, answers the smoke test's /predict body and loads no pipeline-only library."""
+    project = tmp_path / "project"
+    shutil.copytree(promoted_dir, project)
+    locked = set(pins(ROOT / "requirements-serve.lock")) | {"mlops"}
+    absent = sorted(
+        name
+        for name, dists in packages_distributions().items()
+        if not {canonical(dist) for dist in dists} & locked
+    )
+    assert set(absent) >= PIPELINE_ONLY
+    out = tmp_path / "probe.json"
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(free_port()), str(out), smoke_body(), json.dumps(absent)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "1"},
+        timeout=300,
+    )
+    assert out.exists(), result.stderr[-3000:]
+    probe = json.loads(out.read_text())
+    (prediction,) = probe["answer"]["predictions"]
+    assert 0.0 <= prediction["probability"] <= 1.0
+    loaded = {name.split(".")[0] for name in probe["modules"]}
+    assert not loaded & set(absent), sorted(loaded & set(absent))
+
+
+def test_serve_lock_is_the_serve_group_at_the_pipeline_versions():
+    """The served model loads with exactly the libraries it was trained with (same pins)."""
+    group = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["serve"]
+    serve, pipeline = pins(ROOT / "requirements-serve.lock"), pins(ROOT / "requirements.lock")
+    assert {canonical(re.match(r"[A-Za-z0-9._-]+", spec)[0]) for spec in group} <= set(serve)
+    for name, pin in serve.items():
+        assert pipeline.get(name) == pin, name
+    assert not set(serve) & PIPELINE_ONLY
+
+
+def stages() -> dict[str, list[str]]:
+    """The Dockerfile's stages: {name: instructions (continuation lines joined)}."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    result: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("FROM "):
+            current = result.setdefault(line.split(" AS ")[-1], [line])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return result
+
+
+def test_dockerfile_targets_and_their_contents():
+    found = stages()
+    assert list(found)[-1] == "serve"  # the default target
+    assert {"serve", "pipeline"} <= set(found)
+    external = [lines[0].split()[1] for lines in found.values() if "@sha256:" in lines[0]]
+    assert len(set(external)) == 1  # one digest-pinned base image
+    serve, pipeline = "\n".join(found["serve"]), "\n".join(found["pipeline"])
+    assert "COPY --from=serve-deps /app/.venv" in serve
+    assert "pipeline-deps" not in serve
+    assert "-r requirements-serve.lock" in "\n".join(found["serve-deps"])
+    assert "-r requirements.lock" in "\n".join(found["pipeline-deps"])
+    assert "COPY --from=pipeline-deps /app/.venv" in pipeline
+    for text in (serve, pipeline):
+        assert "USER 10001:0" in text  # group 0: the OpenShift convention
+        assert "chgrp 0 models reports" in text
+        assert "chmod 2775 models reports" in text
+    assert "HEALTHCHECK" in serve
+    assert found["serve"][-1].endswith('"--port", "8000"]')
+    assert found["pipeline"][-1] == 'CMD ["make", "all"]'
+    assert "umask 0002" in "\n".join(found["runtime"])
+
+
+def test_layer_order_a_dev_tool_bump_reaches_no_dependency_layer():
+    """Dependency stages copy only their lock; the dev lock reaches the pipeline image only
+    after every install, and build-tools passes on nothing but its setuptools stanza."""
+    for name, lines in stages().items():
+        copies = [line for line in lines if line.startswith("COPY") and "--from" not in line]
+        installs = [i for i, line in enumerate(lines) if "pip install" in line]
+        if name.endswith("-deps"):
+            assert len(copies) == 1, name
+            assert copies[0].split()[1] in ("requirements.lock", "requirements-serve.lock")
+        dev = [i for i, line in enumerate(lines) if "requirements-dev.lock" in line]
+        if name not in ("build-tools",) and dev:
+            assert name == "pipeline"
+            assert min(dev) > max(installs)
+    tools = "\n".join(stages()["wheel"])
+    assert "COPY --from=build-tools /build/build-requirements.txt" in tools
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies():
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sources = [
+        source
+        for lines in stages().values()
+        for line in lines
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert "requirements-serve.lock" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+def make_docker(*variables: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-n", "docker", *variables],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_make_docker_builds_both_targets():
+    dry = make_docker("IMAGE=registry.example/team/mlops").stdout.splitlines()
+    assert dry[:2] == [
+        'docker build --target pipeline -t "registry.example/team/mlops:pipeline" .',
+        'docker build --target serve -t "registry.example/team/mlops:serve" .',
+    ]
+    assert 'tools/image-sizes.sh "registry.example/team/mlops"' in dry[2]
+    podman = make_docker("ENGINE=podman").stdout.splitlines()
+    assert podman[:2] == [  # Docker's format keeps the HEALTHCHECK
+        'podman build --format docker --target pipeline -t "mlops:pipeline" .',
+        'podman build --format docker --target serve -t "mlops:serve" .',
+    ]
+    wrong = make_docker("ENGINE=nerdctl")
+    assert wrong.returncode != 0
+    assert "ENGINE=nerdctl: use docker or podman" in wrong.stderr
+
+
+def test_readme_docker_commands_are_skipped_by_the_doc_tests():
+    """They need a Docker engine: the executable-docs harness skips them, saying why."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    blocks = [i for i, line in enumerate(lines) if line.startswith("```") and line != "```"]
+    docker = [
+        i
+        for i in blocks
+        if any(
+            re.match(r"\s*(docker|podman) ", line)
+            for line in lines[i + 1 : lines.index("```", i + 1)]
+        )
+    ]
+    assert docker, "the README shows how to run the images"
+    for start in docker:
+        assert lines[start - 1] == DOCKER_SKIP, lines[start]
