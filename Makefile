@@ -75,7 +75,7 @@ $(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(SRC)/prom
 	@$(MLOPS) promote || [ $$? -eq 1 ]
 	@touch $@
 
-$(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PARAMS_DIR)/drift.json $(SRC)/drift.py
+$(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PARAMS_DIR)/drift.json $(wildcard $(SRC)/drift/*.py)
 	$(call stage,drift)
 
 data: $(STAMP)/data.ok ## Verify raw checksums; split into train/test (earlier periods) and current (newest)

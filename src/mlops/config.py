@@ -213,6 +213,10 @@ class DriftConfig(Section):
     categorical: ColumnPolicy
     columns: dict[str, ColumnPolicy] = {}
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # Alert when the drifted columns carry at least this share of the model's importance.
+    importance_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    # Chunks of a batch judged one by one (by period when it holds several, else equal row ranges).
+    chunks: Annotated[int, Field(ge=1, le=100)] = 4
     prediction: ColumnPolicy
     performance_tolerance: Fraction = 0.02
     sample_size: Annotated[int, Field(ge=1_000)] = 30_000
