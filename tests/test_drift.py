@@ -222,7 +222,7 @@ def test_large_batches_are_sampled_and_overrides_apply(parts):
     age = result["columns"]["AGEP"]
     assert age["method"] == "ks"
     assert age["threshold"] == 0.05
-    assert age["drifted"] is (age["score"] < 0.05)  # a p-value: drift when below
+    assert age["drifted"] is (age["score"] <= 0.05)  # a p-value: drift at or below
     assert result["columns"]["SCHL"]["method"] == "psi"
 
 
@@ -391,6 +391,8 @@ def test_bad_drift_policy_is_a_config_error(tmp_path, edit, message):
 
 def test_drift_decision_by_kind_of_score():
     assert evidently_run.drifted("ks", 0.01, 0.05) is True
+    assert evidently_run.drifted("ks", 0.05, 0.05) is True
+    assert evidently_run.drifted("psi", 0.1, 0.1) is True
     assert evidently_run.drifted("psi", 0.01, 0.1) is False
 
 

@@ -31,7 +31,7 @@ StatTest = Literal[
 # Evidently's stat tests that take one column type only; the rest take both.
 NUMERIC_ONLY = frozenset({"wasserstein", "ks"})
 CATEGORICAL_ONLY = frozenset({"chisquare", "z", "g_test"})
-# Tests whose score is a p-value (drift when below the threshold); the rest are distances.
+# Tests whose score is a p-value (drift at or below the threshold); the rest are distances.
 P_VALUE_TESTS = frozenset({"ks", "chisquare", "z", "g_test"})
 
 
@@ -214,7 +214,7 @@ class DriftConfig(Section):
     columns: dict[str, ColumnPolicy] = {}
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     # Alert when the drifted columns carry at least this share of the model's importance.
-    importance_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    importance_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     # Chunks of a batch judged one by one (by period when it holds several, else equal row ranges).
     chunks: Annotated[int, Field(ge=1, le=100)] = 4
     prediction: ColumnPolicy

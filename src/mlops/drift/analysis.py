@@ -14,8 +14,8 @@ A drifted column without an alert is a warning.
 from __future__ import annotations
 
 import time
-from itertools import pairwise
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import numpy as np

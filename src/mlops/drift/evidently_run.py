@@ -142,8 +142,9 @@ def read_snapshot(found: Any, config: Config, features: list[str]) -> dict:
 
 
 def drifted(method: str, score: float, threshold: float) -> bool:
-    """The documented rule: p-value tests drift below the threshold, distances at or above it."""
-    return score < threshold if method in P_VALUE_TESTS else score >= threshold
+    """Evidently's rule, as documented: a p-value drifts at or below its threshold, a distance at
+    or above it (pinned by a test at the threshold)."""
+    return score <= threshold if method in P_VALUE_TESTS else score >= threshold
 
 
 def scores(
