@@ -165,8 +165,8 @@ def chunk_name(chunk: dict) -> str:
 
 def chunk_plan(
     current: pd.DataFrame, rows: np.ndarray, batch_rows: int, config: Config
-) -> list[tuple[Any, np.ndarray]]:
-    """[(period label or None, positions in `current`)] in batch order.
+) -> tuple[list[tuple[Any, np.ndarray]], str]:
+    """([(period label or None, positions in `current`)] in batch order, how it was split).
 
     By period when the batch holds the time column (one period: no chunks, since its rows
     need not be in time order); else drift.chunks equal row ranges, the rows taken to be in
@@ -177,16 +177,17 @@ def chunk_plan(
         periods = period_labels(current[time_column], getattr(config.data, "period", None))
         order = pd.unique(periods.dropna().sort_values())
         if len(order) < 2:
-            return []
-        return [(label, np.flatnonzero(periods.to_numpy() == label)) for label in order]
+            return [], f"one period in {time_column!r}: not split (its rows need not be in order)"
+        plan = [(label, np.flatnonzero(periods.to_numpy() == label)) for label in order]
+        return plan, f"by period of {time_column!r}"
     count = min(config.drift.chunks, len(current) // MIN_CHUNK_ROWS)
     if count < 2:
-        return []
+        return [], f"under {2 * MIN_CHUNK_ROWS:,} rows: not split"
     edges = np.linspace(0, batch_rows, count + 1).round().astype(int)
-    return [
-        (None, np.flatnonzero((rows >= start) & (rows < end)))
-        for start, end in pairwise(edges)
+    plan = [
+        (None, np.flatnonzero((rows >= start) & (rows < end))) for start, end in pairwise(edges)
     ]
+    return plan, f"{count} equal row ranges, rows taken in arrival order"
 
 
 def period_labels(values: pd.Series, period: str | None) -> pd.Series:
@@ -207,8 +208,8 @@ def analyse_chunks(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     rows: np.ndarray,
-    batch_rows: int,
     *,
+    plan: list[tuple[Any, np.ndarray]],
     features: list[str],
     shares: dict | None,
     estimator: Estimator,
@@ -220,7 +221,7 @@ def analyse_chunks(
     categorical = set(config.categorical)
     prediction_test = {PREDICTION: config.drift.prediction}
     chunks = []
-    for number, (period, positions) in enumerate(chunk_plan(current, rows, batch_rows, config), 1):
+    for number, (period, positions) in enumerate(plan, 1):
         chunk: dict[str, Any] = {
             "chunk": number,
             "period": _plain(period),
@@ -353,12 +354,13 @@ def analyse(
     if found["predicted_label"] is not None:
         prediction["predicted_label"] = found["predicted_label"]
         prediction["drifted"] = prediction["drifted"] or found["predicted_label"]["drifted"]
+    plan, chunking = chunk_plan(current, rows, current_rows, config)
     chunks = analyse_chunks(
         config,
         reference,
         current,
         rows,
-        current_rows,
+        plan=plan,
         features=features,
         shares=shares,
         estimator=estimator,
@@ -376,6 +378,7 @@ def analyse(
         "prediction_drift": prediction,
         "performance": perf,
         "chunks": chunks,
+        "chunking": chunking,
         "findings": [
             f"{name}: {info['rows']} row(s) with categories unseen in training "
             f"(e.g. {', '.join(info['examples'])})"

@@ -125,7 +125,7 @@ def verdict_section(result: dict) -> str:
         )
         for chunk in result["chunks"]
     ]
-    parts.append("<h2>Chunks over time</h2>")
+    parts.append(f"<h2>Chunks over time</h2><p>{escape(result['chunking'])}.</p>")
     parts.append(
         _table(
             ["chunk", "status", "share drifted", "importance", "prediction", "accuracy", "source"],
@@ -133,7 +133,7 @@ def verdict_section(result: dict) -> str:
             {2, 3, 4, 5},
         )
         if chunk_rows
-        else "<p>The batch is too small to split into chunks.</p>"
+        else ""
     )
     parts.append("<p>Evidently's panels per column follow below.</p></section>")
     return "\n".join(parts)

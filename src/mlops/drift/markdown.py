@@ -113,15 +113,16 @@ def markdown(result: dict, html_name: str) -> str:
             f"{'**yes**' if column['drifted'] else 'no'} |"
         )
     lines.append("")
-    lines += chunk_lines(result["chunks"])
+    lines += chunk_lines(result["chunks"], result["chunking"])
     lines += [f"Full report: `{html_name}` (self-contained, opens offline in any browser).", ""]
     return "\n".join(lines)
 
 
-def chunk_lines(chunks: list[dict]) -> list[str]:
+def chunk_lines(chunks: list[dict], chunking: str) -> list[str]:
+    lines = [f"Chunks over time: {chunking}.", ""]
     if not chunks:
-        return ["Chunks: the batch is too small to split (each chunk needs 1,000 rows).", ""]
-    lines = [
+        return lines
+    lines += [
         "| chunk | status | share drifted | importance drifted | prediction score | accuracy |",
         "|---|---|---:|---:|---:|---:|",
     ]
