@@ -96,8 +96,16 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     assert "<script" in html
     # The dataset verdict, then a panel and a pass/fail test per feature and for the predictions.
     assert "Count of Drifted Columns" in html
-    for name in [*config.features, evidently_run.PREDICTION]:
+    panels = [*config.features, evidently_run.PREDICTION]
+    for name in panels:
         assert f"Value Drift for column {name}" in html, name
+    # As the runbook says: categorical features first, then numeric, then the predictions.
+    assert config.features[0] == "SCHL"
+    assert config.features[-1] == "AGEP"
+    found = sorted(panels, key=lambda name: html.index(f"Value Drift for column {name}"))
+    assert found == panels
+    # The verdict first in the page, before Evidently's app.
+    assert html.index('<section id="verdict"') < html.index("Value Drift for column")
     assert EXTERNAL.search(
         '<script type="module" src="https://cdn.example/x.js">'
     )  # the probe works

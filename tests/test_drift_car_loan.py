@@ -17,8 +17,8 @@ from mlops.drift import analysis
 
 DATA = Path(__file__).parent / "data" / "car_loan.parquet"
 ROOT = Path(__file__).resolve().parents[1]
-# Categories as integer codes in the order of their values (until string categories land).
-CODES = {
+# Categories as the file holds them: strings and booleans.
+CATEGORIES = {
     "salary_range": ["0 - 20K €", "20K - 40K €", "40K - 60K €", "60K+ €"],
     "size_of_downpayment": ["0%", "10%", "20%", "30%", "40%"],
     "repaid_loan_on_prev_car": [False, True],
@@ -39,20 +39,18 @@ def loans() -> dict:
     params["schema"].update(
         target="repaid",
         numeric=NUMERIC,
-        categorical={name: list(range(len(values))) for name, values in CODES.items()},
+        categorical=CATEGORIES,
     )
     config = Config.model_validate(params)
     frame = pd.read_parquet(DATA)
-    for name, values in CODES.items():
-        frame[name] = frame[name].map({v: i for i, v in enumerate(values)}).astype("int64")
     reference = frame[frame["set"] == "reference"].drop(columns="set")
     current = frame[frame["set"] == "analysis"].drop(columns="set").reset_index(drop=True)
     rows = np.random.default_rng(0).permutation(len(reference))
     train, test = reference.iloc[rows[:8_000]], reference.iloc[rows[8_000:]]
     features = config.features
     model = HistGradientBoostingClassifier(random_state=0)
-    model.fit(analysis.model_input(train, features, {}), train["repaid"])
-    x_test = analysis.model_input(test, features, {})
+    model.fit(analysis.model_input(train, features, config.categorical), train["repaid"])
+    x_test = analysis.model_input(test, features, config.categorical)
     found = permutation_importance(
         model, x_test, test["repaid"], scoring="roc_auc", n_repeats=5, random_state=0
     )
@@ -61,6 +59,8 @@ def loans() -> dict:
         "version": None,
         "model_sha256": "car-loan-test",
         "features": features,
+        "categories": config.categorical,
+        "positive": 1,
         "feature_importance": dict(zip(features, found.importances_mean.tolist(), strict=True)),
     }
     return {

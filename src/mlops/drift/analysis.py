@@ -46,15 +46,11 @@ def sample_in_order(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataF
     return frame.iloc[rows].reset_index(drop=True), rows
 
 
-def model_input(frame: pd.DataFrame, features: list[str], model_info: dict) -> np.ndarray:
-    """The model's input matrix, encoded with the categories it was trained with."""
-    try:
-        from mlops.encoding import feature_matrix
-    except ImportError:  # before mlops.encoding: codes are numbers, passed as they are
-        from mlops.train import feature_matrix as plain
+def model_input(frame: pd.DataFrame, features: list[str], categories: dict) -> np.ndarray:
+    """The model's input matrix, coded with the categories it was trained with."""
+    from mlops.encoding import feature_matrix
 
-        return plain(frame, features)
-    return feature_matrix(frame, features, model_info.get("categories") or {})
+    return feature_matrix(frame, features, categories)
 
 
 # --- importance, missing values, unseen categories ----------------------------------------------
@@ -75,24 +71,16 @@ def importance_drifted(shares: dict | None, drifted: list[str]) -> float | None:
     return None if shares is None else round(sum(shares[name] for name in drifted), 6)
 
 
-def unseen_categories(
-    frame: pd.DataFrame, categories: dict[str, list]
-) -> dict[str, dict[str, Any]]:
-    """Per categorical column, rows whose value the model never saw: {name: {share, examples}}."""
+def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[str, dict]:
+    """Per categorical column, rows whose value the model never saw: {name: {rows, share,
+    examples}} (a validation finding and a drift signal, never an input error)."""
+    from mlops.encoding import unseen
+
     found = {}
-    for name, allowed in categories.items():
-        if name not in frame.columns:
-            continue
-        values = frame[name]
-        unseen = values.notna() & ~values.isin(allowed)
-        count = int(unseen.sum())
-        if count:
-            examples = [str(v) for v in pd.unique(values[unseen])[:5]]
-            found[name] = {
-                "rows": count,
-                "share": round(count / len(frame), 6),
-                "examples": examples,
-            }
+    for name, counts in unseen(frame, categories).items():
+        rows = sum(counts.values())
+        examples = sorted(counts, key=counts.get, reverse=True)[:5]
+        found[name] = {"rows": rows, "share": round(rows / len(frame), 6), "examples": examples}
     return found
 
 
@@ -300,16 +288,14 @@ def analyse(
     sampled = len(reference) > policy.sample_size or len(current) > policy.sample_size
     reference_rows, current_rows = len(reference), len(current)
     missing = {name: round(float(current[name].isna().mean()), 6) for name in features}
-    categories = model_info.get("categories") or {
-        k: v for k, v in config.categorical.items() if k in features
-    }
-    unseen = unseen_categories(current, categories)
+    categories = model_info.get("categories") or config.categorical
+    unseen = unseen_categories(current, {k: v for k, v in categories.items() if k in features})
     reference = sample(reference, policy.sample_size, config.seed)
     current, rows = sample_in_order(current, policy.sample_size, config.seed + 1)
 
     positive = positive_label(model, model_info)
     said = {
-        name: predict(model, model_input(frame, features, model_info), positive)
+        name: predict(model, model_input(frame, features, categories), positive)
         for name, frame in (("reference", reference), ("current", current), ("test", test))
     }
     estimator = Estimator.fit(test[target].to_numpy(), said["test"])

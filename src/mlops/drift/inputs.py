@@ -21,8 +21,6 @@ CHECK_WORDS = {
     "max_missing": "too many missing values",
     "present": "column missing",
 }
-# A category the model never saw is a drift signal (counted in the report), not an input error.
-UNSEEN_IS_DRIFT = frozenset({"isin"})
 
 
 def has_labels(frame: pd.DataFrame, config: Config) -> bool:
@@ -38,14 +36,14 @@ def check_batch(frame: pd.DataFrame, config: Config, source: str) -> bool:
     A feature category unseen in training is reported as drift (see analysis.unseen_categories);
     an unknown label value stays an error.
     """
-    from mlops.validate import check_frame
+    from mlops.validate import check_frame, unseen_is_warning
 
     with_labels = has_labels(frame, config)
     for result in check_frame(frame, config, labelled=with_labels):
         if result["passed"] or result["column"] == "(rows)":
             continue
-        if result["check"] in UNSEEN_IS_DRIFT and result["column"] in config.categorical:
-            continue
+        if unseen_is_warning(result, "current", config):
+            continue  # a category the model never saw: a drift signal the report counts
         what = CHECK_WORDS.get(result["check"], f"{result['check']} check failed")
         detail = f"{result['failures']} row(s)"
         if result["examples"]:
@@ -65,22 +63,6 @@ def check_rows(frame: pd.DataFrame, config: Config, source: str) -> None:
         )
 
 
-def read_table(path: Path, required: list[str]) -> pd.DataFrame:
-    """A CSV or Parquet batch (by suffix); one-line InputError naming the file."""
-    if path.suffix.lower() != ".parquet":
-        return files.read_csv(path, required)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types for a damaged file
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame
-
-
 def load_current(config: Config, current: Path | None) -> tuple[pd.DataFrame, str, bool]:
     """(batch, its name, labelled): the file named (CSV or Parquet), schema-checked here, or the
     current split.
@@ -90,7 +72,7 @@ def load_current(config: Config, current: Path | None) -> tuple[pd.DataFrame, st
     million rows would cost more than the drift computation itself.
     """
     if current is not None:
-        frame = read_table(Path(current), config.features)
+        frame = files.read_table(Path(current), config.features)
         return frame, str(current), check_batch(frame, config, str(current))
     path = config.data.processed_dir / "current.parquet"
     frame = files.read_parquet(path)
@@ -148,8 +130,11 @@ def load_model(config: Config | None = None) -> tuple[Any, dict]:
         "version": metadata.get("version"),
         "model_sha256": metadata.get("model_sha256"),
         "features": metadata.get("features"),
+        "categories": metadata.get("categories"),
         "feature_importance": importance_of(metadata),
     }
+    if "positive" in metadata:  # older versions: evaluate.model_positive decides
+        info["positive"] = metadata["positive"]
     if note:
         info["note"] = note
     return model, info

@@ -43,23 +43,18 @@ class Predictions:
 
 def positive_label(model: Any, model_info: dict) -> Any:
     """Binary: the positive label (metadata "positive", else the second class); else None."""
-    classes = list(model.classes_)
-    if len(classes) != 2:
-        return None
-    declared = model_info.get("positive")
-    return declared if declared in classes else classes[1]
+    from mlops.evaluate import model_positive
+
+    return model_positive(model, model_info)
 
 
 def predict(model: Any, x: np.ndarray, positive: Any) -> Predictions:
-    proba = model.predict_proba(x)
-    classes = model.classes_
+    from mlops.evaluate import predict as labels_and_probabilities
+
+    labels, proba = labels_and_probabilities(model, x, positive)
     if positive is None:
-        top = np.argmax(proba, axis=1)
-        return Predictions(classes[top], proba[np.arange(len(top)), top], None)
-    column = list(classes).index(positive)
-    other = classes[1 - column]
-    probability = proba[:, column]
-    return Predictions(np.where(probability >= 0.5, positive, other), probability, positive)
+        return Predictions(labels, proba.max(axis=1), None)
+    return Predictions(labels, proba[:, list(model.classes_).index(positive)], positive)
 
 
 def standard_error(metric: str, value: float, n: int, n_pos: float) -> float:
