@@ -89,8 +89,8 @@ promote: $(STAMP)/evaluate.ok ## The gate: promote the candidate or exit 1 with 
 	@$(MLOPS) promote $(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 	@touch $(STAMP)/promote.ok
 
-# CURRENT=batch.csv replaces reports/drift.*: the stamp goes first, so `make all` re-reports the split.
-drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv to check a file
+# CURRENT=batch.csv (or .parquet) replaces reports/drift.*: the stamp goes first, so `make all` re-reports the split.
+drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv (or .parquet) to check a file
 	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
 
 drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*

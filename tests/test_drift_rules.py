@@ -324,3 +324,29 @@ def test_importance_alert_through_the_cli_exit_codes(project, config, capsys):
     code, stderr = run_cli(capsys, "drift", "--current", "older.csv")
     assert code == 0, stderr
     assert json.loads(Path("reports/drift.json").read_text())["status"] == "warning"
+
+
+def test_dataset_drift_and_batch_size_through_the_cli_exit_codes(project, capsys):
+    """Share of drifted columns exactly at drift_share: exit 1; a batch of 199 rows: exit 2 in
+    one line, 200 rows: judged."""
+    current = pd.read_parquet("data/processed/current.parquet")
+    older(current).to_csv("older.csv", index=False)
+    edit_params(
+        project / "params.yaml",
+        lambda p: p["drift"].update(drift_share=1 / 16, importance_share=1.0),
+    )
+    code, stderr = run_cli(capsys, "drift", "--current", "older.csv")
+    assert code == 1
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("[drift] FAILED: dataset drift: 1 of 16 columns drifted (share 0.06 ≥ 0.0625)")
+    )
+    current.head(199).to_csv("small.csv", index=False)
+    code, stderr = run_cli(capsys, "drift", "--current", "small.csv")
+    assert code == 2
+    assert stderr.strip() == "[drift] error: small.csv: 199 rows, fewer than drift.min_rows (200)"
+    current.head(200).to_csv("small.csv", index=False)
+    code, stderr = run_cli(capsys, "drift", "--current", "small.csv")
+    assert code in (0, 1), stderr
+    assert json.loads(Path("reports/drift.json").read_text())["current_rows"] == 200
