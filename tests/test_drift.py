@@ -104,8 +104,9 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     assert config.features[-1] == "AGEP"
     found = sorted(panels, key=lambda name: html.index(f"Value Drift for column {name}"))
     assert found == panels
-    # The verdict first in the page, before Evidently's app.
-    assert html.index('<section id="verdict"') < html.index("Value Drift for column")
+    # The verdict first in the page's body, before Evidently's app.
+    body = html[html.index("<body") :]
+    assert body.index('<section id="verdict"') < body.index("<div")
     assert EXTERNAL.search(
         '<script type="module" src="https://cdn.example/x.js">'
     )  # the probe works

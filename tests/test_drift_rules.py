@@ -350,3 +350,12 @@ def test_dataset_drift_and_batch_size_through_the_cli_exit_codes(project, capsys
     code, stderr = run_cli(capsys, "drift", "--current", "small.csv")
     assert code in (0, 1), stderr
     assert json.loads(Path("reports/drift.json").read_text())["current_rows"] == 200
+
+
+def test_multiclass_class_mix_drift_alerts_on_its_own(parts):
+    label = {"method": "psi", "score": 0.3, "threshold": 0.1, "drifted": True}
+    probability = {"method": "wasserstein", "score": 0.01, "threshold": 0.25}
+    prediction = {**probability, "drifted": True, "probability_drifted": False}
+    assert rules(parts, prediction={**prediction, "predicted_label": label}) == [
+        "prediction drift (predicted class mix): psi 0.300 ≥ 0.1"
+    ]

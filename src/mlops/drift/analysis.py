@@ -111,10 +111,16 @@ def rule_alerts(
             f"importance-weighted drift: drifted column(s) {', '.join(drifted)} carry "
             f"{importance:.2f} of the model's importance (≥ {policy.importance_share})"
         )
-    if prediction["drifted"]:
+    if prediction.get("probability_drifted", prediction["drifted"]):
         alerts.append(
             f"prediction drift: {prediction['method']} {prediction['score']:.3f} "
             f"≥ {prediction['threshold']}"
+        )
+    label = prediction.get("predicted_label")
+    if label and label["drifted"]:
+        alerts.append(
+            f"prediction drift (predicted class mix): {label['method']} {label['score']:.3f} "
+            f"≥ {label['threshold']}"
         )
     source = perf["judged_by"]
     figures = perf["current"] if source == "measured" else perf["estimated"]
@@ -339,6 +345,7 @@ def analyse(
     }
     if found["predicted_label"] is not None:
         prediction["predicted_label"] = found["predicted_label"]
+        prediction["probability_drifted"] = prediction["drifted"]
         prediction["drifted"] = prediction["drifted"] or found["predicted_label"]["drifted"]
     plan, chunking = chunk_plan(current, rows, current_rows, config)
     chunks = analyse_chunks(
