@@ -14,7 +14,7 @@ from sklearn import metrics
 import drift_parts
 from drift_parts import analyse
 from helpers import edit_params, run_cli, run_module
-from mlops.drift import analysis, evidently_run, inputs
+from mlops.drift import analysis, evidently_run, history, inputs, markdown
 from mlops.drift.performance import (
     NOISE_Z,
     Estimator,
@@ -76,6 +76,14 @@ def test_second_half_degrades_the_chunk_alerts_and_is_named(parts):
     assert second["accuracy_source"] == "measured"
     assert all(a.startswith("chunk 2 (rows 6250-12499): ") for a in result["alerts"])
     assert "accuracy degraded (measured)" in result["alerts"][0]
+    # drift.md and the history page show the chunks in order.
+    text = markdown.markdown(result, "drift.html")
+    assert "Chunks over time: 2 equal row ranges, rows taken in arrival order." in text
+    assert text.index("| chunk 1 (rows 0-6249) | ok |") < text.index(
+        "| chunk 2 (rows 6250-12499) | alert |"
+    )
+    page = history.history_page([history.history_entry(result)])
+    assert "<td>ok → alert</td>" in page
 
 
 def test_unlabelled_degradation_is_estimated(parts):
