@@ -134,6 +134,7 @@ def rules(parts: dict, **changes) -> list[str]:
         "importance": 0.0,
         "prediction": {"method": "wasserstein", "score": 0.0, "threshold": 0.25, "drifted": False},
         "perf": {"judged_by": "measured", "degraded_metrics": [], "current": {}, "drops": {}},
+        "rows": 1_000,
     }
     inputs_.update(changes)
     return analysis.rule_alerts(parts["config"], **inputs_)
@@ -147,6 +148,12 @@ def test_importance_share_boundary(parts, delta, alerts):
 
 def test_importance_rule_skipped_without_importance(parts):
     assert rules(parts, importance=None) == []
+
+
+@pytest.mark.parametrize(("rows", "alerts"), [(999, False), (1_000, True), (1_001, True)])
+def test_importance_rule_needs_1000_rows(parts, rows, alerts):
+    """Below 1,000 rows a many-code column crosses its threshold by chance: no importance alert."""
+    assert bool(rules(parts, importance=1.0, rows=rows)) is alerts
 
 
 @pytest.mark.parametrize(("delta", "degraded"), [(-EPSILON, False), (0.0, False), (EPSILON, True)])

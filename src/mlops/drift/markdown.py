@@ -82,7 +82,9 @@ def markdown(result: dict, html_name: str) -> str:
         f"(share {result['share_drifted']:.3f}; dataset drift at ≥ {result['drift_share']}); "
         + (
             f"they carry {importance:.3f} of the model's importance (alert at ≥ "
-            f"{result['importance_share']})."
+            f"{result['importance_share']}"
+            + (f"; {result['importance_note']}" if result.get("importance_note") else "")
+            + ")."
             if importance is not None
             else f"{result['importance_note']}."
         )
