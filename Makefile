@@ -107,7 +107,7 @@ $(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(SRC)/prom
 	$(call stage,promote)
 
 $(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PRODUCTION_FILES) $(PARAMS_DIR)/drift.json \
-		$(SRC)/drift.py $(DRIFT_OUT)
+		$(wildcard $(SRC)/drift/*.py) $(DRIFT_OUT)
 	$(call stage,drift)
 
 data: $(STAMP)/data.ok ## Verify raw checksums; split into train/test (earlier periods) and current (newest)
@@ -125,8 +125,9 @@ promote: $(STAMP)/evaluate.ok $(PRODUCTION_FILES) ## The gate: promote the candi
 	@$(MLOPS) stages --stamps $(STAMP) $(QUEUE) promote \
 		$(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 
-# CURRENT=batch.csv replaces reports/drift.*: the stamp goes first, so `make all` re-reports the split.
-drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv to check a file
+# CURRENT=batch.csv (or .parquet) replaces reports/drift.*: the stamp goes first, so `make all`
+# re-reports the split.
+drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv (or .parquet) to check a file
 	$(RUN_QUEUE)
 	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
 

@@ -16,10 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import drift_parts
+from drift_parts import analyse
 from helpers import edit_params, run_cli, run_module
 from mlops import drift, promote
 from mlops.config import load_config
+from mlops.drift import demo, evidently_run, history, performance, ui
 from mlops.errors import CheckFailed, InputError
+
+parts = drift_parts.parts  # the shared fixture
 
 CONTRACT_KEYS = {
     "dataset_drift",
@@ -32,45 +37,12 @@ CONTRACT_KEYS = {
     "current_rows",
     "sampled",
     "status",
+    "importance_drifted",
+    "chunks",
 }
 EXTERNAL = re.compile(
     r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", re.I
 )
-
-
-@pytest.fixture(scope="module")
-def parts(pipeline_dir: Path):
-    """Reference, test, current and the candidate of the shared pipeline (read-only)."""
-    previous = Path.cwd()
-    os.chdir(pipeline_dir)
-    try:
-        config = load_config()
-        model, info = drift.load_model()
-        return {
-            "config": config,
-            "reference": drift.load_reference(config),
-            "test": pd.read_parquet(config.data.processed_dir / "test.parquet"),
-            "current": pd.read_parquet(config.data.processed_dir / "current.parquet"),
-            "model": model,
-            "info": info,
-            "root": pipeline_dir,
-        }
-    finally:
-        os.chdir(previous)
-
-
-def analyse(parts: dict, current: pd.DataFrame, config=None) -> dict:
-    result, _ = drift.analyse(
-        config or parts["config"],
-        parts["reference"],
-        current,
-        parts["test"],
-        labelled=parts["config"].schema.target in current.columns,
-        batch="test",
-        model=parts["model"],
-        model_info=parts["info"],
-    )
-    return result
 
 
 def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
@@ -90,7 +62,16 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     assert set(saved) >= CONTRACT_KEYS
     assert set(saved["columns"]) == set(config.features)
     for column in saved["columns"].values():
-        assert set(column) == {"method", "score", "threshold", "drifted"}
+        assert set(column) == {"method", "score", "threshold", "drifted", "importance", "missing"}
+        assert 0 <= column["importance"] <= 1
+        assert column["missing"] == 0
+    assert sum(c["importance"] for c in saved["columns"].values()) == pytest.approx(1, abs=1e-5)
+    assert saved["importance_drifted"] == 0
+    # One period (2018) in the batch: its rows need not be in time order, so no chunks.
+    assert saved["chunks"] == []
+    estimated = saved["performance"]["estimated"]
+    assert abs(estimated["error"]["accuracy"]) < 0.02, estimated
+    assert abs(estimated["error"]["roc_auc"]) < 0.02, estimated
     assert {"method", "score", "drifted", "threshold"} <= set(saved["prediction_drift"])
     assert {"reference", "current", "degraded"} <= set(saved["performance"])
     assert saved["performance"]["current"]["accuracy"] > 0.7
@@ -115,26 +96,35 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     assert "<script" in html
     # The dataset verdict, then a panel and a pass/fail test per feature and for the predictions.
     assert "Count of Drifted Columns" in html
-    for name in [*config.features, drift.PREDICTION]:
+    panels = [*config.features, evidently_run.PREDICTION]
+    for name in panels:
         assert f"Value Drift for column {name}" in html, name
+    # As the runbook says: categorical features first, then numeric, then the predictions.
+    assert config.features[0] == "SCHL"
+    assert config.features[-1] == "AGEP"
+    found = sorted(panels, key=lambda name: html.index(f"Value Drift for column {name}"))
+    assert found == panels
+    # The verdict first in the page's body, before Evidently's app.
+    body = html[html.index("<body") :]
+    assert body.index('<section id="verdict"') < body.index("<div")
     assert EXTERNAL.search(
         '<script type="module" src="https://cdn.example/x.js">'
     )  # the probe works
     assert not EXTERNAL.search(html), "the report must not load anything over the network"
 
-    history = drift.read_history()
-    assert [entry["status"] for entry in history] == ["ok"]
+    runs = history.read_history()
+    assert [entry["status"] for entry in runs] == ["ok"]
     page = Path("reports/drift_history.html").read_text()
     assert "<svg" in page
     assert "<script" not in page
     assert not EXTERNAL.search(page)
-    (snapshot,) = drift.SNAPSHOTS.glob("*-ok.json")
+    (snapshot,) = history.SNAPSHOTS.glob("*-ok.json")
     assert snapshot.stat().st_size > 10_000
 
     # A torn last line (a crash mid-write) is skipped, not fatal.
-    with drift.HISTORY_LOG.open("a") as handle:
+    with history.HISTORY_LOG.open("a") as handle:
         handle.write('{"torn": ')
-    assert len(drift.read_history()) == 1
+    assert len(history.read_history()) == 1
     assert os.environ["DO_NOT_TRACK"] == "1"
 
 
@@ -142,12 +132,12 @@ def test_drift_ui_serves_every_run_offline(project, config):
     """Snapshots are loaded into an Evidently workspace once each; `evidently ui` serves them."""
     result = drift.run(config)
     result["status"] = "warning"  # a second, distinct snapshot without another Evidently run
-    snapshot = next(drift.SNAPSHOTS.glob("*.json"))
-    drift.SNAPSHOTS.joinpath("20000101T000000000000Z-warning.json").write_bytes(
+    snapshot = next(history.SNAPSHOTS.glob("*.json"))
+    history.SNAPSHOTS.joinpath("20000101T000000000000Z-warning.json").write_bytes(
         snapshot.read_bytes()
     )
-    assert drift.build_workspace() == 2
-    assert drift.build_workspace() == 0  # already imported: nothing re-added
+    assert ui.build_workspace() == 2
+    assert ui.build_workspace() == 0  # already imported: nothing re-added
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -161,7 +151,7 @@ def test_drift_ui_serves_every_run_offline(project, config):
     )
     try:
         projects = wait_for_json(f"http://127.0.0.1:{port}/api/projects", server)
-        (found,) = [p for p in projects if p["name"] == drift.PROJECT_NAME]
+        (found,) = [p for p in projects if p["name"] == ui.PROJECT_NAME]
         runs = wait_for_json(
             f"http://127.0.0.1:{port}/api/projects/{found['id']}/snapshots", server
         )
@@ -171,11 +161,11 @@ def test_drift_ui_serves_every_run_offline(project, config):
         server.wait(timeout=30)
 
     # Only the newest history_snapshots are kept; 0 keeps none (the log still grows).
-    drift.record(result, _FakeSnapshot(), keep=1)
-    assert [p.read_text() for p in drift.SNAPSHOTS.glob("*.json")] == ["{}"]
-    drift.record(result, _FakeSnapshot(), keep=0)
-    assert len(list(drift.SNAPSHOTS.glob("*.json"))) == 1
-    assert len(drift.read_history()) == 3
+    history.record(result, _FakeSnapshot(), keep=1)
+    assert [p.read_text() for p in history.SNAPSHOTS.glob("*.json")] == ["{}"]
+    history.record(result, _FakeSnapshot(), keep=0)
+    assert len(list(history.SNAPSHOTS.glob("*.json"))) == 1
+    assert len(history.read_history()) == 3
 
 
 def wait_for_json(url: str, server: subprocess.Popen, timeout: float = 120) -> object:
@@ -241,7 +231,7 @@ def test_large_batches_are_sampled_and_overrides_apply(parts):
     age = result["columns"]["AGEP"]
     assert age["method"] == "ks"
     assert age["threshold"] == 0.05
-    assert age["drifted"] is (age["score"] < 0.05)  # a p-value: drift when below
+    assert age["drifted"] is (age["score"] <= 0.05)  # a p-value: drift at or below
     assert result["columns"]["SCHL"]["method"] == "psi"
 
 
@@ -250,7 +240,7 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     promote.run(config)  # production v1: drift now judges the production model
     current = pd.read_parquet("data/processed/current.parquet")
     current.drop(columns=[config.schema.target]).to_csv("unlabelled.csv", index=False)
-    drifted, _ = drift.drifted_batch(current, config, seed=7)
+    drifted, _ = demo.drifted_batch(current, config, seed=7)
     drifted.to_csv("drifted.csv", index=False)
 
     code, stderr = run_cli(capsys, "drift", "--current", "unlabelled.csv")
@@ -263,12 +253,15 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     assert saved["performance"]["labelled"] is False
     assert saved["performance"]["degraded"] is False
     assert "no 'employed' column" in saved["performance"]["note"]
-    assert "Performance:** not measured" in Path("reports/drift.md").read_text()
+    assert "**Performance** (no labels: CBPE estimate)" in Path("reports/drift.md").read_text()
+    assert saved["performance"]["judged_by"] == "estimated"
+    assert saved["performance"]["estimated"]["accuracy"] > 0.7
 
     done = run_module(project, "drift", "--current", "drifted.csv")
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()[-1:]
-    assert "FAILED: prediction drift" in line
+    assert "FAILED: importance-weighted drift: drifted column(s) SCHL, AGEP carry 0.65" in line
+    assert "prediction drift" in line
     saved = json.loads(Path("reports/drift.json").read_text())
     assert saved["status"] == "alert"
     assert saved["drifted_columns"] == ["SCHL", "AGEP"]
@@ -277,33 +270,33 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     edit_params(project / "params.yaml", lambda p: p["drift"].update(fail_on_drift=False))
     result = drift.run(load_config(), current=Path("drifted.csv"))
     assert result["status"] == "alert"
-    assert [e["status"] for e in drift.read_history()] == ["ok", "alert", "alert"]
-    assert len(list(drift.SNAPSHOTS.glob("*-alert.json"))) == 2
+    assert [e["status"] for e in history.read_history()] == ["ok", "alert", "alert"]
+    assert len(list(history.SNAPSHOTS.glob("*-alert.json"))) == 2
 
 
 def test_demo_drifts_real_data_and_expects_the_alert(project, config):
-    result = drift.demo_command(config)
+    result = demo.demo_command(config)
     assert result["status"] == "alert"
     assert set(result["drifted_columns"]) == {"AGEP", "SCHL"}
     assert result["prediction_drift"]["drifted"]
     assert result["performance"]["degraded"]
-    assert drift.DEMO_BATCH.is_file()
+    assert demo.DEMO_BATCH.is_file()
     assert Path("reports/drift_demo.html").is_file()
     assert not Path("reports/drift.json").exists(), "the demo leaves the real report alone"
-    demo = pd.read_csv(drift.DEMO_BATCH)
+    batch = pd.read_csv(demo.DEMO_BATCH)
     current = pd.read_parquet("data/processed/current.parquet")
     unchanged = [c for c in current.columns if c not in ("AGEP", "SCHL")]
-    pd.testing.assert_frame_equal(demo[unchanged], current[unchanged], check_dtype=False)
-    assert (demo["AGEP"] >= current["AGEP"]).all()
-    assert demo["AGEP"].max() <= 90
+    pd.testing.assert_frame_equal(batch[unchanged], current[unchanged], check_dtype=False)
+    assert (batch["AGEP"] >= current["AGEP"]).all()
+    assert batch["AGEP"].max() <= 90
 
     def lax(p):
-        p["drift"].update(performance_tolerance=1.0, drift_share=1.0)
+        p["drift"].update(performance_tolerance=1.0, drift_share=1.0, importance_share=1.0)
         p["drift"]["prediction"]["threshold"] = 10.0
 
     edit_params(project / "params.yaml", lax)
     with pytest.raises(CheckFailed, match="raised no alert"):
-        drift.demo_command(load_config())
+        demo.demo_command(load_config())
 
 
 def write_bad(name: str, current: pd.DataFrame) -> Path:
@@ -340,13 +333,12 @@ BAD_BATCHES = {
     "binary.csv": "not a readable CSV",
     "header_only.csv": "header only",
     "no_schl.csv": "missing column(s) SCHL",
-    "unknown_code.csv": "column MAR: value not allowed (1 row(s); first: row 3, value 9)",
     "old_age.csv": "column AGEP: value out of range (1 row(s); first: row 5, value 140)",
     "bad_label.csv": "column employed: value not allowed (1 row(s); first: row 8",
     "tiny.csv": "50 rows, fewer than drift.min_rows (200)",
     "text_age.csv": "column AGEP: not numeric",
 }
-SUBPROCESS = ("binary.csv", "no_schl.csv", "unknown_code.csv")
+SUBPROCESS = ("binary.csv", "no_schl.csv", "bad_label.csv")
 
 
 @pytest.mark.parametrize("name", list(BAD_BATCHES))
@@ -365,7 +357,7 @@ def test_malformed_batches_exit_2_with_one_line(project, capsys, name):
     assert BAD_BATCHES[name] in lines[0]
     assert "Traceback" not in stderr
     assert not Path("reports/drift.json").exists()
-    assert not drift.HISTORY_LOG.exists()
+    assert not history.HISTORY_LOG.exists()
 
 
 def test_missing_inputs_are_input_errors(project, config):
@@ -407,12 +399,17 @@ def test_bad_drift_policy_is_a_config_error(tmp_path, edit, message):
 
 
 def test_drift_decision_by_kind_of_score():
-    assert drift._drifted("ks", 0.01, 0.05) is True
-    assert drift._drifted("psi", 0.01, 0.1) is False
+    assert evidently_run.drifted("ks", 0.01, 0.05) is True
+    assert evidently_run.drifted("ks", 0.05, 0.05) is True
+    assert evidently_run.drifted("psi", 0.1, 0.1) is True
+    assert evidently_run.drifted("psi", 0.01, 0.1) is False
 
 
 def test_performance_noise_margin_and_standard_errors():
     y = np.array([0, 1] * 100)
-    assert drift.standard_error("accuracy", 0.8, y, 1) == pytest.approx((0.8 * 0.2 / 200) ** 0.5)
-    auc = drift.standard_error("roc_auc", 0.85, y, 1)
+    n, n_pos = len(y), int(y.sum())
+    assert performance.standard_error("accuracy", 0.8, n, n_pos) == pytest.approx(
+        (0.8 * 0.2 / 200) ** 0.5
+    )
+    auc = performance.standard_error("roc_auc", 0.85, n, n_pos)
     assert 0.02 < auc < 0.04  # Hanley & McNeil at 100 positives, 100 negatives

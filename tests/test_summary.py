@@ -162,6 +162,31 @@ def test_drift_section(reports, cfg):
     assert "- Performance on current data: no labels" in text
 
 
+def test_drift_importance_estimate_and_chunks(reports, cfg):
+    estimated = {"accuracy": 0.71, "roc_auc": 0.8, "method": "CBPE"}
+    write(
+        reports / "drift.json",
+        {
+            **DRIFT,
+            "status": "alert",
+            "importance_drifted": 0.62,
+            "importance_share": 0.5,
+            "columns": {
+                **DRIFT["columns"],
+                "AGEP": {**DRIFT["columns"]["AGEP"], "importance": 0.6},
+            },
+            "performance": {**DRIFT["performance"], "estimated": estimated, "degraded": True},
+            "chunks": [{"status": "ok"}, {"status": "alert"}],
+        },
+    )
+    text = summary.render(cfg, {})
+    assert "Importance of the drifted columns: 0.620 of the model's (alert at ≥ 0.5000)" in text
+    assert "| AGEP | psi | 0.3100 | 0.1000 | 0.600 |" in text
+    assert "| SCHL | psi | 0.1200 | 0.1000 | n/a |" in text
+    assert "no labels; estimated (CBPE) **degraded** (accuracy 0.7900 → 0.7100, roc_auc" in text
+    assert "- Chunks over time: ok → alert" in text
+
+
 def test_drift_clean_and_degraded(reports, cfg):
     write(
         reports / "drift.json",

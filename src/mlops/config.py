@@ -31,7 +31,7 @@ StatTest = Literal[
 # Evidently's stat tests that take one column type only; the rest take both.
 NUMERIC_ONLY = frozenset({"wasserstein", "ks"})
 CATEGORICAL_ONLY = frozenset({"chisquare", "z", "g_test"})
-# Tests whose score is a p-value (drift when below the threshold); the rest are distances.
+# Tests whose score is a p-value (drift at or below the threshold); the rest are distances.
 P_VALUE_TESTS = frozenset({"ks", "chisquare", "z", "g_test"})
 
 
@@ -213,6 +213,10 @@ class DriftConfig(Section):
     categorical: ColumnPolicy
     columns: dict[str, ColumnPolicy] = {}
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # Alert when the drifted columns carry at least this share of the model's importance.
+    importance_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # Chunks of a batch judged one by one (by period when it holds several, else equal row ranges).
+    chunks: Annotated[int, Field(ge=1, le=100)] = 4
     prediction: ColumnPolicy
     performance_tolerance: Fraction = 0.02
     sample_size: Annotated[int, Field(ge=1_000)] = 30_000

@@ -185,15 +185,24 @@ def drift_section(reports: Path) -> list[str]:
     dataset = {True: "yes", False: "no"}.get(drift.get("dataset_drift"), "unknown")
     share = number(drift.get("share_drifted"), 3)
     lines += [f"Dataset drift: {dataset} (share of drifted columns {share})", ""]
+    if drift.get("importance_drifted") is not None:
+        lines += [
+            f"Importance of the drifted columns: {number(drift['importance_drifted'], 3)} of the "
+            f"model's (alert at ≥ {number(drift.get('importance_share'))})",
+            "",
+        ]
     names = drift.get("drifted_columns") or []
     columns = drift.get("columns") or {}
     if names:
-        lines += ["| drifted column | method | score | threshold |", "|---|---|---:|---:|"]
+        lines += [
+            "| drifted column | method | score | threshold | importance |",
+            "|---|---|---:|---:|---:|",
+        ]
         for name in names:
             info = columns.get(name) or {}
             lines.append(
                 f"| {name} | {info.get('method', 'n/a')} | {number(info.get('score'))} | "
-                f"{number(info.get('threshold'))} |"
+                f"{number(info.get('threshold'))} | {number(info.get('importance'), 3)} |"
             )
         lines.append("")
     else:
@@ -206,6 +215,9 @@ def drift_section(reports: Path) -> list[str]:
             f"{number(prediction.get('score'))}, threshold {number(prediction.get('threshold'))})"
         )
     lines += performance_lines(drift.get("performance"))
+    chunks = [c for c in drift.get("chunks") or [] if isinstance(c, Mapping)]
+    if chunks:
+        lines.append("- Chunks over time: " + " → ".join(str(c.get("status")) for c in chunks))
     model = drift.get("model")
     if isinstance(model, Mapping) and model.get("version"):
         lines.append(f"- Model: {model.get('source', '')} {model['version']}".replace("  ", " "))
@@ -221,13 +233,21 @@ def performance_lines(performance: Any) -> list[str]:
     if not isinstance(performance, Mapping):
         return []
     current = performance.get("current")
-    if not isinstance(current, Mapping) or not current:
-        return ["- Performance on current data: no labels"]
     reference = performance.get("reference") or {}
+    verdict = "**degraded**" if performance.get("degraded") else "within tolerance"
+    if not isinstance(current, Mapping) or not current:
+        estimated = performance.get("estimated")
+        if not isinstance(estimated, Mapping):
+            return ["- Performance on current data: no labels"]
+        pairs = ", ".join(
+            f"{name} {number(reference.get(name))} → {number(estimated.get(name))}"
+            for name in ("accuracy", "roc_auc")
+            if estimated.get(name) is not None
+        )
+        return [f"- Performance on current data: no labels; estimated (CBPE) {verdict} ({pairs})"]
     pairs = ", ".join(
         f"{name} {number(reference.get(name))} → {number(value)}" for name, value in current.items()
     )
-    verdict = "**degraded**" if performance.get("degraded") else "within tolerance"
     return [f"- Performance on current data: {verdict} ({pairs})"]
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlops.config import P_VALUE_TESTS, Config
+from mlops.config import Config
+from mlops.drift.evidently_run import drifted as is_drifted
 
 log = logging.getLogger(__name__)
 ROWS = 1_000_000
@@ -95,11 +96,7 @@ def baseline(reference: pd.DataFrame, current: pd.DataFrame, config: Config) -> 
             current[name].to_numpy(dtype=np.float64),
             name in config.numeric,
         )
-        drifted = (
-            score < policy.threshold
-            if policy.method in P_VALUE_TESTS
-            else score >= policy.threshold
-        )
+        drifted = is_drifted(policy.method, score, policy.threshold)
         out[name] = {"method": policy.method, "score": score, "drifted": bool(drifted)}
     return out
 

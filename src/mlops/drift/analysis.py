@@ -1,0 +1,443 @@
+"""The drift verdict of a batch against the reference: no file I/O here.
+
+Rules (any one alerts; drift.json lists each that fired):
+- dataset drift: the share of drifted feature columns reaches drift.drift_share (Evidently);
+- importance-weighted drift: the drifted columns carry at least drift.importance_share of the
+  model's permutation importance (negative importances count as 0), in batches of at least
+  NOISY_BELOW rows (below, one chance flag of an important many-code column would alert);
+- prediction drift: the predicted probability's score reaches drift.prediction's threshold;
+- degradation: accuracy or ROC-AUC, measured (labels) or estimated (CBPE, no labels), drops
+  below the test split's by more than drift.performance_tolerance plus NOISE_Z standard errors;
+- a chunk alerts: the batch is also judged in drift.chunks parts over time, by the same rules.
+A drifted column without an alert is a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.config import Config
+from mlops.drift import evidently_run
+from mlops.drift.evidently_run import PREDICTED_LABEL, PREDICTION
+from mlops.drift.performance import Estimator, Predictions, performance, positive_label, predict
+
+# Chunks smaller than this are not judged: per-column scores below it are mostly noise (measured).
+MIN_CHUNK_ROWS = 1_000
+NOISY_BELOW = MIN_CHUNK_ROWS
+
+
+def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """At most `size` rows, drawn without replacement (seeded); the frame itself if smaller."""
+    if len(frame) <= size:
+        return frame
+    return frame.sample(n=size, random_state=seed).reset_index(drop=True)
+
+
+def sample_in_order(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most `size` rows (seeded), kept in batch order, and their row numbers in the batch."""
+    if len(frame) <= size:
+        return frame.reset_index(drop=True), np.arange(len(frame))
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=size, replace=False))
+    return frame.iloc[rows].reset_index(drop=True), rows
+
+
+def model_input(frame: pd.DataFrame, features: list[str], categories: dict) -> np.ndarray:
+    """The model's input matrix, coded with the categories it was trained with."""
+    from mlops.encoding import feature_matrix
+
+    return feature_matrix(frame, features, categories)
+
+
+# --- importance, missing values, unseen categories ----------------------------------------------
+
+
+def importance_shares(importance: dict | None, features: list[str]) -> dict[str, float] | None:
+    """Each feature's share of the model's total positive permutation importance."""
+    if not importance:
+        return None
+    positive = {name: max(float(importance.get(name) or 0.0), 0.0) for name in features}
+    total = sum(positive.values())
+    if total <= 0:
+        return None
+    return {name: round(value / total, 6) for name, value in positive.items()}
+
+
+def importance_drifted(shares: dict | None, drifted: list[str]) -> float | None:
+    return None if shares is None else round(sum(shares[name] for name in drifted), 6)
+
+
+def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[str, dict]:
+    """Per categorical column, rows whose value the model never saw: {name: {rows, share,
+    examples}} (a validation finding and a drift signal, never an input error)."""
+    from mlops.encoding import unseen
+
+    found = {}
+    for name, counts in unseen(frame, categories).items():
+        rows = sum(counts.values())
+        examples = sorted(counts, key=counts.get, reverse=True)[:5]
+        found[name] = {"rows": rows, "share": round(rows / len(frame), 6), "examples": examples}
+    return found
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def rule_alerts(
+    config: Config,
+    *,
+    columns: dict[str, dict],
+    dataset_drift: bool,
+    share: float,
+    importance: float | None,
+    prediction: dict,
+    perf: dict,
+    rows: int,
+) -> list[str]:
+    """The reasons to alert on one batch or chunk of `rows` rows (empty: no alert)."""
+    policy = config.drift
+    drifted = [name for name, column in columns.items() if column["drifted"]]
+    alerts = []
+    if dataset_drift:
+        alerts.append(
+            f"dataset drift: {len(drifted)} of {len(columns)} columns drifted "
+            f"(share {share:.2f} ≥ {policy.drift_share})"
+        )
+    if importance is not None and rows >= NOISY_BELOW and importance >= policy.importance_share:
+        alerts.append(
+            f"importance-weighted drift: drifted column(s) {', '.join(drifted)} carry "
+            f"{importance:.2f} of the model's importance (≥ {policy.importance_share})"
+        )
+    if prediction.get("probability_drifted", prediction["drifted"]):
+        alerts.append(
+            f"prediction drift: {prediction['method']} {prediction['score']:.3f} "
+            f"≥ {prediction['threshold']}"
+        )
+    label = prediction.get("predicted_label")
+    if label and label["drifted"]:
+        alerts.append(
+            f"prediction drift (predicted class mix): {label['method']} {label['score']:.3f} "
+            f"≥ {label['threshold']}"
+        )
+    source = perf["judged_by"]
+    figures = perf["current"] if source == "measured" else perf["estimated"]
+    for metric in perf["degraded_metrics"]:
+        drop = perf["drops"][metric]
+        alerts.append(
+            f"{metric} degraded ({source}): {figures[metric]:.3f} vs "
+            f"{perf['reference'][metric]:.3f} on test (drop {drop['drop']:.3f} > "
+            f"{drop['margin']:.3f})"
+        )
+    return alerts
+
+
+def verdict(result: dict) -> tuple[str, list[str]]:
+    """("ok" | "warning" | "alert", reasons) of a whole batch. Only an alert fails the run."""
+    alerts = list(result["rule_alerts"])
+    for chunk in result["chunks"]:
+        if chunk["status"] == "alert":
+            alerts += [f"{chunk_name(chunk)}: {reason}" for reason in chunk["alerts"]]
+    if alerts:
+        return "alert", alerts
+    if result["drifted_columns"]:
+        names = ", ".join(result["drifted_columns"])
+        return "warning", [f"column drift below the dataset thresholds: {names}"]
+    return "ok", []
+
+
+def chunk_name(chunk: dict) -> str:
+    first, last = chunk["rows"] or ("?", "?")
+    where = f"period {chunk['period']}, " if chunk["period"] is not None else ""
+    return f"chunk {chunk['chunk']} ({where}rows {first}-{last})"
+
+
+# --- chunks -------------------------------------------------------------------------------------
+
+
+def chunk_plan(
+    current: pd.DataFrame, rows: np.ndarray, batch_rows: int, config: Config
+) -> tuple[list[tuple[Any, np.ndarray]], str]:
+    """([(period label or None, positions in `current`)] in batch order, how it was split).
+
+    By period when the batch holds the time column (one period: no chunks, since its rows
+    need not be in time order); else drift.chunks equal row ranges, the rows taken to be in
+    arrival order (fewer chunks when one would hold under MIN_CHUNK_ROWS rows).
+    """
+    time_column = config.data.time_column
+    if time_column and time_column in current.columns:
+        periods = period_labels(current[time_column], getattr(config.data, "period", None))
+        order = pd.unique(periods.dropna().sort_values())
+        if len(order) < 2:
+            return [], f"one period in {time_column!r}: not split (its rows need not be in order)"
+        plan = [(label, np.flatnonzero(periods.to_numpy() == label)) for label in order]
+        return plan, f"by period of {time_column!r}"
+    count = min(config.drift.chunks, len(current) // MIN_CHUNK_ROWS)
+    if count < 2:
+        return [], f"under {2 * MIN_CHUNK_ROWS:,} rows: not split"
+    edges = np.linspace(0, batch_rows, count + 1).round().astype(int)
+    plan = [
+        (None, np.flatnonzero((rows >= start) & (rows < end))) for start, end in pairwise(edges)
+    ]
+    return plan, f"{count} equal row ranges, rows taken in arrival order"
+
+
+def period_labels(values: pd.Series, period: str | None) -> pd.Series:
+    """Integer periods as they are; dates and timestamps by drift period (default month)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values
+    stamps = pd.to_datetime(values, errors="coerce")
+    if stamps.isna().all():
+        return values.astype(str)
+    code = {"year": "Y", "quarter": "Q", "month": "M", "week": "W", "day": "D"}.get(
+        period or "month", "M"
+    )
+    return stamps.dt.to_period(code).astype(str)
+
+
+def analyse_chunks(
+    config: Config,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    rows: np.ndarray,
+    *,
+    plan: list[tuple[Any, np.ndarray]],
+    features: list[str],
+    shares: dict | None,
+    estimator: Estimator,
+    predictions: Predictions,
+    y: np.ndarray | None,
+) -> list[dict]:
+    """Each chunk judged like a whole batch, with Evidently's stat tests (no report)."""
+    tests = evidently_run.column_tests(config, features)
+    categorical = set(config.categorical)
+    prediction_test = {PREDICTION: config.drift.prediction}
+    chunks = []
+    for number, (period, positions) in enumerate(plan, 1):
+        chunk: dict[str, Any] = {
+            "chunk": number,
+            "period": _plain(period),
+            "rows": [int(rows[positions[0]]), int(rows[positions[-1]])] if len(positions) else [],
+            "rows_compared": len(positions),
+        }
+        chunks.append(chunk)
+        if len(positions) < MIN_CHUNK_ROWS:
+            chunk.update(
+                status="skipped",
+                share_drifted=None,
+                importance_drifted=None,
+                prediction_drift=None,
+                accuracy=None,
+                alerts=[],
+                note=f"fewer than {MIN_CHUNK_ROWS:,} rows: not judged",
+            )
+            continue
+        part = current.iloc[positions]
+        columns = evidently_run.scores(reference, part, tests, categorical)
+        drifted = [name for name, column in columns.items() if column["drifted"]]
+        share = len(drifted) / max(len(columns), 1)
+        prediction = evidently_run.scores(reference, part, prediction_test, set())[PREDICTION]
+        perf = performance(
+            config, estimator, predictions.take(positions), None if y is None else y[positions]
+        )
+        importance = importance_drifted(shares, drifted)
+        alerts = rule_alerts(
+            config,
+            columns=columns,
+            dataset_drift=share >= config.drift.drift_share,
+            share=share,
+            importance=importance,
+            prediction=prediction,
+            perf=perf,
+            rows=len(positions),
+        )
+        source = perf["judged_by"]
+        figures = perf["current"] if source == "measured" else perf["estimated"]
+        chunk.update(
+            status="alert" if alerts else ("warning" if drifted else "ok"),
+            share_drifted=round(share, 6),
+            importance_drifted=importance,
+            drifted_columns=drifted,
+            prediction_drift=prediction,
+            accuracy=figures["accuracy"],
+            accuracy_source=source,
+            degraded_metrics=perf["degraded_metrics"],
+            alerts=alerts,
+        )
+    return chunks
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --- the whole analysis ---------------------------------------------------------------------------
+
+
+def analyse(
+    config: Config,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    labelled: bool,
+    batch: str,
+    model: Any,
+    model_info: dict,
+) -> tuple[dict, Any]:
+    """The drift result (drift.json's content) and the Evidently snapshot behind it."""
+    started = time.perf_counter()
+    policy = config.drift
+    target = config.schema.target
+    features = model_info.get("features") or config.features
+    sampled = len(reference) > policy.sample_size or len(current) > policy.sample_size
+    reference_rows, current_rows = len(reference), len(current)
+    missing = {name: round(float(current[name].isna().mean()), 6) for name in features}
+    categories = model_info.get("categories") or config.categorical
+    unseen = unseen_categories(current, {k: v for k, v in categories.items() if k in features})
+    reference = sample(reference, policy.sample_size, config.seed)
+    current, rows = sample_in_order(current, policy.sample_size, config.seed + 1)
+
+    positive = positive_label(model, model_info)
+    said = {
+        name: predict(model, model_input(frame, features, categories), positive)
+        for name, frame in (("current", current), ("test", test))
+    }
+    estimator = Estimator.fit(test[target].to_numpy(), said["test"])
+    y = current[target].to_numpy() if labelled else None
+    perf = performance(config, estimator, said["current"], y)
+    # The reference's predictions are the model's outputs on the held-out test split, resampled
+    # (seeded) to the reference's size: on its own training rows a model is over-confident (a
+    # multiclass top-class probability of 0.9997 ± 0.0005 on train against 0.995 ± 0.035 on test,
+    # measured), which any drift score normalised by the reference's spread would blow up.
+    rows_of_test = np.random.default_rng(config.seed).choice(
+        len(test), size=len(reference), replace=len(test) < len(reference)
+    )
+    reference = _with_predictions(reference, said["test"].take(rows_of_test))
+    current = _with_predictions(current, said["current"])
+    predicted = time.perf_counter()
+
+    created = datetime.now(UTC)
+    found_snapshot = evidently_run.snapshot(
+        config,
+        reference,
+        current,
+        features=features,
+        multiclass=positive is None,
+        timestamp=created,
+        tags=[batch],
+        metadata={"batch": batch, "model": model_info.get("version") or model_info["source"]},
+    )
+    found = evidently_run.read_snapshot(found_snapshot, config, features)
+    evidently_done = time.perf_counter()
+
+    shares = importance_shares(model_info.get("feature_importance"), features)
+    columns = found["columns"]
+    for name, column in columns.items():
+        column["importance"] = None if shares is None else shares[name]
+        column["missing"] = missing[name]
+        if name in unseen:
+            column["unseen"] = unseen[name]
+            column["drifted"] = True
+    drifted = [name for name, column in columns.items() if column["drifted"]]
+    share = round(len(drifted) / max(len(columns), 1), 6)
+    dataset_drift = found["dataset_drift"] or share >= policy.drift_share
+    importance = importance_drifted(shares, drifted)
+    prediction = {
+        **found["prediction"],
+        "column": PREDICTION,
+        "reference_mean": _round(reference[PREDICTION].mean()),
+        "current_mean": _round(current[PREDICTION].mean()),
+    }
+    if found["predicted_label"] is not None:
+        prediction["predicted_label"] = found["predicted_label"]
+        prediction["probability_drifted"] = prediction["drifted"]
+        prediction["drifted"] = prediction["drifted"] or found["predicted_label"]["drifted"]
+    plan, chunking = chunk_plan(current, rows, current_rows, config)
+    chunks = analyse_chunks(
+        config,
+        reference,
+        current,
+        rows,
+        plan=plan,
+        features=features,
+        shares=shares,
+        estimator=estimator,
+        predictions=said["current"],
+        y=y,
+    )
+    result: dict[str, Any] = {
+        "status": "ok",
+        "dataset_drift": bool(dataset_drift),
+        "share_drifted": share,
+        "importance_drifted": importance,
+        "importance_share": policy.importance_share,
+        "drifted_columns": drifted,
+        "columns": columns,
+        "prediction_drift": prediction,
+        "performance": perf,
+        "chunks": chunks,
+        "chunking": chunking,
+        "findings": [
+            f"{name}: {info['rows']} row(s) with categories unseen in training "
+            f"(e.g. {', '.join(info['examples'])})"
+            for name, info in unseen.items()
+        ],
+        "reference_rows": reference_rows,
+        "current_rows": current_rows,
+        "sampled": sampled,
+        "sample_size": policy.sample_size,
+        "rows_compared": {"reference": len(reference), "current": len(current)},
+        "alerts": [],
+        "fail_on_drift": policy.fail_on_drift,
+        "drift_share": policy.drift_share,
+        "reference": policy.reference,
+        "batch": batch,
+        "model": {k: v for k, v in model_info.items() if k not in ("features", "categories")},
+        "policy": policy.model_dump(mode="json"),
+        "created_at": created.isoformat(timespec="seconds"),
+    }
+    if shares is not None and current_rows < NOISY_BELOW:
+        result["importance_note"] = (
+            f"the importance rule applies from {NOISY_BELOW:,} rows: below, per-column flags "
+            "are mostly chance"
+        )
+    if shares is None:
+        result["importance_note"] = (
+            "the importance rule could not run: the model's metadata has no feature_importance "
+            "(promote a model evaluated by this version of `make evaluate`)"
+        )
+    result["rule_alerts"] = rule_alerts(
+        config,
+        columns=columns,
+        dataset_drift=result["dataset_drift"],
+        share=share,
+        importance=importance,
+        prediction=prediction,
+        perf=perf,
+        rows=current_rows,
+    )
+    result["status"], result["alerts"] = verdict(result)
+    finished = time.perf_counter()
+    result["seconds"] = round(finished - started, 2)
+    result["timings"] = {
+        "sample_predict_score": round(predicted - started, 2),
+        "evidently": round(evidently_done - predicted, 2),
+        "chunks": round(finished - evidently_done, 2),
+    }
+    return result, found_snapshot
+
+
+def _with_predictions(frame: pd.DataFrame, said: Predictions) -> pd.DataFrame:
+    columns = {PREDICTION: said.probability}
+    if said.positive is None:
+        columns[PREDICTED_LABEL] = said.labels.astype(str)
+    return frame.assign(**columns)
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)

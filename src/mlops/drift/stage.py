@@ -1,0 +1,99 @@
+"""`make drift`: read the batch, reference, test split and model; analyse; write and record."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops import files
+from mlops.config import Config
+from mlops.drift import html_report
+from mlops.drift.analysis import analyse
+from mlops.drift.evidently_run import import_evidently
+from mlops.drift.history import REPORTS, record
+from mlops.drift.inputs import load_current, load_model, load_reference, load_test
+from mlops.drift.markdown import markdown, model_name
+from mlops.errors import CheckFailed, InputError
+
+log = logging.getLogger(__name__)
+
+
+def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
+    html = prefix.with_suffix(".html")
+    files.write_text(html, html_report.page(result, snapshot.get_html_str(as_iframe=False)))
+    files.write_json(prefix.with_suffix(".json"), result)
+    files.write_text(prefix.with_suffix(".md"), markdown(result, html.name))
+
+
+def report(
+    config: Config, current: pd.DataFrame, *, labelled: bool, batch: str, prefix: Path
+) -> dict:
+    """Analyse a checked batch, write the reports, record the run; return drift.json's content."""
+    reference = load_reference(config)
+    test = load_test(config)
+    model, model_info = load_model(config)
+    features = model_info.get("features") or config.features
+    for name, frame in ((batch, current), ("the reference split", reference), ("test", test)):
+        missing = [c for c in features if c not in frame.columns]
+        if missing:
+            raise InputError(
+                f"{name}: missing column(s) {', '.join(missing)} that the {model_info['source']} "
+                "model was trained with: promote a model trained on this schema, or roll back"
+            )
+    log.info(
+        "comparing %s (%d rows%s) with %s (%d rows); model: %s",
+        batch,
+        len(current),
+        "" if labelled else ", no labels",
+        config.drift.reference,
+        len(reference),
+        model_name(model_info),
+    )
+    if model_info.get("note"):
+        log.warning("%s", model_info["note"])
+    result, snapshot = analyse(
+        config,
+        reference,
+        current,
+        test,
+        labelled=labelled,
+        batch=batch,
+        model=model,
+        model_info=model_info,
+    )
+    write_reports(result, snapshot, prefix)
+    record(result, snapshot, config.drift.history_snapshots)
+    perf = result["performance"]
+    log.info(
+        "%s: %d of %d columns drifted (share %.2f, importance %s), prediction %s %.3f, "
+        "performance %s (%s), %d chunk(s); reports %s.{html,json,md}",
+        result["status"],
+        len(result["drifted_columns"]),
+        len(result["columns"]),
+        result["share_drifted"],
+        "n/a" if result["importance_drifted"] is None else f"{result['importance_drifted']:.2f}",
+        result["prediction_drift"]["method"],
+        result["prediction_drift"]["score"],
+        "degraded" if perf["degraded"] else "ok",
+        perf["judged_by"],
+        len(result["chunks"]),
+        prefix,
+    )
+    return result
+
+
+def run(config: Config, current: Path | None = None) -> dict:
+    """`make drift [CURRENT=batch.csv|.parquet]`: exit 1 (CheckFailed) on an alert with
+    fail_on_drift."""
+    import_evidently()
+    frame, batch, with_labels = load_current(config, current)
+    result = report(config, frame, labelled=with_labels, batch=batch, prefix=REPORTS / "drift")
+    if result["status"] == "alert":
+        message = "; ".join(result["alerts"]) + " (see reports/drift.html)"
+        if config.drift.fail_on_drift:
+            raise CheckFailed(message)
+        log.warning("%s; drift.fail_on_drift is false: not failing", message)
+    return result

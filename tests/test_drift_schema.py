@@ -1,0 +1,75 @@
+"""A schema switch never crashes drift: production trained on columns params.yaml no longer
+declares is judged by the candidate of the new schema (and the report says so), or, without
+one, refused in one line saying what to do (exit 2). Through `python -m mlops` and `make all`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from helpers import run_module
+from mlops import evaluate, promote, train
+from mlops.config import load_config
+from test_pipeline import FILES, ROOT, make
+
+
+def rename_schl(root: Path, *, raw: bool) -> None:
+    """SCHL becomes EDU in params.yaml and in the data (raw CSVs, or the processed splits)."""
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("\n    SCHL: [", "\n    EDU: ["))
+    if raw:
+        for path in sorted((root / "data" / "raw").glob("*.csv")):
+            lines = path.read_text().split("\n", 1)
+            path.write_text(lines[0].replace("SCHL", "EDU") + "\n" + lines[1])
+        return
+    for path in sorted((root / "data" / "processed").glob("*.parquet")):
+        pd.read_parquet(path).rename(columns={"SCHL": "EDU"}).to_parquet(path)
+
+
+def test_renamed_feature_judged_by_the_candidate_or_refused_in_one_line(project):
+    promote.run(load_config())  # production v1 needs SCHL
+    rename_schl(project, raw=False)
+    config = load_config()
+    train.run(config)
+    evaluate.run(config)
+
+    done = run_module(project, "drift")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "production v1 was trained on other columns (missing here: SCHL)" in done.stderr
+    saved = json.loads(Path("reports/drift.json").read_text())
+    assert saved["model"]["source"] == "candidate"
+    assert "judged with the candidate instead" in saved["model"]["note"]
+    assert "EDU" in saved["columns"]
+    assert "judged with the candidate instead" in Path("reports/drift.md").read_text()
+
+    shutil.rmtree("models/candidate")
+    done = run_module(project, "drift")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("[drift] error: production v1 needs column(s) SCHL that params.yaml")
+    assert "promote a model trained on this schema" in line
+    assert "make rollback" in line
+
+
+def test_make_all_after_a_dataset_switch_has_no_traceback(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in FILES:
+        shutil.copy2(ROOT / name, root / name)
+    shutil.copytree(ROOT / "src", root / "src")
+    shutil.copytree(ROOT / "data" / "raw", root / "data" / "raw")
+    make(root, "all")
+    rename_schl(root, raw=True)
+    make(root, "accept-data")
+    done = make(root, "all", check=False)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "judged with the candidate instead" in done.stderr
+    saved = json.loads((root / "reports" / "drift.json").read_text())
+    assert saved["model"]["source"] == "candidate"
+    assert saved["status"] == "ok"
