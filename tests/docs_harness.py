@@ -49,6 +49,7 @@ FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 SKIP = re.compile(r"<!--\s*doc-test:\s*skip\s*\((.+)\)\s*-->")
 EXIT = re.compile(r"^\[exit (\d+)\]$")
 NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)\s*<!--\s*doc-number:\s*(\S+)\s+(\S+)\s*-->")
+PLACEHOLDERS = {"…": "[^\n]*?", "<sha256>": "[0-9a-f]{64}"}
 DOC_PORT = "127.0.0.1:8000"
 COMMAND_TIMEOUT = 600
 
@@ -176,11 +177,8 @@ def pattern(expected: list[str]) -> re.Pattern[str]:
             parts.append(r"(?:[^\n]*\n)*?")
             continue
         pieces = re.split(r"(…|<sha256>)", line.rstrip())
-        regex = "".join(
-            "[^\n]*?" if piece == "…" else "[0-9a-f]{64}" if piece == "<sha256>" else re.escape(piece)
-            for piece in pieces
-        )
-        parts.append(regex + "\n")
+        parts += [PLACEHOLDERS.get(piece) or re.escape(piece) for piece in pieces]
+        parts.append("\n")
     return re.compile("".join(parts), re.DOTALL)
 
 
@@ -214,8 +212,9 @@ def check_numbers(text: str, path: str, reports: Path, outcome: Outcome) -> None
             outcome.failures.append(f"{path}: {number} ({name} {key}): cannot read: {exc!r}")
             continue
         outcome.numbers_checked += 1
-        if not isinstance(actual, int | float) or abs(float(number) - actual) > 0.5 * 10**-decimals:
-            outcome.failures.append(f"{path}: says {number} for {name} {key}; the run gives {actual}")
+        tolerance = 0.5 * 10**-decimals
+        if not isinstance(actual, int | float) or abs(float(number) - actual) > tolerance:
+            outcome.failures.append(f"{path}: says {number} for {name} {key}; the run: {actual}")
 
 
 def free_port() -> int:

@@ -43,11 +43,26 @@ def docs_project(tmp_path_factory: pytest.TempPathFactory, promoted_dir: Path) -
     return root
 
 
-def test_docs_answer_what_the_real_thing_answers(docs_project: Path) -> None:
+class TerminalSummary:
+    """A plugin registered by the test: the counts and skips at the end of `make test`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminalreporter.write_sep("-", "executable docs")
+        terminalreporter.write_line(self.text)
+
+
+def test_docs_answer_what_the_real_thing_answers(
+    docs_project: Path, request: pytest.FixtureRequest, record_property
+) -> None:
     outcome = harness.run_docs(docs_project)
-    print(outcome.summary())
+    request.config.pluginmanager.register(TerminalSummary(outcome.summary()), "docs-summary")
+    record_property("docs", outcome.summary())
     assert not outcome.failures, outcome.summary() + "\n\n" + "\n\n".join(outcome.failures)
-    assert outcome.answers_compared > 0 and outcome.numbers_checked > 0
+    assert outcome.answers_compared > 0
+    assert outcome.numbers_checked > 0
 
 
 CONSOLE = """\
@@ -85,21 +100,22 @@ def test_parse_reads_commands_outputs_exit_codes_and_skips() -> None:
     ]
     assert [c.expected for c in console.commands] == [["a", "b"], ["…"], None]
     assert [c.exit for c in console.commands] == [0, 3, 0]
-    assert console.where == "doc.md:3" and console.skip is None
+    assert console.where == "doc.md:3"
+    assert console.skip is None
     assert docker.skip == "needs a Docker engine"
     assert [c.text for c in docker.commands] == ["docker run \\\n  image"]
 
 
 def test_parse_refuses_output_before_a_command() -> None:
-    with pytest.raises(ValueError, match="doc.md: line 2: output before"):
+    with pytest.raises(ValueError, match=r"doc\.md: line 2: output before"):
         harness.parse("```console\nstray\n$ true\n```\n", "doc.md")
 
 
 @pytest.mark.parametrize(
     ("expected", "output", "ok"),
     [
-        (["{\"a\":1}"], '{"a":1}\n', True),
-        (["{\"a\":1}"], '{"a":2}\n', False),
+        (['{"a":1}'], '{"a":1}\n', True),
+        (['{"a":1}'], '{"a":2}\n', False),
         (["x-request-id: …"], "x-request-id: 3f2a\r\n", True),
         (["…", "last"], "one\ntwo\nlast\n", True),
         (["…", "last"], "last\n", True),
@@ -123,7 +139,8 @@ def test_a_drifted_answer_fails_with_both_texts(tmp_path: Path) -> None:
     assert (outcome.blocks_run, outcome.commands_run, outcome.answers_compared) == (1, 3, 1)
     assert outcome.skipped == [("doc.md:9", "needs GitHub")]
     first, second, third = outcome.failures
-    assert "doc.md:2" in first and "label 0" in first and "label 1" in first
+    assert first.startswith("doc.md:2: `echo 'label 1'` prints something else")
+    assert "the doc says:\nlabel 0\n--- it prints:\nlabel 1" in first
     assert "doc.md:4: `false` exited 1, the doc says 0" in second
     assert "doc.md:5: `true` exited 0, the doc says 1" in third
 
@@ -140,7 +157,7 @@ def test_numbers_are_checked_to_half_their_last_digit(tmp_path: Path) -> None:
     harness.check_numbers(text, "doc.md", tmp_path, outcome)
     assert outcome.numbers_checked == 5
     assert len(outcome.failures) == 2
-    assert "says 0.795 for metrics.json accuracy; the run gives 0.79364" in outcome.failures[0]
+    assert "says 0.795 for metrics.json accuracy; the run: 0.79364" in outcome.failures[0]
     assert "3 (x.json y): cannot read" in outcome.failures[1]
 
 
@@ -150,7 +167,7 @@ def test_a_background_server_is_waited_for_and_stopped(tmp_path: Path) -> None:
         assert session.start(f"{sys.executable} -m http.server --bind 127.0.0.1 $PORT &") is None
         output, code = session.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/")
         assert (output, code) == ("200", 0)
-        (server, _log), = session.background
+        ((server, _log),) = session.background
     finally:
         session.close()
     assert server.poll() is not None
