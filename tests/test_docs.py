@@ -60,7 +60,8 @@ def test_docs_answer_what_the_real_thing_answers(
     outcome = harness.run_docs(docs_project)
     request.config.pluginmanager.register(TerminalSummary(outcome.summary()), "docs-summary")
     record_property("docs", outcome.summary())
-    assert not outcome.failures, outcome.summary() + "\n\n" + "\n\n".join(outcome.failures)
+    if outcome.failures:
+        pytest.fail(outcome.summary() + "\n\n" + "\n\n".join(outcome.failures), pytrace=False)
     assert outcome.answers_compared > 0
     assert outcome.numbers_checked > 0
 
