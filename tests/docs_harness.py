@@ -45,6 +45,8 @@ DOCS = (
     "reports/README.md",
 )
 SHELLS = {"console", "bash", "sh", "shell"}
+# An untagged block starting a line like this holds commands the run would silently pass over.
+UNTAGGED_COMMAND = re.compile(r"^\s*(\$ |make |curl |python |\.venv/|docker |gh )")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 SKIP = re.compile(r"<!--\s*doc-test:\s*skip\s*\((.+)\)\s*-->")
 EXIT = re.compile(r"^\[exit (\d+)\]$")
@@ -157,6 +159,8 @@ def parse(text: str, path: str = "<doc>") -> list[Block]:
             body.append((index + 1, lines[index][len(indent) :].rstrip()))
             index += 1
         index += 1
+        if not lang and any(UNTAGGED_COMMAND.match(text) for _, text in body):
+            raise ValueError(f"{path}:{start + 1}: commands in an untagged block: tag it console")
         if lang not in SHELLS:
             continue
         previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
@@ -328,7 +332,12 @@ def run_docs(project: Path, docs: tuple[str, ...] = DOCS, root: Path = ROOT) -> 
     try:
         for path in docs:
             text = (root / path).read_text()
-            for block in parse(text, path):
+            try:
+                blocks = parse(text, path)
+            except ValueError as exc:
+                outcome.failures.append(str(exc))
+                continue
+            for block in blocks:
                 if block.skip:
                     outcome.skipped.append((block.where, block.skip))
                 else:

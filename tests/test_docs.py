@@ -112,6 +112,12 @@ def test_parse_refuses_output_before_a_command() -> None:
         harness.parse("```console\nstray\n$ true\n```\n", "doc.md")
 
 
+def test_parse_refuses_commands_in_an_untagged_block() -> None:
+    assert harness.parse("```\nmodels/v1/   a version\n```\n") == []
+    with pytest.raises(ValueError, match=r"doc\.md:1: commands in an untagged block"):
+        harness.parse("```\nmake rollback   # the previous one\n```\n", "doc.md")
+
+
 @pytest.mark.parametrize(
     ("expected", "output", "ok"),
     [
