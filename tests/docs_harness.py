@@ -1,6 +1,6 @@
 """Executable docs: run the shell blocks of the docs in a project copy and compare what they print.
 
-The convention (also described in README.md, "Commands in these docs"):
+The convention (summed up in README.md, "Commands in these docs are tested"):
 
 - A ```console block is a terminal session. A line starting with `$ ` is a command; lines that
   follow starting with `> ` continue it (the shell's second prompt). Every other line up to the
