@@ -255,7 +255,8 @@ class Session:
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
@@ -331,7 +332,7 @@ def run_docs(project: Path, docs: tuple[str, ...] = DOCS, root: Path = ROOT) -> 
     session = Session(project)
     try:
         for path in docs:
-            text = (root / path).read_text()
+            text = (root / path).read_text(encoding="utf-8")
             try:
                 blocks = parse(text, path)
             except ValueError as exc:
