@@ -12,11 +12,13 @@ The convention (summed up in README.md, "Commands in these docs are tested"):
 - Placeholders in expected output: `…` inside a line matches any text; a line that is only `…`
   matches any number of lines; `<sha256>` matches 64 hex digits. Nothing else may differ.
 - `<!-- doc-test: skip (reason) -->` right above a block skips it; the reason is reported.
+  `<!-- doc-test: session NAME -->` puts a block in a session of its own (another fresh copy,
+  e.g. a walkthrough that replaces data/raw); the others run in the session `main`.
 - A command ending in ` &` is started in the background (a server); the run waits until it
   listens on $PORT and stops it at the end.
-- Declared substitutions: `127.0.0.1:8000` in a command becomes the free port the run uses
-  (also exported as PORT, which `make serve` reads); commands run with `.venv/bin` first on PATH
-  (an activated venv) and unbuffered Python, from the project root.
+- Declared substitutions: `127.0.0.1:8000` (or `localhost:8000`) in a command becomes the free
+  port the run uses (also exported as PORT, which `make serve` reads); commands run with
+  `.venv/bin` first on PATH (an activated venv) and unbuffered Python, from the project root.
 - A number followed by `<!-- doc-number: FILE KEY -->` is checked against reports/FILE's KEY
   (dots separate keys; a list or mapping counts its items) to within half a unit of its last
   shown digit.
@@ -49,10 +51,12 @@ SHELLS = {"console", "bash", "sh", "shell"}
 UNTAGGED_COMMAND = re.compile(r"^\s*(\$ |make |curl |python |\.venv/|docker |gh )")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 SKIP = re.compile(r"<!--\s*doc-test:\s*skip\s*\((.+)\)\s*-->")
+SESSION = re.compile(r"<!--\s*doc-test:\s*session\s+([\w-]+)\s*-->")
+MAIN = "main"
 EXIT = re.compile(r"^\[exit (\d+)\]$")
 NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)\s*<!--\s*doc-number:\s*(\S+)\s+(\S+)\s*-->")
 PLACEHOLDERS = {"…": "[^\n]*?", "<sha256>": "[0-9a-f]{64}"}
-DOC_PORT = "127.0.0.1:8000"
+DOC_PORTS = ("127.0.0.1:8000", "localhost:8000")
 COMMAND_TIMEOUT = 600
 
 
@@ -75,6 +79,7 @@ class Block:
     lang: str
     commands: list[Command]
     skip: str | None = None
+    session: str = MAIN
 
     @property
     def where(self) -> str:
@@ -165,11 +170,21 @@ def parse(text: str, path: str = "<doc>") -> list[Block]:
             continue
         previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
         skip = SKIP.search(previous)
+        session = SESSION.search(previous)
         try:
             commands = _console(body) if lang == "console" else _script(body)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        blocks.append(Block(path, start + 1, lang, commands, skip.group(1) if skip else None))
+        blocks.append(
+            Block(
+                path,
+                start + 1,
+                lang,
+                commands,
+                skip.group(1) if skip else None,
+                session.group(1) if session else MAIN,
+            )
+        )
     return blocks
 
 
@@ -246,7 +261,9 @@ class Session:
         self.background: list[tuple[subprocess.Popen, Path]] = []
 
     def command(self, text: str) -> str:
-        return text.replace(DOC_PORT, f"127.0.0.1:{self.port}")
+        for port in DOC_PORTS:
+            text = text.replace(port, f"127.0.0.1:{self.port}")
+        return text
 
     def run(self, text: str) -> tuple[str, int]:
         result = subprocess.run(
@@ -326,8 +343,13 @@ def run_block(block: Block, session: Session, outcome: Outcome) -> None:
             )
 
 
-def run_docs(project: Path, docs: tuple[str, ...] = DOCS, root: Path = ROOT) -> Outcome:
-    """Run every shell block of `docs` (read from root) in project, in order; compare answers."""
+def run_docs(
+    project: Path, docs: tuple[str, ...] = DOCS, root: Path = ROOT, session_name: str = MAIN
+) -> Outcome:
+    """Run the shell blocks of one session of `docs` (read from root) in project, in order.
+
+    The main session also checks the docs' annotated numbers against project/reports.
+    """
     outcome = Outcome()
     session = Session(project)
     try:
@@ -338,12 +360,13 @@ def run_docs(project: Path, docs: tuple[str, ...] = DOCS, root: Path = ROOT) -> 
             except ValueError as exc:
                 outcome.failures.append(str(exc))
                 continue
-            for block in blocks:
+            for block in (block for block in blocks if block.session == session_name):
                 if block.skip:
                     outcome.skipped.append((block.where, block.skip))
                 else:
                     run_block(block, session, outcome)
-            check_numbers(text, path, project / "reports", outcome)
+            if session_name == MAIN:
+                check_numbers(text, path, project / "reports", outcome)
     finally:
         session.close()
     return outcome
