@@ -14,13 +14,7 @@ import pytest
 import docs_harness as harness
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = (
-    "Makefile",
-    "pyproject.toml",
-    "requirements.lock",
-    "requirements-dev.lock",
-    *harness.DOCS,
-)
+FILES = ("Makefile", "pyproject.toml", "requirements.lock", "requirements-dev.lock")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def docs_project(tmp_path_factory: pytest.TempPathFactory, promoted_dir: Path) -
     """
     root = tmp_path_factory.mktemp("docs") / "project"
     shutil.copytree(promoted_dir, root)
-    for name in FILES:
+    for name in (*FILES, *harness.DOCS):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
     shutil.copytree(ROOT / "src", root / "src")
@@ -52,6 +46,29 @@ class TerminalSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         terminalreporter.write_sep("-", "executable docs")
         terminalreporter.write_line(self.text)
+
+
+@pytest.fixture
+def fresh_clone(tmp_path: Path) -> Path:
+    """What a fresh clone holds for the pipeline, with its own git history: no outputs at all."""
+    root = tmp_path / "clone"
+    for name in (*FILES, "params.yaml", "src", "data/raw", "tests/data/titanic"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, root / name)
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True, timeout=60)
+    return root
+
+
+def test_own_dataset_walkthrough_answers_what_it_says(fresh_clone: Path) -> None:
+    """docs/pipeline.md's walkthrough replaces data/raw, so it runs in a clone of its own."""
+    outcome = harness.run_docs(fresh_clone, ("docs/pipeline.md",), session_name="own-data")
+    if outcome.failures:
+        pytest.fail(outcome.summary() + "\n\n" + "\n\n".join(outcome.failures), pytrace=False)
+    assert outcome.blocks_run >= 5
 
 
 def test_docs_answer_what_the_real_thing_answers(
