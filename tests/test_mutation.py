@@ -19,7 +19,10 @@ def test_statuses_reads_every_mutant_line():
 
 
 def test_function_of_a_mutant():
-    assert mutation.function_of("mlops.drift.x__drifted__mutmut_3") == "mlops.drift._drifted"
+    assert (
+        mutation.function_of("mlops.drift.evidently_run.x_drifted__mutmut_3")
+        == "mlops.drift.evidently_run.drifted"
+    )
     assert mutation.function_of("mlops.registry.x_rollback__mutmut_10") == "mlops.registry.rollback"
 
 
