@@ -6,6 +6,7 @@ on real public tables.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,21 @@ def schema(target: str) -> dict:
             **({"churn": ["no", "yes"]} if target == "plan" else {"plan": PLANS}),
         },
     }
+
+
+def run_stages(root: Path) -> None:
+    """data → validate → train → evaluate → promote in root, as `make all` runs them."""
+    from mlops import data, evaluate, promote, train, validate
+    from mlops.config import load_config
+
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        config = load_config()
+        for stage in (data, validate, train, evaluate, promote):
+            stage.run(config)
+    finally:
+        os.chdir(previous)
 
 
 def make_project(root: Path, *, target: str = "churn", dated: bool = True) -> Path:

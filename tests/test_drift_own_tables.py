@@ -4,7 +4,6 @@ categories, Parquet batches, dates grouped into periods, and a multiclass model.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,20 +11,8 @@ import pandas as pd
 import pytest
 
 from helpers import run_cli
-from mlops import data, evaluate, promote, train, validate
 from mlops.config import load_config
-from owndata import make_project, table
-
-
-def run_stages(root: Path) -> None:
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        config = load_config()
-        for stage in (data, validate, train, evaluate, promote):
-            stage.run(config)
-    finally:
-        os.chdir(previous)
+from owndata import make_project, run_stages, table
 
 
 @pytest.fixture(scope="module")

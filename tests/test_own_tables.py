@@ -7,7 +7,6 @@ runs real public tables end to end.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers import edit_params, run_cli
-from mlops import data, evaluate, predictions, promote, serve, train, validate
+from mlops import data, evaluate, predictions, serve, train
 from mlops.config import load_config
 from mlops.errors import InputError
-from owndata import SECTORS, make_project
-
-
-def run_stages(root: Path) -> None:
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        config = load_config()
-        for stage in (data, validate, train, evaluate, promote):
-            stage.run(config)
-    finally:
-        os.chdir(previous)
+from owndata import SECTORS, make_project, run_stages
 
 
 @pytest.fixture(scope="module")

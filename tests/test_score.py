@@ -13,8 +13,7 @@ import pytest
 from helpers import edit_params, run_cli
 from mlops import predictions, registry
 from mlops.config import load_config
-from owndata import make_project
-from test_own_tables import run_stages
+from owndata import make_project, run_stages
 
 
 @pytest.fixture
