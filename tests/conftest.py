@@ -106,3 +106,25 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def config(project: Path) -> Config:
     return load_config(project / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/owndata.py's table, binary "no"/"yes", monthly periods from a timestamp; promoted
+    (read-only: copy it with owndata.private_copy to change anything)."""
+    from owndata import make_project, run_stages
+
+    root = make_project(tmp_path_factory.mktemp("churn") / "project", target="churn")
+    run_stages(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same table with three classes ("basic", "plus", "pro") and no time column: each raw
+    file is a period; promoted (read-only)."""
+    from owndata import make_project, run_stages
+
+    root = make_project(tmp_path_factory.mktemp("plans") / "project", target="plan", dated=False)
+    run_stages(root)
+    return root

@@ -83,6 +83,14 @@ def run_stages(root: Path) -> None:
         os.chdir(previous)
 
 
+def private_copy(source: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of a shared project, made the working directory, free to modify."""
+    root = tmp_path / "project"
+    shutil.copytree(source, root)
+    monkeypatch.chdir(root)
+    return root
+
+
 def make_project(root: Path, *, target: str = "churn", dated: bool = True) -> Path:
     """A project copy whose data/raw holds three monthly files of the table, accepted."""
     from mlops import data

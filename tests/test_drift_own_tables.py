@@ -4,7 +4,6 @@ categories, Parquet batches, dates grouped into periods, and a multiclass model.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,37 +11,14 @@ import pytest
 
 from helpers import run_cli
 from mlops.config import load_config
-from owndata import make_project, run_stages, table
-
-
-@pytest.fixture(scope="module")
-def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three classes ("basic", "plus", "pro"), no time column; promoted."""
-    root = make_project(tmp_path_factory.mktemp("plans") / "project", target="plan", dated=False)
-    run_stages(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Binary "no"/"yes", monthly periods from a timestamp column; promoted."""
-    root = make_project(tmp_path_factory.mktemp("churn") / "project", target="churn")
-    run_stages(root)
-    return root
-
-
-def copy(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(source, root)
-    monkeypatch.chdir(root)
-    return root
+from owndata import private_copy, table
 
 
 def test_multiclass_drift_on_class_mix_and_top_probability(plans, tmp_path, monkeypatch, capsys):
     """A Parquet batch of another month with a sector the model never saw and no labels: a
     finding and a drifted column, not an error; predictions judged by top-class probability and
     predicted class mix; accuracy estimated."""
-    copy(plans, tmp_path, monkeypatch)
+    private_copy(plans, tmp_path, monkeypatch)
     batch = table(1_500, 9, "2024-04-01").drop(columns="plan")
     batch.loc[batch.index[:40], "sector"] = "Gov-other"
     batch.to_parquet("april.parquet", index=False)
@@ -75,7 +51,7 @@ def test_multiclass_drift_on_class_mix_and_top_probability(plans, tmp_path, monk
 def test_a_batch_over_several_months_is_judged_by_month(churn, tmp_path, monkeypatch):
     """Rows of three months in one batch: one chunk per month, in order; in the third month a
     third of the labels turn, so that month alerts (measured accuracy) and is named."""
-    copy(churn, tmp_path, monkeypatch)
+    private_copy(churn, tmp_path, monkeypatch)
     months = [table(1_200, 20 + i, f"2024-0{4 + i}-01") for i in range(3)]
     turned = months[2].index % 3 == 0
     months[2].loc[turned, "churn"] = months[2].loc[turned, "churn"].map({"no": "yes", "yes": "no"})

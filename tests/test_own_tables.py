@@ -7,7 +7,6 @@ runs real public tables end to end.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,31 +18,7 @@ from helpers import edit_params, run_cli
 from mlops import data, evaluate, predictions, serve, train
 from mlops.config import load_config
 from mlops.errors import InputError
-from owndata import SECTORS, make_project, run_stages
-
-
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Binary string labels ("no"/"yes"), monthly periods from a timestamp column; promoted."""
-    root = make_project(tmp_path_factory.mktemp("churn") / "project", target="churn")
-    run_stages(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three classes, no time column: each raw file is a period; promoted."""
-    root = make_project(tmp_path_factory.mktemp("plans") / "project", target="plan", dated=False)
-    run_stages(root)
-    return root
-
-
-def private_copy(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of a module's project, made the working directory, free to modify."""
-    root = tmp_path / "project"
-    shutil.copytree(source, root)
-    monkeypatch.chdir(root)
-    return root
+from owndata import SECTORS, private_copy
 
 
 def client_for(root: Path) -> Iterator[TestClient]:

@@ -13,7 +13,7 @@ import pytest
 from helpers import edit_params, run_cli
 from mlops import predictions, registry
 from mlops.config import load_config
-from owndata import make_project, run_stages
+from owndata import private_copy
 
 
 @pytest.fixture
@@ -143,10 +143,8 @@ def test_no_batch_or_no_production_model_is_exit_2(scoring, capsys):
     assert "no production model yet" in err
 
 
-def test_strings_gaps_and_multiclass_probabilities(tmp_path, monkeypatch, capsys):
-    root = make_project(tmp_path / "plans", target="plan", dated=False)
-    run_stages(root)
-    monkeypatch.chdir(root)
+def test_strings_gaps_and_multiclass_probabilities(plans, tmp_path, monkeypatch, capsys):
+    root = private_copy(plans, tmp_path, monkeypatch)
     edit_params(root / "params.yaml", lambda p: p["score"].update(id_columns=["customer_id"]))
     code, err = run_cli(
         capsys, "score", "--current", "data/raw/customers_2024-03.csv", "--out", "out"
