@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from mlops import files
 from mlops.config import Config, _format, plain
-from mlops.data import PERIOD_FREQUENCY, period_labels
+from mlops.data import PERIOD_FREQUENCY, period_labels, raw_files
 from mlops.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -333,11 +333,7 @@ def _min_rows(smallest: int) -> int:
 
 def read_raw(directory: Path) -> dict[Path, pd.DataFrame]:
     """Every CSV and Parquet file in directory, in file-name order, with the same columns."""
-    paths = (
-        sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in files.TABLE_SUFFIXES)
-        if Path(directory).is_dir()
-        else []
-    )
+    paths = raw_files(Path(directory)) if Path(directory).is_dir() else []
     if not paths:
         raise InputError(f"{directory}: no .csv or .parquet files to profile")
     frames = {path: files.read_table(path, []) for path in paths}
