@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,45 +26,9 @@ from mlops import batches, cluster, files, registry
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import model_matrix, model_positive, predict
+from mlops.rowchecks import problems
 
 log = logging.getLogger(__name__)
-
-
-def problems(frame: pd.DataFrame, config: Config, categories: dict[str, list]) -> pd.Series:
-    """Why each row that cannot be scored is refused, e.g. "AGEP: 120 > 90; SEX: missing".
-
-    Indexed like frame, good rows absent. The checks are vectorised; only refused rows are
-    described one by one (they are few in any batch worth scoring).
-    """
-    checks: list[tuple[str, np.ndarray, Callable[[Any], str]]] = []
-    for name in [*categories, *config.numeric]:
-        column = frame[name]
-        missing = column.isna().to_numpy()
-        if config.max_missing(name) == 0:
-            checks.append((name, missing, lambda value: "missing"))
-        if name in categories:
-            allowed = column.isin(categories[name]).to_numpy()
-            checks.append((name, ~missing & ~allowed, lambda v: f"{v!r} is not an allowed value"))
-            continue
-        bounds = config.numeric[name]
-        if pd.api.types.is_bool_dtype(column):  # as the API: true is not a number
-            numbers = np.full(len(column), np.nan)
-        else:
-            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        checks += [
-            (name, ~missing & np.isnan(numbers), lambda v: f"{v!r} is not a number"),
-            (name, numbers < bounds.min, lambda v, low=bounds.min: f"{float(v):g} < {low:g}"),
-            (name, numbers > bounds.max, lambda v, high=bounds.max: f"{float(v):g} > {high:g}"),
-        ]
-    reasons: dict[int, list[str]] = {}
-    for name, mask, say in checks:
-        values = frame[name].to_numpy()
-        for position in np.flatnonzero(mask):
-            value = values[position]
-            value = value.item() if isinstance(value, np.generic) else value
-            reasons.setdefault(int(position), []).append(f"{name}: {say(value)}")
-    rows = sorted(reasons)
-    return pd.Series(["; ".join(reasons[r]) for r in rows], index=frame.index[rows], dtype=object)
 
 
 def predictions_frame(
