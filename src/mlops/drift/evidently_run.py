@@ -158,10 +158,13 @@ def scores(
     telemetry_off()
     with heavy_imports():
         from evidently.legacy.calculations.stattests import get_stattest
+        from evidently.legacy.core import ColumnType
 
     found = {}
     for name, test in tests.items():
-        kind = "cat" if name in categorical else "num"
+        # The test itself compares with the enum, not its value: "cat" would take the numeric
+        # branch of hellinger and never the binned one of a numeric psi.
+        kind = ColumnType.Categorical if name in categorical else ColumnType.Numerical
         ref, cur = reference[name].dropna(), current[name].dropna()
         if ref.empty or cur.empty:
             continue
