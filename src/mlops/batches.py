@@ -60,6 +60,10 @@ def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
     Integer and float columns that differ between files are read as float64."""
     found = resolve(spec)
     fmt = FORMATS[found[0].suffix.lower()]
+    kind = "CSV" if fmt == "csv" else "Parquet file"
+    for path in found:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file")
     root = Path(spec) if Path(spec).is_dir() else None
     options = {
         "format": CSV if fmt == "csv" else fmt,
@@ -68,16 +72,18 @@ def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
     }
     try:
         dataset = ds.dataset([str(p) for p in found], **options)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{spec}: not readable as {fmt} ({_first_line(exc)})") from None
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        culprit = next((p for p in found if not _readable(p, options["format"])), spec)
+        raise InputError(f"{culprit}: not a readable {kind} ({_reason(exc)})") from None
     types: dict[str, pa.DataType] = {}
     for fragment in dataset.get_fragments():
         try:
             schema = fragment.physical_schema
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{fragment.path}: unreadable ({_first_line(exc)})") from None
+            names = schema.names  # undecodable names: not text, so not a CSV
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            raise InputError(f"{fragment.path}: not a readable {kind} ({_reason(exc)})") from None
         partitions = ds.get_partition_keys(fragment.partition_expression)
-        missing = [c for c in required if c not in schema.names and c not in partitions]
+        missing = [c for c in required if c not in names and c not in partitions]
         if missing:
             raise InputError(f"{fragment.path}: missing column(s) {', '.join(missing)}")
         for field in schema:
@@ -117,8 +123,16 @@ def fragment_chunks(
             if batch.num_rows:
                 yield Chunk(batch.to_pandas(), fragment.path, start)
                 start += batch.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise InputError(f"{fragment.path}: {_first_line(exc)}") from None
+
+
+def _readable(path: Path, fmt: object) -> bool:
+    try:
+        ds.dataset(str(path), format=fmt).schema.names  # noqa: B018 - decoding the names
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return False
+    return True
 
 
 def _family(kind: pa.DataType) -> str:
@@ -133,6 +147,12 @@ def _family(kind: pa.DataType) -> str:
     if pa.types.is_null(kind):
         return "null"
     return str(kind)
+
+
+def _reason(exc: BaseException) -> str:
+    """Arrow's own words, without its preamble ("Error creating dataset. Could not read ...")."""
+    text = _first_line(exc)
+    return text.rsplit(": ", 1)[-1] if ": " in text else text
 
 
 def _first_line(exc: BaseException) -> str:
