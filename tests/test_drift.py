@@ -62,7 +62,15 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
     assert set(saved) >= CONTRACT_KEYS
     assert set(saved["columns"]) == set(config.features)
     for column in saved["columns"].values():
-        assert set(column) == {"method", "score", "threshold", "drifted", "importance", "missing"}
+        assert set(column) == {
+            "method",
+            "score",
+            "threshold",
+            "drifted",
+            "importance",
+            "missing",
+            "exact",
+        }
         assert 0 <= column["importance"] <= 1
         assert column["missing"] == 0
     assert sum(c["importance"] for c in saved["columns"].values()) == pytest.approx(1, abs=1e-5)
@@ -331,7 +339,7 @@ def write_bad(name: str, current: pd.DataFrame) -> Path:
 BAD_BATCHES = {
     "empty.csv": "empty file",
     "binary.csv": "not a readable CSV",
-    "header_only.csv": "header only",
+    "header_only.csv": "header_only.csv: no rows",
     "no_schl.csv": "missing column(s) SCHL",
     "old_age.csv": "column AGEP: value out of range (1 row(s); first: row 5, value 140)",
     "bad_label.csv": "column employed: value not allowed (1 row(s); first: row 8",
@@ -361,9 +369,6 @@ def test_malformed_batches_exit_2_with_one_line(project, capsys, name):
 
 
 def test_missing_inputs_are_input_errors(project, config):
-    Path("models/candidate/metadata.json").unlink()
-    with pytest.raises(InputError, match=r"metadata\.json"):
-        drift.run(config)
     current = pd.read_parquet("data/processed/current.parquet")
     current.drop(columns=["AGEP"]).to_parquet("data/processed/current.parquet")
     with pytest.raises(InputError, match=r"current\.parquet: missing column\(s\) AGEP"):
@@ -373,6 +378,9 @@ def test_missing_inputs_are_input_errors(project, config):
         drift.run(config)
     Path("data/processed/current.parquet").unlink()
     with pytest.raises(InputError, match="run `make data` first"):
+        drift.run(config)
+    Path("models/candidate/metadata.json").unlink()
+    with pytest.raises(InputError, match=r"metadata\.json"):
         drift.run(config)
 
 

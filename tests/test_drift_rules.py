@@ -14,7 +14,7 @@ from sklearn import metrics
 import drift_parts
 from drift_parts import analyse
 from helpers import edit_params, run_cli, run_module
-from mlops.drift import analysis, evidently_run, history, inputs, markdown
+from mlops.drift import analysis, evidently_run, history, markdown, stream
 from mlops.drift.performance import (
     NOISE_Z,
     Estimator,
@@ -223,12 +223,17 @@ def test_any_chunk_alerting_alerts_the_batch():
 
 @pytest.mark.parametrize(("rows", "refused"), [(199, True), (200, False), (201, False)])
 def test_min_rows_boundary(parts, rows, refused):
-    frame = parts["current"].head(rows)
+    config, frame = parts["config"], parts["current"].head(rows)
+    read = lambda: stream.from_frame(  # noqa: E731
+        config, frame, parts["reference"], config.features, config.categorical, name="batch"
+    )
     if refused:
-        with pytest.raises(InputError, match=r"199 rows, fewer than drift\.min_rows \(200\)"):
-            inputs.check_rows(frame, parts["config"], "batch")
+        with pytest.raises(
+            InputError, match=r"^batch: 199 rows, fewer than drift\.min_rows \(200\)"
+        ):
+            read()
     else:
-        inputs.check_rows(frame, parts["config"], "batch")
+        assert read().total == rows
 
 
 # --- Evidently's decisions at the threshold ------------------------------------------------------

@@ -75,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text, description=text)
         if name in ("drift", "drift-demo"):
             command.add_argument(
-                "--current", type=Path, help="CSV batch to compare (default: current split)"
+                "--current",
+                type=Path,
+                help="a CSV or Parquet file, a folder of them, or a glob (default: current split)",
             )
         if name == "score":
             command.add_argument(
@@ -107,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "mutate":
             command.add_argument("--only", help="mutant globs (space-separated), a subset")
+        if name == "bench":
+            command.add_argument("--only", help="sections (space-separated), the others kept")
         if name == "params-stamps":
             command.add_argument("directory", type=Path)
         if name == "schema":

@@ -222,6 +222,9 @@ class DriftConfig(Section):
     sample_size: Annotated[int, Field(ge=1_000)] = 30_000
     min_rows: Annotated[int, Field(ge=50)] = 200
     history_snapshots: Annotated[int, Field(ge=0)] = 100
+    # The batch is read in chunks of this many rows; `dask` runs one task per file on a cluster.
+    chunk_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 200_000
+    engine: Literal["local", "dask"] = "local"
 
     @model_validator(mode="after")
     def _kinds(self) -> DriftConfig:

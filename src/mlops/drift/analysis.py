@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import Config
-from mlops.drift import evidently_run
+from mlops.drift import evidently_run, exact, stream
 from mlops.drift.evidently_run import PREDICTED_LABEL, PREDICTION
 from mlops.drift.performance import Estimator, Predictions, performance, positive_label, predict
+from mlops.drift.stream import Batch
 
 # Chunks smaller than this are not judged: per-column scores below it are mostly noise (measured).
 MIN_CHUNK_ROWS = 1_000
@@ -37,14 +38,6 @@ def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     if len(frame) <= size:
         return frame
     return frame.sample(n=size, random_state=seed).reset_index(drop=True)
-
-
-def sample_in_order(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """At most `size` rows (seeded), kept in batch order, and their row numbers in the batch."""
-    if len(frame) <= size:
-        return frame.reset_index(drop=True), np.arange(len(frame))
-    rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=size, replace=False))
-    return frame.iloc[rows].reset_index(drop=True), rows
 
 
 def model_input(frame: pd.DataFrame, features: list[str], categories: dict) -> np.ndarray:
@@ -72,17 +65,48 @@ def importance_drifted(shares: dict | None, drifted: list[str]) -> float | None:
     return None if shares is None else round(sum(shares[name] for name in drifted), 6)
 
 
-def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[str, dict]:
+def unseen_categories(batch: Batch) -> dict[str, dict]:
     """Per categorical column, rows whose value the model never saw: {name: {rows, share,
     examples}} (a validation finding and a drift signal, never an input error)."""
-    from mlops.encoding import unseen
-
     found = {}
-    for name, counts in unseen(frame, categories).items():
+    for name, counts in batch.unseen.items():
         rows = sum(counts.values())
-        examples = sorted(counts, key=counts.get, reverse=True)[:5]
-        found[name] = {"rows": rows, "share": round(rows / len(frame), 6), "examples": examples}
+        examples = list(counts)[:5]  # most frequent first
+        found[name] = {"rows": rows, "share": round(rows / batch.total, 6), "examples": examples}
     return found
+
+
+def decide_exactly(
+    columns: dict[str, dict],
+    reference: pd.DataFrame,
+    batch: Batch,
+    config: Config,
+    *,
+    sampled: bool,
+) -> dict[str, dict]:
+    """Where a sample was judged, every column whose test has an all-row form is decided by the
+    all-row statistics and says `exact: true`; unsampled, Evidently saw every row, so all are
+    exact. Returns the columns whose sample verdict the exact one overruled, with both."""
+    overruled = {}
+    for name, column in columns.items():
+        numeric = name not in config.categorical
+        stats = batch.numeric[name] if numeric else batch.categorical[name]
+        column["exact"] = not sampled or (
+            exact.supported(column["method"], numeric) and stats.rows > stats.missing
+        )
+        if not sampled or not column["exact"]:
+            continue
+        found = round(exact.score(column["method"], reference[name], stats), 6)
+        is_drifted = bool(evidently_run.drifted(column["method"], found, column["threshold"]))
+        if is_drifted != column["drifted"]:
+            overruled[name] = {
+                "sample_score": column["score"],
+                "sample_drifted": column["drifted"],
+                "exact_score": found,
+                "exact_drifted": is_drifted,
+            }
+        column.update(score=found, drifted=is_drifted)
+    return overruled
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -281,7 +305,7 @@ def _plain(value: Any) -> Any:
 def analyse(
     config: Config,
     reference: pd.DataFrame,
-    current: pd.DataFrame,
+    current: Batch | pd.DataFrame,
     test: pd.DataFrame,
     *,
     labelled: bool,
@@ -294,13 +318,17 @@ def analyse(
     policy = config.drift
     target = config.schema.target
     features = model_info.get("features") or config.features
-    sampled = len(reference) > policy.sample_size or len(current) > policy.sample_size
-    reference_rows, current_rows = len(reference), len(current)
-    missing = {name: round(float(current[name].isna().mean()), 6) for name in features}
     categories = model_info.get("categories") or config.categorical
-    unseen = unseen_categories(current, {k: v for k, v in categories.items() if k in features})
+    categories = {k: v for k, v in categories.items() if k in features}
+    if isinstance(current, pd.DataFrame):
+        current = stream.from_frame(config, current, reference, features, categories, name=batch)
+    whole: Batch = current
+    sampled = len(reference) > policy.sample_size or whole.total > policy.sample_size
+    reference_rows, current_rows = len(reference), whole.total
+    unseen = unseen_categories(whole)
+    full_reference = reference
     reference = sample(reference, policy.sample_size, config.seed)
-    current, rows = sample_in_order(current, policy.sample_size, config.seed + 1)
+    current, rows = whole.sample, whole.rows
 
     positive = positive_label(model, model_info)
     said = {
@@ -337,15 +365,18 @@ def analyse(
 
     shares = importance_shares(model_info.get("feature_importance"), features)
     columns = found["columns"]
+    overruled = decide_exactly(columns, full_reference, whole, config, sampled=sampled)
     for name, column in columns.items():
         column["importance"] = None if shares is None else shares[name]
-        column["missing"] = missing[name]
+        column["missing"] = whole.missing_share(name)
         if name in unseen:
             column["unseen"] = unseen[name]
             column["drifted"] = True
     drifted = [name for name, column in columns.items() if column["drifted"]]
     share = round(len(drifted) / max(len(columns), 1), 6)
-    dataset_drift = found["dataset_drift"] or share >= policy.drift_share
+    # Evidently's dataset test counts the sample's flags; the exact ones may differ from those.
+    exact_used = sampled and any(column["exact"] for column in columns.values())
+    dataset_drift = share >= policy.drift_share or (found["dataset_drift"] and not exact_used)
     importance = importance_drifted(shares, drifted)
     prediction = {
         **found["prediction"],
@@ -389,6 +420,10 @@ def analyse(
         ],
         "reference_rows": reference_rows,
         "current_rows": current_rows,
+        "current_files": whole.files,
+        # statistics of every row per column (mlops.drift.exact), and the verdicts they overruled
+        "current_stats": {name: whole.summary(name) for name in columns},
+        "exact_overruled": overruled,
         "sampled": sampled,
         "sample_size": policy.sample_size,
         "rows_compared": {"reference": len(reference), "current": len(current)},

@@ -12,7 +12,7 @@ from mlops import files
 from mlops.config import Config
 from mlops.drift.evidently_run import import_evidently
 from mlops.drift.history import REPORTS
-from mlops.drift.inputs import load_current
+from mlops.drift.inputs import read_frame
 from mlops.drift.stage import report
 from mlops.errors import CheckFailed
 
@@ -55,13 +55,11 @@ def demo_command(config: Config, current: Path | None = None) -> dict:
     drifted batch raises the alert (the demo worked), 1 when it does not (monitoring too lax).
     """
     import_evidently()
-    frame, batch, with_labels = load_current(config, current)
+    frame = read_frame(config, current)
     drifted, changes = drifted_batch(frame, config, config.seed)
     files.atomic_write(DEMO_BATCH, lambda tmp: drifted.to_csv(tmp, index=False))
-    log.info("demo batch %s from %s: %s", DEMO_BATCH, batch, changes)
-    result = report(
-        config, drifted, labelled=with_labels, batch=str(DEMO_BATCH), prefix=REPORTS / "drift_demo"
-    )
+    log.info("demo batch %s from %s: %s", DEMO_BATCH, current or "the current split", changes)
+    result = report(config, DEMO_BATCH, prefix=REPORTS / "drift_demo")
     if result["status"] != "alert":
         raise CheckFailed(
             f"the deliberately drifted batch raised no alert (status {result['status']}): "

@@ -10,7 +10,7 @@ import re
 from html import escape
 
 from mlops.drift.analysis import chunk_name
-from mlops.drift.markdown import HEADLINES, model_name, number, sorted_columns
+from mlops.drift.markdown import HEADLINES, exactness, model_name, number, sorted_columns
 from mlops.drift.performance import METRICS
 
 STYLE = """
@@ -56,6 +56,7 @@ def verdict_section(result: dict) -> str:
         f"{result['importance_share']}); share drifted {result['share_drifted']:.3f} (alert at "
         f"≥ {result['drift_share']}).</p>",
     ]
+    parts += [f"<p>{escape(line)}</p>" for line in exactness(result)]
     parts += [f"<p>Finding: {escape(f)}</p>" for f in result["findings"]]
     rows = [
         (

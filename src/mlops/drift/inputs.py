@@ -9,78 +9,39 @@ import pandas as pd
 
 from mlops import files
 from mlops.config import Config
+from mlops.drift import stream
+from mlops.drift.stream import Batch
 from mlops.errors import InputError
 
 METRICS = Path("reports/metrics.json")
-# validate.check_frame's check names, as the one-line error puts them.
-CHECK_WORDS = {
-    "isin": "value not allowed",
-    "in_range": "value out of range",
-    "dtype": "not numeric",
-    "not_null": "missing values",
-    "max_missing": "too many missing values",
-    "present": "column missing",
-}
 
 
-def has_labels(frame: pd.DataFrame, config: Config) -> bool:
-    target = config.schema.target
-    return target in frame.columns and bool(frame[target].notna().any())
-
-
-def check_batch(frame: pd.DataFrame, config: Config, source: str) -> bool:
-    """Schema checks of a batch (columns, dtypes, ranges, labels); return `labelled`.
-
-    Frame-level checks meant for training data (minimum rows, label balance, duplicates) are
-    left out: in a monitoring batch those are signals, not input errors; drift.min_rows applies.
-    A feature category unseen in training is reported as drift (see analysis.unseen_categories);
-    an unknown label value stays an error.
-    """
-    from mlops.validate import check_frame, unseen_is_warning
-
-    with_labels = has_labels(frame, config)
-    for result in check_frame(frame, config, labelled=with_labels):
-        if result["passed"] or result["column"] == "(rows)":
-            continue
-        if unseen_is_warning(result, "current", config):
-            continue  # a category the model never saw: a drift signal the report counts
-        what = CHECK_WORDS.get(result["check"], f"{result['check']} check failed")
-        detail = f"{result['failures']} row(s)"
-        if result["examples"]:
-            first = result["examples"][0]
-            value = str(first["value"]).removesuffix(".0")
-            where = f"row {first['row']}, " if first["row"] is not None else ""
-            detail += f"; first: {where}value {value}"
-        raise InputError(f"{source}: column {result['column']}: {what} ({detail})")
-    check_rows(frame, config, source)
-    return with_labels
-
-
-def check_rows(frame: pd.DataFrame, config: Config, source: str) -> None:
-    if len(frame) < config.drift.min_rows:
-        raise InputError(
-            f"{source}: {len(frame)} rows, fewer than drift.min_rows ({config.drift.min_rows})"
-        )
-
-
-def load_current(config: Config, current: Path | None) -> tuple[pd.DataFrame, str, bool]:
-    """(batch, its name, labelled): the file named (CSV or Parquet), schema-checked here, or the
-    current split.
+def load_current(
+    config: Config, current: Path | None, reference: pd.DataFrame, model_info: dict
+) -> Batch:
+    """The batch a CURRENT= names (a file, folder or glob of CSV or Parquet), streamed and checked
+    row by row (mlops.drift.stream), or the current split.
 
     The current split from `make data` was validated by `make validate` before this stage runs
-    (Make's order), so only its columns and size are checked again: a full schema check of a
-    million rows would cost more than the drift computation itself.
+    (Make's order), so only its columns and size are checked again.
     """
+    features = model_info.get("features") or config.features
+    categories = model_info.get("categories") or config.categorical
+    categories = {name: values for name, values in categories.items() if name in features}
     if current is not None:
-        frame = files.read_table(Path(current), config.features)
-        return frame, str(current), check_batch(frame, config, str(current))
+        return stream.read(config, current, reference, features, categories)
     path = config.data.processed_dir / "current.parquet"
-    frame = files.read_parquet(path)
-    missing = [c for c in config.features if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    check_rows(frame, config, str(path))
-    return frame, str(path), has_labels(frame, config)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run `make data` first)")
+    return stream.read(config, path, reference, features, categories, checked=False)
+
+
+def read_frame(config: Config, current: Path | None) -> pd.DataFrame:
+    """A batch small enough to hold in memory (the drift demo's): the file named, else the current
+    split."""
+    if current is not None:
+        return files.read_table(Path(current), config.features)
+    return files.read_parquet(config.data.processed_dir / "current.parquet")
 
 
 def load_reference(config: Config) -> pd.DataFrame:

@@ -56,6 +56,30 @@ def performance_line(perf: dict) -> str:
     return f"- **Performance** ({judged}): {state}; " + "; ".join(parts) + "."
 
 
+def exactness(result: dict) -> list[str]:
+    """Which column scores cover every row, and where they overruled the sample's verdict."""
+    if not result["sampled"]:
+        return []
+    columns = result["columns"]
+    exact = [name for name, column in columns.items() if column.get("exact")]
+    others = [name for name in columns if name not in exact]
+    left = f" ({', '.join(others)} from the sample: no all-row form of their test)"
+    lines = [
+        f"Column scores over all {result['current_rows']:,} rows: {len(exact)} of {len(columns)}"
+        + (left if others else "")
+        + f"; the charts, predictions and performance use the sample of "
+        f"{result['rows_compared']['current']:,} rows."
+    ]
+    for name, found in result.get("exact_overruled", {}).items():
+        said = {True: "drift", False: "no drift"}
+        lines.append(
+            f"{name}: the sample said {said[found['sample_drifted']]} "
+            f"({columns[name]['method']} {found['sample_score']:.4f}), all rows say "
+            f"{said[found['exact_drifted']]} ({found['exact_score']:.4f}): all rows decide."
+        )
+    return lines
+
+
 def markdown(result: dict, html_name: str) -> str:
     """Verdict first, then the columns; pasteable into a job summary or PR comment."""
     icon, headline = HEADLINES[result["status"]]
@@ -73,6 +97,8 @@ def markdown(result: dict, html_name: str) -> str:
         f"({result['reference_rows']:,} rows){sampled}; model: {model_name(result['model'])}.",
         "",
     ]
+    if result["sampled"]:
+        lines += [*exactness(result), ""]
     if result["model"].get("note"):
         lines += [f"Note: {result['model']['note']}.", ""]
     drifted = result["drifted_columns"]

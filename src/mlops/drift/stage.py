@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mlops import files
 from mlops.config import Config
 from mlops.drift import html_report
@@ -28,26 +26,27 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
     files.write_text(prefix.with_suffix(".md"), markdown(result, html.name))
 
 
-def report(
-    config: Config, current: pd.DataFrame, *, labelled: bool, batch: str, prefix: Path
-) -> dict:
-    """Analyse a checked batch, write the reports, record the run; return drift.json's content."""
+def report(config: Config, current: Path | None, *, prefix: Path) -> dict:
+    """Stream and check the batch, analyse it, write the reports, record the run; return
+    drift.json's content."""
     reference = load_reference(config)
     test = load_test(config)
     model, model_info = load_model(config)
     features = model_info.get("features") or config.features
-    for name, frame in ((batch, current), ("the reference split", reference), ("test", test)):
+    for name, frame in (("the reference split", reference), ("test", test)):
         missing = [c for c in features if c not in frame.columns]
         if missing:
             raise InputError(
                 f"{name}: missing column(s) {', '.join(missing)} that the {model_info['source']} "
                 "model was trained with: promote a model trained on this schema, or roll back"
             )
+    batch = load_current(config, current, reference, model_info)
     log.info(
-        "comparing %s (%d rows%s) with %s (%d rows); model: %s",
-        batch,
-        len(current),
-        "" if labelled else ", no labels",
+        "comparing %s (%d rows in %d file(s)%s) with %s (%d rows); model: %s",
+        batch.name,
+        batch.total,
+        batch.files,
+        "" if batch.labelled else ", no labels",
         config.drift.reference,
         len(reference),
         model_name(model_info),
@@ -57,10 +56,10 @@ def report(
     result, snapshot = analyse(
         config,
         reference,
-        current,
+        batch,
         test,
-        labelled=labelled,
-        batch=batch,
+        labelled=batch.labelled,
+        batch=batch.name,
         model=model,
         model_info=model_info,
     )
@@ -86,11 +85,10 @@ def report(
 
 
 def run(config: Config, current: Path | None = None) -> dict:
-    """`make drift [CURRENT=batch.csv|.parquet]`: exit 1 (CheckFailed) on an alert with
+    """`make drift [CURRENT=<file|folder|glob>]`: exit 1 (CheckFailed) on an alert with
     fail_on_drift."""
     import_evidently()
-    frame, batch, with_labels = load_current(config, current)
-    result = report(config, frame, labelled=with_labels, batch=batch, prefix=REPORTS / "drift")
+    result = report(config, current, prefix=REPORTS / "drift")
     if result["status"] == "alert":
         message = "; ".join(result["alerts"]) + " (see reports/drift.html)"
         if config.drift.fail_on_drift:

@@ -1,0 +1,299 @@
+"""A drift batch of any size in one streaming pass: checked chunk by chunk, exact per-column
+statistics over all rows (mlops.drift.exact), and a seeded uniform sample of drift.sample_size rows
+for Evidently's panels, the predictions and the performance estimate.
+
+The sample keeps the rows with the smallest keys, a key being a hash of (seed, file, row): a
+uniform sample without replacement that depends on neither the chunk size nor the engine. With
+drift.engine `dask` each file is one Dask task; with `local` the same function runs here, file by
+file. Either way the parts are merged in file order, so both engines give identical results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops import batches, cluster, rowchecks
+from mlops.config import Config
+from mlops.drift.exact import CategoricalStats, Grid, NumericStats
+from mlops.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pass over one file needs (pickled to Dask workers with the engine `dask`)."""
+
+    config: Config
+    columns: list[str]  # read: the features, then the label and time column where present
+    grids: dict[str, Grid]  # numeric features
+    categorical: list[str]  # categorical features
+    categories: dict[str, list]  # the model's, for unseen values
+    checked: bool
+
+    @classmethod
+    def of(
+        cls,
+        config: Config,
+        reference: pd.DataFrame,
+        features: list[str],
+        categories: dict[str, list],
+        *,
+        available: Iterable[str],
+        checked: bool = True,
+    ) -> Plan:
+        extra = [config.schema.target, config.data.time_column]
+        names = set(available)
+        columns = [*features, *(c for c in extra if c and c in names and c not in features)]
+        categorical = [name for name in features if name in config.categorical]
+        return cls(
+            config=config,
+            columns=columns,
+            grids={n: Grid.of(reference[n]) for n in features if n not in config.categorical},
+            categorical=categorical,
+            categories={n: categories[n] for n in categorical if n in categories},
+            checked=checked,
+        )
+
+
+@dataclass
+class Part:
+    """One file's (or several merged files') statistics and sample candidates."""
+
+    rows: int = 0
+    labelled_rows: int = 0
+    numeric: dict[str, NumericStats] = field(default_factory=dict)
+    categorical: dict[str, CategoricalStats] = field(default_factory=dict)
+    unseen: dict[str, Counter] = field(default_factory=dict)
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    sample: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What drift judges: the sample in batch order with its row numbers, and all-row stats."""
+
+    name: str
+    sample: pd.DataFrame
+    rows: np.ndarray
+    total: int
+    labelled: bool
+    numeric: dict[str, NumericStats]
+    categorical: dict[str, CategoricalStats]
+    unseen: dict[str, dict[str, int]]
+    grids: dict[str, Grid]
+    files: int = 1
+
+    def missing_share(self, name: str) -> float:
+        stats = self.numeric.get(name) or self.categorical[name]
+        return round(stats.missing / stats.rows, 6) if stats.rows else 0.0
+
+    def summary(self, name: str) -> dict[str, Any]:
+        if name in self.numeric:
+            return self.numeric[name].summary(self.grids[name])
+        return self.categorical[name].summary()
+
+
+# --- one pass ------------------------------------------------------------------------------------
+
+
+def keys(seed: int, file: int, first_row: int, count: int) -> np.ndarray:
+    """Each row's sampling key: splitmix64 of (seed, file, row), uniform over 64 bits."""
+    with np.errstate(over="ignore"):
+        z = np.arange(first_row, first_row + count, dtype=np.uint64)
+        z += np.uint64((seed * 1_000_003 + file) % 2**24) << np.uint64(40)
+        z += np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
+    """Check, count and sample one file's chunks (rows numbered from 0 within the file)."""
+    config, part = plan.config, Part()
+    part.numeric = {name: NumericStats() for name in plan.grids}
+    part.categorical = {name: CategoricalStats() for name in plan.categorical}
+    target = config.schema.target
+    for chunk in chunks:
+        frame = chunk.frame
+        if plan.checked:
+            check(chunk, config)
+        for name, grid in plan.grids.items():
+            part.numeric[name].add(frame[name], grid)
+        for name in plan.categorical:
+            part.categorical[name].add(frame[name])
+        _count_unseen(part.unseen, frame, plan.categories)
+        if target in frame.columns:
+            part.labelled_rows += int(frame[target].notna().sum())
+        candidates = Part(
+            keys=keys(config.seed, file, chunk.first_row, len(frame)),
+            positions=np.arange(chunk.first_row, chunk.first_row + len(frame), dtype=np.int64),
+            sample=frame,
+        )
+        _keep_smallest(part, candidates, config.drift.sample_size)
+        part.rows += len(frame)
+    return part
+
+
+def check(chunk: batches.Chunk, config: Config) -> None:
+    """The API's checks (an unseen category is drift, not bad input); the first failure is the
+    batch's one-line error, naming the file and the row within it."""
+    found = rowchecks.checks(chunk.frame, config, config.categorical, unseen_ok=True, labels=True)
+    failure = rowchecks.first_failure(chunk.frame, found, offset=chunk.first_row)
+    if failure:
+        raise InputError(f"{chunk.source}: {failure}")
+
+
+def _count_unseen(found: dict[str, Counter], frame: pd.DataFrame, categories: dict) -> None:
+    from mlops.encoding import unseen
+
+    for name, counts in unseen(frame, categories).items():
+        found.setdefault(name, Counter()).update(counts)
+
+
+def _keep_smallest(into: Part, more: Part, size: int) -> None:
+    """into's sample becomes the `size` rows of both with the smallest keys."""
+    if more.sample is None or not len(more.keys):
+        return
+    if into.sample is not None and len(into.keys) >= size:
+        wanted = more.keys < into.keys.max()  # only rows that can still enter
+        more = Part(
+            keys=more.keys[wanted],
+            positions=more.positions[wanted],
+            sample=more.sample[wanted],
+        )
+    frames = [f for f in (into.sample, more.sample) if f is not None and len(f)]
+    if not frames:
+        return
+    both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    all_keys = np.concatenate([into.keys, more.keys])
+    positions = np.concatenate([into.positions, more.positions])
+    kept = np.argsort(all_keys, kind="stable")[:size]
+    into.keys, into.positions = all_keys[kept], positions[kept]
+    into.sample = both.iloc[kept].reset_index(drop=True)
+
+
+def merge(total: Part, part: Part, size: int) -> None:
+    """Add the next file's part to the parts before it (rows numbered on from theirs)."""
+    shifted = Part(keys=part.keys, positions=part.positions + total.rows, sample=part.sample)
+    _keep_smallest(total, shifted, size)
+    for name, stats in part.numeric.items():
+        total.numeric.setdefault(name, NumericStats()).merge(stats)
+    for name, stats in part.categorical.items():
+        total.categorical.setdefault(name, CategoricalStats()).merge(stats)
+    for name, counts in part.unseen.items():
+        total.unseen.setdefault(name, Counter()).update(counts)
+    total.rows += part.rows
+    total.labelled_rows += part.labelled_rows
+
+
+# --- the whole batch --------------------------------------------------------------------------
+
+
+def read(
+    config: Config,
+    spec: str | Path,
+    reference: pd.DataFrame,
+    features: list[str],
+    categories: dict[str, list],
+    *,
+    checked: bool = True,
+) -> Batch:
+    """The batch a CURRENT= names (a file, folder or glob), streamed with drift.engine."""
+    dataset = batches.open_batch(spec, features)
+    plan = Plan.of(
+        config, reference, features, categories, available=dataset.schema.names, checked=checked
+    )
+    total = Part()
+    for part in _parts(dataset, plan):
+        merge(total, part, config.drift.sample_size)
+    return finish(total, plan, str(spec), files=len(dataset.files))
+
+
+def from_frame(
+    config: Config,
+    frame: pd.DataFrame,
+    reference: pd.DataFrame,
+    features: list[str],
+    categories: dict[str, list],
+    *,
+    name: str,
+    checked: bool = False,
+) -> Batch:
+    """A batch already in memory, through the same pass (as one chunk)."""
+    plan = Plan.of(
+        config, reference, features, categories, available=frame.columns, checked=checked
+    )
+    chunk = batches.Chunk(frame[plan.columns].reset_index(drop=True), name, 0)
+    total = Part()
+    merge(total, pass_chunks([chunk], 0, plan), config.drift.sample_size)
+    return finish(total, plan, name)
+
+
+def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
+    rows = plan.config.drift.chunk_rows
+    fragments = list(dataset.get_fragments())
+    if plan.config.drift.engine == "local":
+        for file, fragment in enumerate(fragments):
+            yield fragment_part(file, fragment, dataset.schema, plan, rows)
+        return
+    with cluster.client() as dask:
+        shared = dask.scatter(plan, broadcast=True)
+        futures = [
+            dask.submit(fragment_part, file, fragment, dataset.schema, shared, rows, pure=False)
+            for file, fragment in enumerate(fragments)
+        ]
+        for future in futures:  # in file order, so both engines merge alike
+            yield future.result()
+            future.release()
+
+
+def fragment_part(file: int, fragment: Any, schema: Any, plan: Plan, rows: int) -> Part:
+    """One file's pass: a Dask task with the engine `dask`."""
+    columns = [name for name in plan.columns if name in schema.names]
+    return pass_chunks(batches.fragment_chunks(fragment, schema, columns, rows), file, plan)
+
+
+def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
+    """The merged pass as a Batch, after the checks that need every row."""
+    config = plan.config
+    if not total.rows:
+        raise InputError(f"{name}: no rows")
+    if plan.checked:
+        for stats_name, stats in {**total.numeric, **total.categorical}.items():
+            share, limit = stats.missing / stats.rows, config.max_missing(stats_name)
+            if 0 < limit < share:
+                raise InputError(
+                    f"{name}: column {stats_name}: too many missing values "
+                    f"(share {share:.3f} > max_missing {limit})"
+                )
+    if total.rows < config.drift.min_rows:
+        raise InputError(
+            f"{name}: {total.rows} rows, fewer than drift.min_rows ({config.drift.min_rows})"
+        )
+    order = np.argsort(total.positions, kind="stable")
+    sample = total.sample.iloc[order].reset_index(drop=True)
+    return Batch(
+        name=name,
+        sample=sample,
+        rows=total.positions[order],
+        total=total.rows,
+        labelled=total.labelled_rows > 0,
+        numeric=total.numeric,
+        categorical=total.categorical,
+        unseen={
+            column: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+            for column, counts in total.unseen.items()
+        },
+        grids=plan.grids,
+        files=files,
+    )
