@@ -181,8 +181,8 @@ docker: ## Build the images IMAGE:serve and IMAGE:pipeline (IMAGE=mlops, ENGINE=
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target serve -t "$(IMAGE):serve" .
 	@ENGINE=$(ENGINE) tools/image-sizes.sh "$(IMAGE)"
 
-bench: $(INSTALLED) ## Measure pipeline, drift and serving speed → reports/bench.json
-	@$(MLOPS) bench
+bench: $(INSTALLED) ## Measure pipeline, drift, serving and batch speed → reports/bench.json [ONLY=sections]
+	@$(MLOPS) bench $(if $(ONLY),--only "$(ONLY)")
 
 # Not in CI (hours for every mutant; MUTANTS="mlops.promote.x_judge__mutmut_*" for a subset).
 # Survivors (with their diffs) in reports/mutation.json are the decisions no test pins down.

@@ -12,15 +12,25 @@ from pathlib import Path
 
 from mlops import files
 from mlops.config import Config
+from mlops.errors import InputError
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/bench.json")
-SECTIONS = ("pipeline", "drift", "serving", "schema")
+SECTIONS = ("pipeline", "drift", "serving", "schema", "batches")
 
 
-def run(config: Config, sections: tuple[str, ...] = SECTIONS) -> dict:
-    """Run every benchmark section in turn, saving reports/bench.json after each one."""
+def run(config: Config, sections: tuple[str, ...] = SECTIONS, only: str | None = None) -> dict:
+    """Run every benchmark section in turn, saving reports/bench.json after each one; with
+    `only` (`make bench ONLY="drift batches"`), those sections, the others kept as they were."""
     report: dict = {"created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if only:
+        sections = tuple(only.replace(",", " ").split())
+        unknown = [name for name in sections if name not in SECTIONS]
+        if unknown:
+            known = ", ".join(SECTIONS)
+            raise InputError(f"bench ONLY: no section {unknown[0]!r} (one of {known})")
+        if REPORT.is_file():
+            report = {**files.read_json(REPORT), "updated_at": report["created_at"]}
     for name in sections:
         log.info("benchmark: %s", name)
         report[name] = importlib.import_module(f"mlops.bench.{name}").measure(config)

@@ -1,0 +1,161 @@
+"""Batches past memory: `make drift` and `make score` on a folder of BATCH_ROWS x 20 Parquet files
+from the synthetic source (3 shifted columns), against the I/O floor: a fresh interpreter that
+only reads the same files once with pyarrow. Every command runs in its own interpreter, so each
+peak RSS is its own; drift and the floor alternate and medians are compared (as bench.drift).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare
+from mlops.config import Config
+
+log = logging.getLogger(__name__)
+BATCH_ROWS = 20_000_000
+FILES = 20
+REFERENCE_ROWS = 200_000
+REPEATS = 2
+FLOOR = (
+    "import json, resource, sys; import pyarrow.dataset as ds; "
+    "rows = sum(b.num_rows for b in ds.dataset(sys.argv[1], format='parquet', "
+    "partitioning='hive').to_batches()); "
+    "use = resource.getrusage(resource.RUSAGE_SELF); "
+    "print(json.dumps({'rows': rows, 'peak_rss_mib': use.ru_maxrss / 1024, "
+    "'cpu_seconds': use.ru_utime + use.ru_stime}))"
+)
+
+
+def write_batch(folder: Path, bench: Config, rows: int, files: int) -> None:
+    """`files` Parquet files of the shifted synthetic source, one generated at a time."""
+    from mlops import synthetic
+
+    for number in range(files):
+        seed = bench.seed + 1_000 + number
+        frame = synthetic.generate(bench, rows // files, shifted=True, seed=seed)
+        part = folder / f"day={number:02d}"
+        part.mkdir(parents=True)
+        frame.to_parquet(part / "part-0.parquet", index=False)
+        del frame
+
+
+def promote_candidate(root: Path) -> None:
+    """The trained candidate as production v1 (what `make score` uses), without the gate."""
+    from mlops import registry
+
+    candidate = root / "models/candidate"
+    metadata = json.loads((candidate / "metadata.json").read_text())
+    registry.add_version(
+        root / "models",
+        candidate / "model.joblib",
+        metadata,
+        expected_production=None,
+        kind="forced",
+        why="benchmark: the trained candidate, no gate",
+    )
+
+
+def set_engine(root: Path, engine: str) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["drift"]["engine"] = params["score"]["engine"] = engine
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def timed(root: Path, *argv: str, ok: tuple[int, ...] = (0,)) -> dict:
+    seconds, line = child(root, CHILD, *argv, ok=ok)
+    return {"seconds": round(seconds, 2), **json.loads(line)}
+
+
+def measure(
+    config: Config, rows: int = BATCH_ROWS, files: int = FILES, repeats: int = REPEATS
+) -> dict:
+    from mlops import synthetic
+
+    with tempfile.TemporaryDirectory(prefix="bench-batches-") as tmp:
+        root = Path(tmp)
+        bench = prepare(root, config, REFERENCE_ROWS)
+        (root / bench.data.processed_dir / "current.parquet").unlink()
+        promote_candidate(root)
+        started = time.perf_counter()
+        write_batch(root / "batch", bench, rows, files)
+        written = time.perf_counter() - started
+        size = sum(p.stat().st_size for p in (root / "batch").rglob("*.parquet"))
+        drift_runs, floor_runs = [], []
+        for _ in range(repeats):
+            seconds, line = child(root, FLOOR, "batch")
+            floor_runs.append({"seconds": round(seconds, 2), **json.loads(line)})
+            drift_runs.append(timed(root, "drift", "--current", "batch", ok=(0, 1)))
+        report = json.loads((root / "reports/drift.json").read_text())
+        score = timed(root, "score", "--current", "batch", "--out", "scores")
+        scored = json.loads((root / "scores/score.json").read_text())
+        set_engine(root, "dask")
+        dask_drift = timed(root, "drift", "--current", "batch", ok=(0, 1))
+        dask_score = timed(root, "score", "--current", "batch", "--out", "scores-dask")
+        dask_report = json.loads((root / "reports/drift.json").read_text())
+    shifted = synthetic.shifted_columns(bench)
+    drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
+    floor_seconds = statistics.median(run["seconds"] for run in floor_runs)
+    result = {
+        "rows": rows,
+        "files": files,
+        "columns": len(bench.features),
+        "parquet_mib": round(size / 2**20, 1),
+        "write_seconds": round(written, 1),
+        "reference_rows": REFERENCE_ROWS,
+        "shifted_columns": shifted,
+        "repeats": repeats,
+        "floor_seconds": floor_seconds,
+        "floor_peak_rss_mib": round(max(run["peak_rss_mib"] for run in floor_runs), 1),
+        "drift_seconds": drift_seconds,
+        "drift_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in drift_runs), 2),
+        "drift_peak_rss_mib": round(max(run["peak_rss_mib"] for run in drift_runs), 1),
+        "drift_ratio_to_floor": round(drift_seconds / floor_seconds, 3),
+        "drift_flagged_columns": report["drifted_columns"],
+        "drift_exact_columns": sum(1 for c in report["columns"].values() if c["exact"]),
+        "drift_analysis_timings": report["timings"],
+        "score_seconds": score["seconds"],
+        "score_rows_per_second": round(rows / score["seconds"]),
+        "score_peak_rss_mib": round(score["peak_rss_mib"], 1),
+        "score_rejected": scored["rejected"],
+        "engines": {
+            "local": {"drift_seconds": drift_seconds, "score_seconds": score["seconds"]},
+            "dask_local_cluster_2_workers": {
+                "drift_seconds": dask_drift["seconds"],
+                "score_seconds": dask_score["seconds"],
+                "same_drift_decisions": dask_report["drifted_columns"] == report["drifted_columns"]
+                and dask_report["status"] == report["status"],
+            },
+        },
+        "runs": {
+            "drift_seconds": [run["seconds"] for run in drift_runs],
+            "floor_seconds": [run["seconds"] for run in floor_runs],
+        },
+    }
+    result["goals"] = {
+        "drift_peak_under_1_5_gb": result["drift_peak_rss_mib"] < GOAL_PEAK_MIB,
+        "drift_within_2x_of_reading": result["drift_ratio_to_floor"] <= 2,
+        "flags_exactly_the_shifted_columns": sorted(report["drifted_columns"]) == sorted(shifted),
+    }
+    log.info(
+        "batch of %d rows in %d files: drift %.1fs (floor %.1fs, ratio %.2f), peak %.0f MiB, "
+        "flagged %s; score %.0f rows/s, peak %.0f MiB; dask drift %.1fs, score %.1fs",
+        rows,
+        files,
+        drift_seconds,
+        floor_seconds,
+        result["drift_ratio_to_floor"],
+        result["drift_peak_rss_mib"],
+        report["drifted_columns"],
+        result["score_rows_per_second"],
+        result["score_peak_rss_mib"],
+        dask_drift["seconds"],
+        dask_score["seconds"],
+    )
+    return result
