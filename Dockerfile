@@ -38,18 +38,43 @@ RUN /opt/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wh
     && rm -rf /site/bin
 
 # ---- serve-deps / pipeline-deps: each image's locked dependencies in /app/.venv ----
-# The serve venv keeps what runs: the libraries' own test suites (about 65 MB) and pip and
-# setuptools (26 MB, nothing is installed at run time) go in the same layer they came in.
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS serve-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
+# binutils: `strip` for the step below (this build stage only; the serve image gets the venv).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils=2.40-2 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements-serve.lock ./
 RUN python -m venv .venv \
     && .venv/bin/pip install --no-deps --require-hashes -r requirements-serve.lock \
-    && .venv/bin/pip check \
-    && .venv/bin/pip uninstall --quiet --yes pip setuptools \
-    && find .venv -depth -type d -name tests -exec rm -rf {} +
+    && .venv/bin/pip check
+# The serve venv keeps what runs: the serve image copies only the venv, so what goes here
+# reaches none of its layers. Nothing imports or loads these at run time:
+# - pip and setuptools (26 MB): nothing is installed in the image;
+# - the libraries' own test suites (about 65 MB);
+# - what only compiles against the libraries (8 MB): numpy.distutils, C headers and sources,
+#   static libraries, Cython declarations and sources, type stubs (.pyi);
+# - the extension modules' symbol tables and debug info (strip, 12 MB; the code is unchanged).
+#   The libraries bundled in *.libs/ stay as they are: auditwheel patched them, and stripping
+#   them breaks them (numpy's OpenBLAS then fails to load);
+# - scipy.libs' byte-identical copies of numpy.libs' gfortran and quadmath runtimes (3 MB):
+#   symlinks to numpy's, which numpy has loaded first anyway (the same soname).
+# Bytecode stays: imports without it take 5x as long.
+RUN .venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && site=.venv/lib/python3.11/site-packages \
+    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf "$site/joblib/test" "$site/numpy/distutils" "$site/numpy/_core/include" \
+        "$site/numpy/_core/lib" "$site/numpy/random/_examples" \
+    && find "$site" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cpp' \
+        -o -name '*.a' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyx' -o -name '*.pyi' \) \
+        -delete \
+    && find "$site" -type f -name '*.so' ! -path '*.libs/*' -exec strip --strip-unneeded {} + \
+    && for lib in "$site"/scipy.libs/*; do \
+        name=${lib##*/}; \
+        if cmp -s "$lib" "$site/numpy.libs/$name"; then ln -sf "../numpy.libs/$name" "$lib"; fi; \
+    done
 
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS pipeline-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

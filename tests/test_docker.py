@@ -174,6 +174,23 @@ def test_layer_order_a_dev_tool_bump_reaches_no_dependency_layer():
     assert "COPY --from=build-tools /build/build-requirements.txt" in tools
 
 
+def test_serve_venv_strip_leaves_the_wheels_bundled_libraries():
+    """strip breaks the auditwheel-patched libraries in *.libs (numpy's OpenBLAS then fails to
+    load): only extension modules are stripped, and in serve-deps, whose venv is all serve gets."""
+    strips = {
+        (name, step)
+        for name, lines in stages().items()
+        for line in lines
+        for step in line.split("&&")
+        if re.search(r"\bstrip ", step)
+    }
+    assert {name for name, _ in strips} == {"serve-deps"}
+    assert all("! -path '*.libs/*'" in step for _, step in strips), strips
+    assert [line for line in stages()["serve"] if "--from=serve-deps" in line] == [
+        "COPY --from=serve-deps /app/.venv /app/.venv"
+    ]
+
+
 def test_dockerignore_keeps_what_the_dockerfile_copies():
     ignored = [
         line.strip()
