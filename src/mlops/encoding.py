@@ -58,20 +58,29 @@ def feature_matrix(
 
 def unseen(frame: pd.DataFrame, categories: Mapping[str, Sequence[Any]]) -> dict[str, dict]:
     """{column: {value: count}} of categories outside the allowed values (missing not counted)."""
-    import pandas as pd
-
     found: dict[str, dict] = {}
     for name, values in categories.items():
-        if name not in frame.columns:
-            continue
-        column = frame[name].dropna()
-        if numeric_codes(values):
-            column = pd.to_numeric(column, errors="coerce").fillna(column)
-        outside = column[~column.isin(values)]
-        if len(outside):
-            counts = outside.map(_text).value_counts().sort_index()
-            found[name] = {value: int(count) for value, count in counts.items()}
+        if name in frame.columns:
+            counts = frame[name].value_counts(dropna=True)
+            outside = unseen_counts(dict(zip(counts.index, counts.to_numpy(), strict=True)), values)
+            if outside:
+                found[name] = outside
     return found
+
+
+def unseen_counts(counts: Mapping[Any, int], values: Sequence[Any]) -> dict[str, int]:
+    """{value as text: count} of the counted values outside the allowed ones, by value."""
+    import pandas as pd
+
+    seen = pd.Series(list(counts), dtype=object)
+    if numeric_codes(values):
+        seen = pd.to_numeric(seen, errors="coerce").fillna(seen)
+    outside: dict[str, int] = {}
+    for value, count, allowed in zip(counts, counts.values(), seen.isin(values), strict=True):
+        if not allowed and count:
+            text = _text(value)
+            outside[text] = outside.get(text, 0) + int(count)
+    return dict(sorted(outside.items()))
 
 
 def _text(value: Any) -> str:

@@ -48,8 +48,10 @@ class Grid:
     def bins(self, values: np.ndarray) -> np.ndarray:
         """Bin 0 below the range, 1..GRID_BINS inside, GRID_BINS + 1 from its top on."""
         width = (self.high - self.low) / GRID_BINS or 1.0
-        inside = np.floor((values - self.low) / width)
-        return (np.clip(inside, -1, GRID_BINS) + 1).astype(np.intp)
+        position = (values - self.low) / width
+        np.clip(position, -1, GRID_BINS, out=position)
+        position += 1  # truncation below now rounds down: (-1, 0) lands in bin 0
+        return position.astype(np.intp)
 
     def edges(self, found_low: float, found_high: float) -> np.ndarray:
         """Each bin's lower and upper edge (the outer bins end at the values found)."""
@@ -69,22 +71,36 @@ class NumericStats:
     shifted_squares: float = 0.0  # sum of (x - grid.centre) ** 2
     low: float = np.inf
     high: float = -np.inf
+    # the last chunk added: its missing values and range (the stream's cheap checks)
+    chunk_missing: int = 0
+    chunk_low: float = np.inf
+    chunk_high: float = -np.inf
+
+    def chunk_outside(self, low: float, high: float) -> bool:
+        return self.chunk_low < low or self.chunk_high > high
 
     def add(self, column: pd.Series, grid: Grid) -> None:
-        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        present = numbers[~np.isnan(numbers)]
+        if pd.api.types.is_float_dtype(column.dtype):
+            numbers = column.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        gaps = np.isnan(numbers)
+        present = numbers[~gaps] if gaps.any() else numbers
         self.rows += len(numbers)
-        self.missing += len(numbers) - len(present)
+        self.chunk_missing = len(numbers) - len(present)
+        self.missing += self.chunk_missing
+        self.chunk_low, self.chunk_high = np.inf, -np.inf
         if not len(present):
             return
         where = grid.bins(present)
         self.counts += np.bincount(where, minlength=GRID_BINS + 2)
-        self.sums += np.bincount(where, weights=present, minlength=GRID_BINS + 2)
+        sums = np.bincount(where, weights=present, minlength=GRID_BINS + 2)
+        self.sums += sums
         centred = present - grid.centre
-        self.shifted_sum += float(centred.sum())
-        self.shifted_squares += float(np.dot(centred, centred))
-        self.low = min(self.low, float(present.min()))
-        self.high = max(self.high, float(present.max()))
+        self.shifted_sum += float(sums.sum()) - len(present) * grid.centre
+        self.shifted_squares += float(np.einsum("i,i->", centred, centred))  # no BLAS thread
+        self.chunk_low, self.chunk_high = float(present.min()), float(present.max())
+        self.low, self.high = min(self.low, self.chunk_low), max(self.high, self.chunk_high)
 
     def merge(self, other: NumericStats) -> None:
         self.counts += other.counts
@@ -133,13 +149,16 @@ class CategoricalStats:
     rows: int = 0
     missing: int = 0
 
-    def add(self, column: pd.Series) -> None:
+    def add(self, column: pd.Series) -> int:
+        """Count a chunk's values; return its missing ones."""
+        missing = int(column.isna().sum())
         self.rows += len(column)
-        self.missing += int(column.isna().sum())
+        self.missing += missing
         for value, count in column.value_counts(dropna=True).items():
             if count:
                 key = value.item() if isinstance(value, np.generic) else value
                 self.counts[key] = self.counts.get(key, 0) + int(count)
+        return missing
 
     def merge(self, other: CategoricalStats) -> None:
         self.rows += other.rows

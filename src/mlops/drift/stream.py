@@ -11,8 +11,10 @@ file. Either way the parts are merged in file order, so both engines give identi
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,6 @@ class Part:
     labelled_rows: int = 0
     numeric: dict[str, NumericStats] = field(default_factory=dict)
     categorical: dict[str, CategoricalStats] = field(default_factory=dict)
-    unseen: dict[str, Counter] = field(default_factory=dict)
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     sample: pd.DataFrame | None = None
@@ -125,15 +126,26 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
     target = config.schema.target
     for chunk in chunks:
         frame = chunk.frame
-        if plan.checked:
-            check(chunk, config)
+        suspect = False  # a cheap sign from the statistics that a row check fails
         for name, grid in plan.grids.items():
-            part.numeric[name].add(frame[name], grid)
+            stats = part.numeric[name]
+            stats.add(frame[name], grid)
+            bounds = config.numeric.get(name)
+            suspect |= (
+                _not_numbers(frame[name])
+                or (stats.chunk_missing > 0 and not config.max_missing(name))
+                or (bounds is not None and stats.chunk_outside(bounds.min, bounds.max))
+            )
         for name in plan.categorical:
-            part.categorical[name].add(frame[name])
-        _count_unseen(part.unseen, frame, plan.categories)
+            missing = part.categorical[name].add(frame[name])
+            suspect |= missing > 0 and not config.max_missing(name)
         if target in frame.columns:
-            part.labelled_rows += int(frame[target].notna().sum())
+            given = frame[target]
+            labelled = given.notna()
+            part.labelled_rows += int(labelled.sum())
+            suspect |= bool((labelled & ~given.isin(config.schema.labels)).any())
+        if plan.checked and suspect:
+            check(chunk, config)  # find and name the failure
         candidates = Part(
             keys=keys(config.seed, file, chunk.first_row, len(frame)),
             positions=np.arange(chunk.first_row, chunk.first_row + len(frame), dtype=np.int64),
@@ -142,6 +154,12 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
         _keep_smallest(part, candidates, config.drift.sample_size)
         part.rows += len(frame)
     return part
+
+
+def _not_numbers(column: pd.Series) -> bool:
+    """Text or booleans in a numeric column: the row checks will say which value."""
+    kind = column.dtype
+    return not pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)
 
 
 def check(chunk: batches.Chunk, config: Config) -> None:
@@ -153,31 +171,28 @@ def check(chunk: batches.Chunk, config: Config) -> None:
         raise InputError(f"{chunk.source}: {failure}")
 
 
-def _count_unseen(found: dict[str, Counter], frame: pd.DataFrame, categories: dict) -> None:
-    from mlops.encoding import unseen
-
-    for name, counts in unseen(frame, categories).items():
-        found.setdefault(name, Counter()).update(counts)
-
-
 def _keep_smallest(into: Part, more: Part, size: int) -> None:
     """into's sample becomes the `size` rows of both with the smallest keys."""
     if more.sample is None or not len(more.keys):
         return
     if into.sample is not None and len(into.keys) >= size:
-        wanted = more.keys < into.keys.max()  # only rows that can still enter
+        wanted = np.flatnonzero(more.keys < into.keys.max())  # only rows that can still enter
+        if not len(wanted):
+            return
         more = Part(
             keys=more.keys[wanted],
             positions=more.positions[wanted],
-            sample=more.sample[wanted],
+            sample=more.sample.iloc[wanted],
         )
     frames = [f for f in (into.sample, more.sample) if f is not None and len(f)]
-    if not frames:
-        return
     both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     all_keys = np.concatenate([into.keys, more.keys])
     positions = np.concatenate([into.positions, more.positions])
-    kept = np.argsort(all_keys, kind="stable")[:size]
+    if len(all_keys) > size:
+        kept = np.argpartition(all_keys, size - 1)[:size]
+        kept = kept[np.argsort(all_keys[kept], kind="stable")]
+    else:
+        kept = np.argsort(all_keys, kind="stable")
     into.keys, into.positions = all_keys[kept], positions[kept]
     into.sample = both.iloc[kept].reset_index(drop=True)
 
@@ -190,8 +205,6 @@ def merge(total: Part, part: Part, size: int) -> None:
         total.numeric.setdefault(name, NumericStats()).merge(stats)
     for name, stats in part.categorical.items():
         total.categorical.setdefault(name, CategoricalStats()).merge(stats)
-    for name, counts in part.unseen.items():
-        total.unseen.setdefault(name, Counter()).update(counts)
     total.rows += part.rows
     total.labelled_rows += part.labelled_rows
 
@@ -243,8 +256,7 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
     rows = plan.config.drift.chunk_rows
     fragments = list(dataset.get_fragments())
     if plan.config.drift.engine == "local":
-        for file, fragment in enumerate(fragments):
-            yield fragment_part(file, fragment, dataset.schema, plan, rows)
+        yield from _threaded(fragments, dataset.schema, plan, rows)
         return
     with cluster.client() as dask:
         shared = dask.scatter(plan, broadcast=True)
@@ -257,10 +269,36 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
             future.release()
 
 
+def _threaded(fragments: list, schema: Any, plan: Plan, rows: int) -> Iterator[Part]:
+    """Files on one thread per core (numpy and Arrow release the GIL), a few ahead at most,
+    yielded in file order."""
+    workers = max(1, min(os.cpu_count() or 1, len(fragments)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift-file") as pool:
+        pending: deque[Future] = deque()
+        for file, fragment in enumerate(fragments):
+            pending.append(pool.submit(fragment_part, file, fragment, schema, plan, rows))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def fragment_part(file: int, fragment: Any, schema: Any, plan: Plan, rows: int) -> Part:
     """One file's pass: a Dask task with the engine `dask`."""
     columns = [name for name in plan.columns if name in schema.names]
     return pass_chunks(batches.fragment_chunks(fragment, schema, columns, rows), file, plan)
+
+
+def _unseen(counted: dict[str, CategoricalStats], categories: dict) -> dict[str, dict[str, int]]:
+    """{column: {value: rows}} of values the model never saw, most frequent first."""
+    from mlops.encoding import unseen_counts
+
+    found = {}
+    for name, values in categories.items():
+        outside = unseen_counts(counted[name].counts, values)
+        if outside:
+            found[name] = dict(sorted(outside.items(), key=lambda item: (-item[1], item[0])))
+    return found
 
 
 def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
@@ -290,10 +328,7 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
         labelled=total.labelled_rows > 0,
         numeric=total.numeric,
         categorical=total.categorical,
-        unseen={
-            column: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-            for column, counts in total.unseen.items()
-        },
+        unseen=_unseen(total.categorical, plan.categories),
         grids=plan.grids,
         files=files,
     )
