@@ -11,6 +11,7 @@ only when the whole batch is done, so a failed run never leaves a partial result
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,9 +35,17 @@ log = logging.getLogger(__name__)
 def predictions_frame(
     model: Any, metadata: dict, frame: pd.DataFrame, config: Config
 ) -> pd.DataFrame:
-    """label and probability per row (and one probability column per class when multiclass)."""
+    """label and probability per row (and one probability column per class when multiclass).
+
+    Prediction uses every core (OpenMP): each row's answer is computed alone, so the threads
+    change nothing in it, unlike training, which the CLI keeps on one thread.
+    """
+    from threadpoolctl import threadpool_limits
+
     positive = model_positive(model, metadata)
-    labels, proba = predict(model, model_matrix(frame, metadata, config), positive)
+    matrix = model_matrix(frame, metadata, config)
+    with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
+        labels, proba = predict(model, matrix, positive)
     classes = model.classes_.tolist()
     out = pd.DataFrame({"label": labels}, index=frame.index)
     if len(classes) == 2:
