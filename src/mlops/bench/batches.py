@@ -74,13 +74,17 @@ def timed(root: Path, *argv: str, ok: tuple[int, ...] = (0,)) -> dict:
 
 
 def measure(
-    config: Config, rows: int = BATCH_ROWS, files: int = FILES, repeats: int = REPEATS
+    config: Config,
+    rows: int = BATCH_ROWS,
+    files: int = FILES,
+    repeats: int = REPEATS,
+    reference_rows: int = REFERENCE_ROWS,
 ) -> dict:
     from mlops import synthetic
 
     with tempfile.TemporaryDirectory(prefix="bench-batches-") as tmp:
         root = Path(tmp)
-        bench = prepare(root, config, REFERENCE_ROWS)
+        bench = prepare(root, config, reference_rows)
         (root / bench.data.processed_dir / "current.parquet").unlink()
         promote_candidate(root)
         started = time.perf_counter()
@@ -108,7 +112,7 @@ def measure(
         "columns": len(bench.features),
         "parquet_mib": round(size / 2**20, 1),
         "write_seconds": round(written, 1),
-        "reference_rows": REFERENCE_ROWS,
+        "reference_rows": reference_rows,
         "shifted_columns": shifted,
         "repeats": repeats,
         "floor_seconds": floor_seconds,

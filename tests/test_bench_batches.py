@@ -1,0 +1,38 @@
+"""The batch benchmark, small: drift and score over a folder of Parquet files, both engines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops.bench import batches as bench
+from mlops.errors import InputError
+
+
+def test_measure_small(config, monkeypatch):
+    """20,000 rows in 2 files: every figure is there, the shift is found, the engines agree."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    result = bench.measure(config, rows=20_000, files=2, repeats=1, reference_rows=20_000)
+    assert (result["rows"], result["files"], result["columns"]) == (20_000, 2, 20)
+    assert result["drift_flagged_columns"] == result["shifted_columns"]
+    assert result["goals"]["flags_exactly_the_shifted_columns"] is True
+    assert result["drift_exact_columns"] == 20
+    assert result["score_rejected"] == 0
+    dask = result["engines"]["dask_local_cluster_2_workers"]
+    assert dask["same_drift_decisions"] is True
+    for key in ("floor_seconds", "drift_seconds", "drift_peak_rss_mib", "score_rows_per_second"):
+        assert result[key] > 0
+    assert result["drift_ratio_to_floor"] == round(
+        result["drift_seconds"] / result["floor_seconds"], 3
+    )
+
+
+def test_an_unknown_section_is_refused_and_the_report_kept(project):
+    from mlops import bench as sections
+
+    sections.REPORT.parent.mkdir(exist_ok=True)
+    sections.REPORT.write_text(json.dumps({"created_at": "then", "drift": {"ratio": 0.8}}))
+    with pytest.raises(InputError, match="no section 'nope'"):
+        sections.run(None, only="nope")
+    assert json.loads(sections.REPORT.read_text())["drift"] == {"ratio": 0.8}
