@@ -26,6 +26,23 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """tests/test_docs.py's counts and skips per docs session (its "docs" user property, which
+    also reaches the main process from an xdist worker)."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "docs"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "executable docs")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+
+
 def copy_project(destination: Path) -> Path:
     """params.yaml and data/raw copied into destination, the layout the stages expect."""
     destination.mkdir(parents=True, exist_ok=True)
