@@ -189,8 +189,12 @@ bench: $(INSTALLED) ## Measure pipeline, drift, serving and batch speed → repo
 mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and registry → reports/mutation.json
 	@$(MLOPS) mutate $(if $(MUTANTS),--only "$(MUTANTS)")
 
+# One worker per core, at most 4 (each holds its own session fixtures and ~0.7 GB); a test
+# module stays on one worker, so its module-scoped fixture (a `make all`, a server) is built once.
+TEST_WORKERS ?= auto
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
-	@$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml
+	@$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile \
+		--cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml
 
 lint: $(INSTALLED) ## ruff check and ruff format --check
 	@$(PY) -m ruff check .

@@ -26,6 +26,38 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop before any test when .venv is older than its lock: the tests' `make` runs (VENV is
+    this .venv, shared by every copy and every worker) would reinstall it from a temp copy."""
+    installed = ROOT / ".venv" / ".installed"
+    if not installed.is_file():
+        return  # no venv made by `make venv` (e.g. a mutmut copy): nothing shared to protect
+    stale = [
+        name
+        for name in ("pyproject.toml", "requirements-dev.lock")
+        if (ROOT / name).stat().st_mtime > installed.stat().st_mtime
+    ]
+    if stale:
+        pytest.exit(f"{', '.join(stale)} newer than .venv/.installed: run `make venv` first", 2)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """tests/test_docs.py's counts and skips per docs session (its "docs" user property, which
+    also reaches the main process from an xdist worker)."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "docs"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "executable docs")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+
+
 def copy_project(destination: Path) -> Path:
     """params.yaml and data/raw copied into destination, the layout the stages expect."""
     destination.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
-"""Small helpers shared by tests: run the CLI in-process and rewrite params.yaml."""
+"""Small helpers shared by tests: run the CLI in-process, rewrite params.yaml, copy a project
+ready for Make."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Any
 import yaml
 
 from mlops import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -39,3 +43,24 @@ def run_module(
         env={**os.environ, "DO_NOT_TRACK": "1", **(env or {})},
         timeout=600,
     )
+
+
+MAKE_FILES = ("Makefile", "pyproject.toml", "requirements.lock", "requirements-dev.lock")
+
+
+def made_copy(promoted: Path, root: Path) -> Path:
+    """A copy of promoted_dir plus what Make needs, Make told that the stages up to promote ran.
+
+    They did (promoted_dir ran them in-process, the same code, on one thread as the CLI does);
+    `make -t` records it, so a `make all` there runs only what remains (drift) or what a test
+    changed, instead of the whole pipeline again.
+    """
+    shutil.copytree(promoted, root)
+    for name in MAKE_FILES:
+        shutil.copy2(ROOT / name, root / name)  # same mtimes: Make reuses the venv
+    shutil.copytree(ROOT / "src", root / "src")
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    for args in (["make", ".make/params.ok"], ["make", "-t", ".make/promote.ok"]):
+        done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
+    return root

@@ -12,52 +12,29 @@ from pathlib import Path
 import pytest
 
 import docs_harness as harness
+from helpers import MAKE_FILES, made_copy
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("Makefile", "pyproject.toml", "requirements.lock", "requirements-dev.lock")
 
 
 @pytest.fixture(scope="module")
 def docs_project(tmp_path_factory: pytest.TempPathFactory, promoted_dir: Path) -> Path:
-    """The promoted project plus what Make needs; Make told that the stages up to promote ran.
-
-    They did (promoted_dir ran them in-process, the same code); `make -t` records it, so the
-    docs' `make all` runs only what remains (drift) instead of the whole pipeline again.
-    """
-    root = tmp_path_factory.mktemp("docs") / "project"
-    shutil.copytree(promoted_dir, root)
-    for name in (*FILES, *harness.DOCS):
+    """The promoted project as Make left it after promote (conftest.made_copy), plus the docs:
+    the docs' `make all` runs only what remains (drift) instead of the whole pipeline again."""
+    root = made_copy(promoted_dir, tmp_path_factory.mktemp("docs") / "project")
+    for name in harness.DOCS:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)
-    shutil.copytree(ROOT / "src", root / "src")
-    (root / ".venv").symlink_to(Path(sys.prefix))
-    for args in (["make", ".make/params.ok"], ["make", "-t", ".make/promote.ok"]):
-        done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
     return root
 
 
-class TerminalSummary:
-    """A plugin the tests register: each docs session's counts and skips at the end of the run."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        terminalreporter.write_sep("-", "executable docs")
-        for line in self.lines:
-            terminalreporter.write_line(line)
-
-
 def report(request: pytest.FixtureRequest, session: str, outcome: harness.Outcome) -> None:
-    """Show the counts at the end of the run (and in junit XML); fail with every mismatch."""
-    plugins = request.config.pluginmanager
-    summary = plugins.get_plugin("docs-summary")
-    if summary is None:
-        summary = TerminalSummary()
-        plugins.register(summary, "docs-summary")
-    summary.lines.append(f"[session {session}] {outcome.summary()}")
-    request.node.user_properties.append(("docs", outcome.summary()))
+    """Show the counts at the end of the run (and in junit XML); fail with every mismatch.
+
+    The counts travel as a user property (so they reach the main process from a test worker);
+    conftest.py prints every test's "docs" property in the terminal summary.
+    """
+    request.node.user_properties.append(("docs", f"[session {session}] {outcome.summary()}"))
     if outcome.failures:
         pytest.fail(outcome.summary() + "\n\n" + "\n\n".join(outcome.failures), pytrace=False)
 
@@ -66,7 +43,7 @@ def report(request: pytest.FixtureRequest, session: str, outcome: harness.Outcom
 def fresh_clone(tmp_path: Path) -> Path:
     """What a fresh clone holds for the pipeline, with its own git history: no outputs at all."""
     root = tmp_path / "clone"
-    for name in (*FILES, "params.yaml", "src", "data/raw", "tests/data/titanic"):
+    for name in (*MAKE_FILES, "params.yaml", "src", "data/raw", "tests/data/titanic"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
         copy(ROOT / name, root / name)

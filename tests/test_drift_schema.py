@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import run_module
+from helpers import made_copy, run_module
 from mlops import evaluate, promote, train
 from mlops.config import load_config
-from test_pipeline import FILES, ROOT, make
+from test_pipeline import make
 
 
 def rename_schl(root: Path, *, raw: bool) -> None:
@@ -56,14 +56,8 @@ def test_renamed_feature_judged_by_the_candidate_or_refused_in_one_line(project)
     assert "make rollback" in line
 
 
-def test_make_all_after_a_dataset_switch_has_no_traceback(tmp_path):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in FILES:
-        shutil.copy2(ROOT / name, root / name)
-    shutil.copytree(ROOT / "src", root / "src")
-    shutil.copytree(ROOT / "data" / "raw", root / "data" / "raw")
-    make(root, "all")
+def test_make_all_after_a_dataset_switch_has_no_traceback(promoted_dir, tmp_path):
+    root = made_copy(promoted_dir, tmp_path / "repo")  # `make all` ran up to production v1
     rename_schl(root, raw=True)
     make(root, "accept-data")
     done = make(root, "all", check=False)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import edit_params, run_cli
-from mlops import predictions, registry
+from mlops import cluster, predictions, registry
 from mlops.config import load_config
 from owndata import private_copy
 
@@ -197,6 +197,7 @@ def test_unreachable_scheduler_is_exit_2_naming_it(scoring, capsys, monkeypatch)
     partitioned_batch(scoring)
     edit_params(scoring / "params.yaml", lambda p: p["score"].update(engine="dask"))
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1)  # the real client's retries, shorter
     code, err = run_cli(capsys, "score", "--current", "batch", "--out", "out")
     assert code == 2
     assert "DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:9: no Dask scheduler answers" in err
