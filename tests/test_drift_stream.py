@@ -15,6 +15,7 @@ from evidently.legacy.core import ColumnType
 import drift_parts
 from drift_parts import analyse
 from helpers import edit_params, run_cli
+from mlops import cluster
 from mlops.config import ColumnPolicy
 from mlops.drift import analysis, evidently_run, exact, stream
 
@@ -284,6 +285,7 @@ BAD = {
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_batches_are_one_line_exit_2_and_leave_no_report(project, capsys, monkeypatch, name):
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1)  # the real client's retries, shorter
     spec = bad_batch(project, name)
     code, err = run_cli(capsys, "drift", "--current", spec)
     assert code == 2
