@@ -379,3 +379,80 @@ def test_multiclass_class_mix_drift_alerts_on_its_own(parts):
     assert rules(parts, prediction={**prediction, "predicted_label": label}) == [
         "prediction drift (predicted class mix): psi 0.300 ≥ 0.1"
     ]
+
+
+# --- every rule's reason, word for word (pure: no project, what `make mutate` runs first) -----
+
+
+def test_every_rule_names_its_reason():
+    from mlops.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    column = {"method": "psi", "score": 0.3, "threshold": 0.1, "drifted": True}
+    columns = {"AGEP": column, "SCHL": column, "SEX": {**column, "drifted": False}}
+    prediction = {"method": "wasserstein", "score": 0.3, "threshold": 0.25, "drifted": True}
+    label = {"method": "psi", "score": 0.2, "threshold": 0.1, "drifted": True}
+    perf = {
+        "judged_by": "measured",
+        "degraded_metrics": ["accuracy"],
+        "current": {"accuracy": 0.7},
+        "estimated": {"accuracy": 0.75},
+        "reference": {"accuracy": 0.8},
+        "drops": {"accuracy": {"drop": 0.1, "margin": 0.03}},
+    }
+    everything = {
+        "columns": columns,
+        "dataset_drift": True,
+        "share": 2 / 3,
+        "importance": 0.6,
+        "prediction": {**prediction, "predicted_label": label},
+        "perf": perf,
+        "rows": 1_000,
+    }
+    assert analysis.rule_alerts(config, **everything) == [
+        "dataset drift: 2 of 3 columns drifted (share 0.67 ≥ 0.5)",
+        "importance-weighted drift: drifted column(s) AGEP, SCHL carry 0.60 of the model's "
+        "importance (≥ 0.5)",
+        "prediction drift: wasserstein 0.300 ≥ 0.25",
+        "prediction drift (predicted class mix): psi 0.200 ≥ 0.1",
+        "accuracy degraded (measured): 0.700 vs 0.800 on test (drop 0.100 > 0.030)",
+    ]
+    estimated = {**perf, "judged_by": "estimated"}
+    quiet = {
+        **everything,
+        "dataset_drift": False,
+        "importance": None,
+        "prediction": {
+            **prediction,
+            "drifted": False,
+            "predicted_label": {**label, "drifted": False},
+        },
+        "perf": {**estimated, "degraded_metrics": []},
+    }
+    assert analysis.rule_alerts(config, **quiet) == []
+    assert analysis.rule_alerts(config, **{**quiet, "perf": estimated}) == [
+        "accuracy degraded (estimated): 0.750 vs 0.800 on test (drop 0.100 > 0.030)"
+    ]
+    # the probability's drift decides when there is one; the class mix is absent for regression
+    by_probability = {**prediction, "drifted": True, "probability_drifted": False}
+    assert analysis.rule_alerts(config, **{**quiet, "prediction": by_probability}) == []
+    plain = {**prediction, "drifted": True}
+    assert analysis.rule_alerts(config, **{**quiet, "prediction": plain}) == [
+        "prediction drift: wasserstein 0.300 ≥ 0.25"
+    ]
+
+
+def test_verdict_lists_batch_then_chunk_alerts_and_names_every_drifted_column():
+    chunk = {"chunk": 1, "period": None, "rows": [0, 9], "status": "alert", "alerts": ["a", "b"]}
+    quiet_chunk = {**chunk, "chunk": 2, "status": "ok", "alerts": ["not an alert"]}
+    result = {"rule_alerts": ["batch"], "chunks": [chunk, quiet_chunk], "drifted_columns": ["X"]}
+    assert analysis.verdict(result) == (
+        "alert",
+        ["batch", "chunk 1 (rows 0-9): a", "chunk 1 (rows 0-9): b"],
+    )
+    warned = {"rule_alerts": [], "chunks": [quiet_chunk], "drifted_columns": ["AGEP", "SCHL"]}
+    assert analysis.verdict(warned) == (
+        "warning",
+        ["column drift below the dataset thresholds: AGEP, SCHL"],
+    )
+    assert analysis.verdict({**warned, "drifted_columns": []}) == ("ok", [])

@@ -432,3 +432,148 @@ def test_interrupted_promotion_leftovers_are_cleaned(project, config):
     promote.run(config)
     assert assert_consistent(project / "models", {"v2"}) == "v2"
     assert not (project / "models/.stage-v2-abc").exists()
+
+
+# --- the decision functions on their own (no project: fast, and what `make mutate` runs first) ---
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def policy(**promotion):
+    """params.yaml's config with some promotion settings replaced."""
+    from mlops.config import load_config
+
+    return with_policy(load_config(PARAMS), **promotion)
+
+
+def test_judge_lists_every_criterion_with_its_value_threshold_and_result():
+    config = policy(min_accuracy=0.78, max_regression=0.005, min_roc_auc=0.8, min_recall=0.5)
+    metrics = {"accuracy": 0.79, "roc_auc": 0.85, "recall": 0.4}
+    production = {"accuracy": 0.7951234}
+    assert promote.judge(config, metrics, "failed", "v3", production, "unused") == [
+        {
+            "name": "min_accuracy",
+            "value": 0.79,
+            "threshold": 0.78,
+            "passed": True,
+            "metric": "accuracy",
+        },
+        {
+            "name": "max_regression",
+            "value": 0.79,
+            "threshold": 0.791148,  # 0.7951234 * 0.995 = 0.79114778 to 6 digits, as metrics
+            "passed": False,
+            "metric": "accuracy",
+            "production": "v3",
+            "production_value": 0.7951234,
+            "tolerance": 0.005,
+        },
+        {"name": "validation", "value": "failed", "threshold": "passed", "passed": False},
+        {
+            "name": "min_roc_auc",
+            "value": 0.85,
+            "threshold": 0.8,
+            "passed": True,
+            "metric": "roc_auc",
+        },
+        {
+            "name": "min_recall",
+            "value": 0.4,
+            "threshold": 0.5,
+            "passed": False,
+            "metric": "recall",
+        },
+    ]
+
+
+def test_judge_without_a_production_score_fails_the_regression_criterion():
+    config = policy(min_roc_auc=None, min_recall=None)
+    criteria = promote.judge(config, {"accuracy": 0.9}, "passed", "v2", None)
+    assert criteria[1] == {
+        "name": "max_regression",
+        "value": 0.9,
+        "threshold": None,
+        "passed": False,
+        "metric": "accuracy",
+        "production": "v2",
+        "note": "production cannot be scored on this test split",
+    }
+    assert [item["passed"] for item in criteria] == [True, False, True]
+    assert [
+        item["name"] for item in promote.judge(config, {"accuracy": 0.9}, "passed", None, None)
+    ] == [
+        "min_accuracy",
+        "validation",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "passed"), [(0.78 - 1e-6, False), (0.78 - 1e-10, True), (0.78, True), (0.9, True)]
+)
+def test_min_accuracy_passes_at_the_threshold_and_not_below(accuracy, passed):
+    """metrics.json rounds to 6 digits: a value within 1e-9 of the threshold is at it."""
+    criteria = promote.judge(
+        policy(min_accuracy=0.78), {"accuracy": accuracy}, "passed", None, None
+    )
+    assert criteria[0]["passed"] is passed
+    assert promote.at_least(accuracy, 0.78) is passed
+    assert promote.at_least(None, 0.0) is False
+
+
+def test_production_criteria_apply_the_floors_to_production():
+    config = policy(min_accuracy=0.8, min_roc_auc=0.7, min_recall=None)
+    scored = promote.production_criteria(
+        config, "v2", {"accuracy": 0.79, "roc_auc": 0.75}, "passed", "a note"
+    )
+    assert scored == [
+        {
+            "name": "min_accuracy",
+            "value": 0.79,
+            "threshold": 0.8,
+            "passed": False,
+            "metric": "accuracy",
+            "production": "v2",
+        },
+        {
+            "name": "validation",
+            "value": "passed",
+            "threshold": "passed",
+            "passed": True,
+            "production": "v2",
+        },
+        {
+            "name": "min_roc_auc",
+            "value": 0.75,
+            "threshold": 0.7,
+            "passed": True,
+            "metric": "roc_auc",
+            "production": "v2",
+        },
+    ]
+    assert promote.production_criteria(config, "v2", None, "passed", "no column SCHL") == [
+        {
+            "name": "scored",
+            "value": None,
+            "threshold": None,
+            "passed": False,
+            "production": "v2",
+            "note": "no column SCHL",
+        }
+    ]
+
+
+@pytest.mark.parametrize("status", ["passed", "failed"])
+def test_validation_status_reads_the_report(tmp_path, monkeypatch, status):
+    monkeypatch.chdir(tmp_path)
+    files.write_json(promote.VALIDATION_REPORT, {"status": status, "other": "ignored"})
+    assert promote.validation_status() == status
+
+
+@pytest.mark.parametrize("content", [{"status": "skipped"}, {"result": "passed"}])
+def test_validation_status_other_than_passed_or_failed_is_input_error(
+    tmp_path, monkeypatch, content
+):
+    monkeypatch.chdir(tmp_path)
+    files.write_json(promote.VALIDATION_REPORT, content)
+    with pytest.raises(InputError, match=r"reports/validation.json: status '?\w*'? is neither"):
+        promote.validation_status()

@@ -235,3 +235,173 @@ def test_who_prefers_github_actor(monkeypatch):
     monkeypatch.setenv("PATH", "")  # no git: fall back to $USER
     monkeypatch.setenv("USER", "someone")
     assert registry.who() == "someone"
+
+
+def history_of(*events: tuple, production: str | None, versions: str = "v1 v2 v3") -> dict:
+    """A registry dict: (event, from, to[, mode]) tuples in order; every version local."""
+    history = [
+        {"event": kind, "from": source, "to": target, **({"mode": rest[0]} if rest else {})}
+        for kind, source, target, *rest in events
+    ]
+    entries = {name: {"sha256": name} for name in versions.split()}
+    return {"versions": entries, "history": history, "production": production}
+
+
+PROMOTED_THREE = (("promoted", None, "v1"), ("promoted", "v1", "v2"), ("promoted", "v2", "v3"))
+
+
+def test_production_stack_follows_promotions_and_both_kinds_of_rollback():
+    data = history_of(*PROMOTED_THREE, production="v3")
+    assert registry.production_stack(data) == ["v1", "v2", "v3"]
+    back = history_of(*PROMOTED_THREE, ("rolled_back", "v3", "v2", "previous"), production="v2")
+    assert registry.production_stack(back) == ["v1", "v2"]  # v3 is abandoned
+    assert registry.previous_production(back) == "v1"
+    jump = history_of(*PROMOTED_THREE, ("rolled_back", "v3", "v1", "explicit"), production="v1")
+    assert registry.production_stack(jump) == ["v2", "v3", "v1"]  # v3 is kept to return to
+    assert registry.previous_production(jump) == "v3"
+
+
+def test_a_rollback_recorded_without_a_mode_is_a_default_rollback():
+    """Registries written before VERSION=vN existed have no `mode`: each was a step back."""
+    old = history_of(*PROMOTED_THREE, ("rolled_back", "v3", "v2"), production="v2")
+    assert registry.production_stack(old) == ["v1", "v2"]
+
+
+def test_only_production_changes_move_the_stack():
+    """An event the registry does not know (a hand-written note) leaves the order alone."""
+    noted = history_of(*PROMOTED_THREE, ("noted", "v3", "v1"), production="v3")
+    assert registry.production_stack(noted) == ["v1", "v2", "v3"]
+    unnamed = history_of(*PROMOTED_THREE, ("promoted", "v3", None), production="v3")
+    assert registry.production_stack(unnamed) == ["v1", "v2", "v3"]
+
+
+def test_production_missing_from_the_history_is_still_on_top():
+    assert registry.production_stack(history_of(production=None)) == []
+    assert registry.production_stack(history_of(production="v2")) == ["v2"]
+    edited = history_of(*PROMOTED_THREE, production="v1")  # registry.json edited by hand
+    assert registry.production_stack(edited) == ["v2", "v3", "v1"]
+    assert registry.previous_production(edited) == "v3"
+    assert registry.previous_production(history_of(production="v2")) is None
+
+
+def test_previous_production_skips_versions_only_in_a_release():
+    data = history_of(*PROMOTED_THREE, production="v3")  # entries without `local`: local
+    assert registry.previous_production(data) == "v2"
+    data["versions"]["v2"]["local"] = False
+    assert registry.previous_production(data) == "v1"
+    data["versions"]["v1"]["local"] = False
+    assert registry.previous_production(data) is None
+
+
+def test_find_by_sha_and_next_version_read_the_whole_registry():
+    data = history_of(*PROMOTED_THREE, production="v3")
+    assert registry.find_by_sha(data, "v2") == "v2"
+    assert registry.find_by_sha(data, "unknown") is None
+    data["history"].append({"event": "rolled_back", "from": "v8", "to": "v3"})  # v8 deleted
+    assert registry.next_version(data) == "v9"
+    data["history"].append({"event": "imported", "from": None, "to": "candidate"})
+    assert registry.next_version(data) == "v9"
+
+
+def test_verified_model_file_names_what_is_wrong():
+    data = {"versions": {"v2": {"sha256": "x"}, "v10": {"sha256": "y"}}, "history": []}
+    with pytest.raises(
+        InputError, match=r"^version 'v7' is not in the registry \(known: v2, v10\)$"
+    ):
+        registry.verified_model_file(Path("models"), "v7", data)
+    with pytest.raises(InputError, match=r"\(known: none\)$"):
+        registry.verified_model_file(Path("models"), "v7", registry.empty_registry())
+
+
+def plain_model(path: Path, content: bytes) -> dict:
+    """A stand-in model file (the registry never unpickles on add or rollback) and its metadata."""
+    path.write_bytes(content)
+    return {"model_sha256": files.sha256_file(path), "estimator": "stand-in"}
+
+
+def add(models: Path, model: Path, expected: str | None, kind: str = "promoted", why: str = ""):
+    """registry.add_version of a stand-in model file."""
+    metadata = {"model_sha256": files.sha256_file(model), "estimator": "stand-in"}
+    return registry.add_version(
+        models, model, metadata, expected_production=expected, kind=kind, why=why
+    )
+
+
+def test_add_version_and_rollback_on_plain_files(tmp_path, caplog):
+    """The registry's own steps, word for word, on a models dir of stand-in files."""
+    caplog.set_level("INFO", logger="mlops.registry")
+    models = tmp_path / "models"
+    first, second = tmp_path / "a.joblib", tmp_path / "b.joblib"
+    first.write_bytes(b"model a")
+    second.write_bytes(b"model b")
+    assert add(models, first, None, why="w1") == "v1"
+    sha = files.sha256_file(first)[:12]
+    assert f"promoted v1 → production (sha256 {sha})" in caplog.messages
+    (models / ".stage-v9-x").mkdir()  # a killed promotion's leftover
+    with pytest.raises(InputError, match="this model is already version v1"):
+        add(models, first, "v1")
+    with pytest.raises(InputError) as stale:
+        add(models, second, None)
+    assert str(stale.value) == (
+        f"{models / 'registry.json'}: production changed to v1 while the gate ran; run it again"
+    )
+    assert add(models, second, "v1", kind="forced", why="w2") == "v2"
+    assert not (models / ".stage-v9-x").exists()
+    data = registry.read_registry(models)
+    assert data["production"] == "v2"
+    assert data["versions"]["v2"]["sha256"] == files.sha256_file(second)
+    assert [(e["event"], e["from"], e["to"], e["why"]) for e in data["history"]] == [
+        ("promoted", None, "v1", "w1"),
+        ("forced", "v1", "v2", "w2"),
+    ]
+    assert (models / "v2" / "model.joblib").read_bytes() == b"model b"
+    stamped = json.loads((models / "v2" / "metadata.json").read_text())
+    assert (stamped["version"], stamped["estimator"]) == ("v2", "stand-in")
+    assert stamped["promoted_at"]
+    assert stamped["promoted_by"]
+
+    assert registry.rollback(models) == "v1"
+    assert "rolled back: production v2 → v1" in caplog.messages
+    assert registry.rollback(models, version="v2", reason="v1 misbehaves") == "v2"
+    assert registry.rollback(models, version="v2") == "v2"
+    assert "v2 is already production; nothing to do" in caplog.messages
+    history = registry.read_registry(models)["history"]
+    assert [(e["event"], e["from"], e["to"], e["why"], e.get("mode")) for e in history[2:]] == [
+        ("rolled_back", "v2", "v1", "rollback requested (no reason given)", "previous"),
+        ("rolled_back", "v1", "v2", "v1 misbehaves", "explicit"),
+    ]
+
+
+def test_rollback_refusals_name_the_problem(tmp_path):
+    models, model = tmp_path / "models", tmp_path / "a.joblib"
+    with pytest.raises(InputError) as empty:
+        registry.rollback(models)
+    assert str(empty.value) == (
+        "no earlier production version to roll back to (no production model yet)"
+    )
+    model.write_bytes(b"model a")
+    add(models, model, None)
+    with pytest.raises(InputError) as alone:
+        registry.rollback(models)
+    assert str(alone.value) == "no earlier production version to roll back to (production is v1)"
+    data = registry.read_registry(models)
+    data["versions"]["v1"]["local"] = False
+    with pytest.raises(InputError) as remote:
+        registry.verified_model_file(models, "v1", data)
+    assert str(remote.value) == (
+        "v1: its files are not here, only its summary (published as release model-v1: "
+        "download it and `make release-import DIR=...`)"
+    )
+    model_file, listing = models / "v1" / "model.joblib", models / "registry.json"
+    model_file.write_bytes(b"tampered")
+    with pytest.raises(InputError) as tampered:
+        registry.rollback(models, version="v1")
+    assert str(tampered.value) == f"{model_file}: sha256 does not match {listing}; refusing to load"
+    model_file.unlink()
+    with pytest.raises(InputError) as missing:
+        registry.rollback(models, version="v1")
+    assert str(missing.value) == (
+        f"{model_file}: not found, but {listing} lists it; registry files are history and never "
+        "re-made: restore it (make release-import DIR=... with its release) or make rollback "
+        "VERSION=..."
+    )

@@ -191,3 +191,34 @@ def test_categories_compare_as_the_file_holds_them():
     assert failed_checks(frame, config) == {"c.isin"}
     config = small_config(categorical={"c": [False, True]})
     assert failed_checks(frame_of(4).assign(c=[True, False, True, None]), config) == {"c.not_null"}
+
+
+def test_check_frame_reports_every_declared_check_with_its_failures():
+    """A missing column, a missing value and an undeclared category, each under its own check."""
+    frame = frame_of(4).drop(columns="x").assign(c=["a", "z", "b", None])
+    results = validate.check_frame(frame, small_config())
+    assert [(r["column"], r["check"], r["failures"]) for r in results] == [
+        ("c", "present", 0),
+        ("c", "not_null", 1),
+        ("c", "isin", 1),
+        ("x", "present", 1),
+        ("x", "dtype", 0),
+        ("x", "not_null", 0),
+        ("x", "in_range", 0),
+        ("y", "present", 0),
+        ("y", "not_null", 0),
+        ("y", "isin", 0),
+        ("(rows)", "min_rows", 0),
+        ("(rows)", "duplicate_rows", 0),
+        ("(rows)", "label_balance", 0),
+    ]
+    assert [r["passed"] for r in results] == [r["failures"] == 0 for r in results]
+    by_check = {(r["column"], r["check"]): r for r in results}
+    assert by_check["c", "isin"]["examples"] == [
+        {"row": 1, "value": "z", "record": {"c": "z", "y": 1}}
+    ]
+    assert by_check["x", "present"]["examples"] == [{"row": None, "value": "x", "record": None}]
+    assert by_check["c", "isin"]["requires"] == "only declared values or labels"
+    assert by_check["(rows)", "min_rows"]["requires"] == "at least 1 rows"
+    unlabelled = validate.check_frame(frame.drop(columns="y"), small_config(), labelled=False)
+    assert {r["column"] for r in unlabelled} == {"c", "x", "(rows)"}

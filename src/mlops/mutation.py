@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -67,10 +68,14 @@ EXPLAINED: tuple[tuple[str, str, str], ...] = (
 RESULT_LINE = re.compile(r"^\s*(mlops\.[\w.]+__mutmut_\d+): (.+)$")
 
 
-def mutmut(*argv: str) -> str:
-    """Run the mutmut CLI of this interpreter's environment; its stdout."""
+def mutmut(*argv: str, nice: bool = False) -> str:
+    """Run the mutmut CLI of this interpreter's environment (at low priority if `nice`)."""
+    command = [sys.executable, "-m", "mutmut", *argv]
     done = subprocess.run(
-        [sys.executable, "-m", "mutmut", *argv], capture_output=True, text=True, check=False
+        ["nice", "-n", "10", *command] if nice else command,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         problem = done.stderr.strip()[-500:]
@@ -105,7 +110,7 @@ def run(config: Config, only: str | None = None) -> dict:
     unknown = [glob for glob in chosen if not any(fnmatch.fnmatchcase(glob, p) for p in MUTATED)]
     if unknown:
         raise InputError(f"--only: {', '.join(unknown)} is not one of {', '.join(MUTATED)}")
-    mutmut("run", *chosen)
+    mutmut("run", "--max-children", str(os.cpu_count() or 1), *chosen, nice=True)
     return report()
 
 

@@ -384,7 +384,7 @@ def production_stack(registry: dict[str, Any]) -> list[str]:
         if kind in EVENTS and target:
             stack = [name for name in stack if name != target] + [target]
     production = registry.get("production")
-    if production and (not stack or stack[-1] != production):
+    if production:  # a hand-edited or pre-history registry: production is on top all the same
         stack = [name for name in stack if name != production] + [production]
     return stack
 
