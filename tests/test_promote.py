@@ -508,7 +508,8 @@ def test_judge_without_a_production_score_fails_the_regression_criterion():
 
 
 @pytest.mark.parametrize(
-    ("accuracy", "passed"), [(0.78 - 1e-6, False), (0.78 - 1e-10, True), (0.78, True), (0.9, True)]
+    ("accuracy", "passed"),
+    [(0.78 - 1e-6, False), (0.78 - promote.EPSILON, True), (0.78, True), (0.9, True)],
 )
 def test_min_accuracy_passes_at_the_threshold_and_not_below(accuracy, passed):
     """metrics.json rounds to 6 digits: a value within 1e-9 of the threshold is at it."""

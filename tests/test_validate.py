@@ -222,3 +222,11 @@ def test_check_frame_reports_every_declared_check_with_its_failures():
     assert by_check["(rows)", "min_rows"]["requires"] == "at least 1 rows"
     unlabelled = validate.check_frame(frame.drop(columns="y"), small_config(), labelled=False)
     assert {r["column"] for r in unlabelled} == {"c", "x", "(rows)"}
+    nullable = small_config(numeric={"x": {"min": 0, "max": 1000, "max_missing": 0.2}})
+    checks = [(r["column"], r["check"]) for r in validate.check_frame(frame_of(10), nullable)]
+    assert [check for column, check in checks if column == "x"] == [
+        "present",
+        "dtype",
+        "in_range",
+        "max_missing",  # instead of not_null: some missing values are allowed
+    ]

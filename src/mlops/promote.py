@@ -108,11 +108,12 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
 
 
 def criterion(name: str, value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed), **extra}
+    return {"name": name, "value": value, "threshold": threshold, "passed": passed, **extra}
 
 
 def at_least(value: Any, threshold: float) -> bool:
-    return isinstance(value, int | float) and value >= threshold - EPSILON
+    """A number at or above the threshold (within EPSILON); a missing metric never is."""
+    return bool(isinstance(value, int | float) and value >= threshold - EPSILON)
 
 
 def judge(
