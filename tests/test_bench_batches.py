@@ -10,17 +10,18 @@ from mlops.bench import batches as bench
 from mlops.errors import InputError
 
 
-def test_measure_small(config, monkeypatch):
-    """20,000 rows in 2 files: every figure is there, the shift is found, the engines agree."""
-    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
-    result = bench.measure(config, rows=20_000, files=2, repeats=1, reference_rows=20_000)
+def test_measure_small(config):
+    """20,000 rows in 2 files: every figure is there and the shift is found (the Dask engine's
+    equality is tested in test_drift_stream and test_score)."""
+    result = bench.measure(
+        config, rows=20_000, files=2, repeats=1, reference_rows=20_000, dask=False
+    )
     assert (result["rows"], result["files"], result["columns"]) == (20_000, 2, 20)
     assert result["drift_flagged_columns"] == result["shifted_columns"]
     assert result["goals"]["flags_exactly_the_shifted_columns"] is True
     assert result["drift_exact_columns"] == 20
     assert result["score_rejected"] == 0
-    dask = result["engines"]["dask_local_cluster_2_workers"]
-    assert dask["same_drift_decisions"] is True
+    assert set(result["engines"]) == {"local"}
     for key in ("floor_seconds", "drift_seconds", "drift_peak_rss_mib", "score_rows_per_second"):
         assert result[key] > 0
     assert result["drift_ratio_to_floor"] == round(
