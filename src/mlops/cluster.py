@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mlops.errors import InputError
@@ -45,3 +45,14 @@ def client() -> Iterator[Any]:
         Client(local, set_as_default=False) as connected,
     ):
         yield connected
+
+
+def in_order(task: Callable, calls: Iterable[tuple], shared: Any) -> Iterator[Any]:
+    """task(*call, shared) as one Dask task per call, `shared` sent to every worker once; the
+    results in call order, each released once the caller takes the next."""
+    with client() as dask:
+        handle = dask.scatter(shared, broadcast=True)
+        futures = [dask.submit(task, *call, handle, pure=False) for call in calls]
+        for future in futures:
+            yield future.result()
+            future.release()

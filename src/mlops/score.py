@@ -136,15 +136,8 @@ def results(dataset: Any, job: Job) -> Iterator[tuple[pd.DataFrame, pd.DataFrame
         for chunk in batches.chunks(dataset, job.columns, job.config.score.chunk_rows):
             yield score_chunk(chunk, job)
         return
-    with cluster.client() as dask:
-        shared = dask.scatter(job, broadcast=True)
-        futures = [
-            dask.submit(score_fragment, fragment, dataset.schema, shared, pure=False)
-            for fragment in dataset.get_fragments()
-        ]
-        for future in futures:  # in file order; each result is released once written
-            yield future.result()
-            future.release()
+    calls = [(fragment, dataset.schema) for fragment in dataset.get_fragments()]
+    yield from cluster.in_order(score_fragment, calls, job)  # in file order, like the local one
 
 
 def run(config: Config, current: Path | None = None, out: Path | None = None) -> dict:
