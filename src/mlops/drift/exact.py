@@ -128,19 +128,27 @@ class NumericStats:
             std=_round(variance**0.5),
             min=_round(self.low),
             max=_round(self.high),
-            quantiles={f"p{round(q * 100):02d}": _round(self.quantile(q, grid)) for q in QUANTILES},
+            quantiles={
+                f"p{round(q * 100):02d}": _round(value)
+                for q, value in zip(QUANTILES, self.quantiles(QUANTILES, grid), strict=True)
+            },
         )
         return summary
 
-    def quantile(self, q: float, grid: Grid) -> float:
-        """Linear within the bin holding it: off by at most one bin width."""
+    def quantiles(self, qs: tuple[float, ...], grid: Grid) -> np.ndarray:
+        """Linear within the bin holding each: off by at most one bin width."""
         lower, upper = grid.edges(self.low, self.high)
         cumulative = np.cumsum(self.counts)
-        wanted = q * cumulative[-1]
-        where = int(np.searchsorted(cumulative, wanted, side="left"))
-        before = cumulative[where] - self.counts[where]
-        inside = (wanted - before) / self.counts[where] if self.counts[where] else 0.0
-        return float(lower[where] + inside * (upper[where] - lower[where]))
+        wanted = np.asarray(qs) * cumulative[-1]
+        where = np.searchsorted(cumulative, wanted, side="left")
+        counts = self.counts[where]
+        inside = np.divide(
+            wanted - (cumulative[where] - counts),
+            counts,
+            out=np.zeros(len(wanted)),
+            where=counts > 0,
+        )
+        return lower[where] + inside * (upper[where] - lower[where])
 
 
 @dataclass
