@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from mlops import files
 from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare
 from mlops.config import Config
 
@@ -51,7 +52,7 @@ def promote_candidate(root: Path) -> None:
     from mlops import registry
 
     candidate = root / "models/candidate"
-    metadata = json.loads((candidate / "metadata.json").read_text())
+    metadata = files.read_json(candidate / "metadata.json")
     registry.add_version(
         root / "models",
         candidate / "model.joblib",
@@ -66,11 +67,6 @@ def set_engine(root: Path, engine: str) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["drift"]["engine"] = params["score"]["engine"] = engine
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def timed(root: Path, *argv: str, ok: tuple[int, ...] = (0,)) -> dict:
-    seconds, line = child(root, CHILD, *argv, ok=ok)
-    return {"seconds": round(seconds, 2), **json.loads(line)}
 
 
 def measure(
@@ -95,16 +91,15 @@ def measure(
         size = sum(p.stat().st_size for p in (root / "batch").rglob("*.parquet"))
         drift_runs, floor_runs = [], []
         for _ in range(repeats):
-            seconds, line = child(root, FLOOR, "batch")
-            floor_runs.append({"seconds": round(seconds, 2), **json.loads(line)})
-            drift_runs.append(timed(root, "drift", "--current", "batch", ok=(0, 1)))
+            floor_runs.append(child(root, FLOOR, "batch"))
+            drift_runs.append(child(root, CHILD, "drift", "--current", "batch", ok=(0, 1)))
         report = json.loads((root / "reports/drift.json").read_text())
-        score = timed(root, "score", "--current", "batch", "--out", "scores")
+        score = child(root, CHILD, "score", "--current", "batch", "--out", "scores")
         scored = json.loads((root / "scores/score.json").read_text())
         if dask:
             set_engine(root, "dask")
-            dask_drift = timed(root, "drift", "--current", "batch", ok=(0, 1))
-            dask_score = timed(root, "score", "--current", "batch", "--out", "scores-dask")
+            dask_drift = child(root, CHILD, "drift", "--current", "batch", ok=(0, 1))
+            dask_score = child(root, CHILD, "score", "--current", "batch", "--out", "scores-dask")
             dask_report = json.loads((root / "reports/drift.json").read_text())
     shifted = synthetic.shifted_columns(bench)
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)

@@ -156,7 +156,8 @@ def prepare(root: Path, config: Config, rows: int, model_rows: int = MODEL_ROWS)
     return bench
 
 
-def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> dict:
+    """A fresh interpreter's run: its wall seconds, overridden by the JSON of its last line."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code, *argv], cwd=root, capture_output=True, text=True
@@ -166,7 +167,7 @@ def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> tupl
         raise RuntimeError(
             f"{' '.join(argv) or 'baseline'} exited {done.returncode}: {done.stderr}"
         )
-    return seconds, done.stdout.strip().splitlines()[-1]
+    return {"seconds": round(seconds, 2), **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -190,10 +191,8 @@ def measure(
         bench = prepare(root, config, rows, model_rows)
         shifted = synthetic.shifted_columns(bench)
         for _ in range(repeats):
-            seconds, line = child(root, CHILD, "drift", ok=(0, 1))
-            drift_runs.append({"seconds": round(seconds, 2), **json.loads(line)})
-            _, line = child(root, BASELINE)
-            baseline_runs.append(json.loads(line))
+            drift_runs.append(child(root, CHILD, "drift", ok=(0, 1)))
+            baseline_runs.append(child(root, BASELINE))  # its own "seconds": the computation
         report = json.loads((root / "reports" / "drift.json").read_text())
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     drift_cpu = statistics.median(run["cpu_seconds"] for run in drift_runs)
