@@ -73,7 +73,7 @@ def loans() -> dict:
     }
 
 
-def judge(loans: dict, current: pd.DataFrame, labelled: bool) -> dict:
+def judge(loans: dict, current: pd.DataFrame, labelled: bool, info: dict | None = None) -> dict:
     result, _ = analysis.analyse(
         loans["config"],
         loans["train"],
@@ -82,7 +82,7 @@ def judge(loans: dict, current: pd.DataFrame, labelled: bool) -> dict:
         labelled=labelled,
         batch="car loans",
         model=loans["model"],
-        model_info=loans["info"],
+        model_info=info or loans["info"],
     )
     return result
 
@@ -121,16 +121,7 @@ def test_without_importance_the_rule_says_it_could_not_run(loans):
     """No feature_importance in the model's metadata: no importance rule, and the report says so."""
     info = {k: v for k, v in loans["info"].items() if k != "feature_importance"}
     current = loans["current"].drop(columns="timestamp").head(2_000)
-    result, _ = analysis.analyse(
-        loans["config"],
-        loans["train"],
-        current,
-        loans["test"],
-        labelled=True,
-        batch="car loans",
-        model=loans["model"],
-        model_info=info,
-    )
+    result = judge(loans, current, labelled=True, info=info)
     assert result["importance_drifted"] is None
     assert "importance rule could not run" in result["importance_note"]
     assert all(c["importance"] is None for c in result["columns"].values())

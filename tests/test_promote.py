@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from candidates import BETTER, CLOSE, WEAK, snapshot, train_candidate, with_policy
+from candidates import BETTER, CLOSE, WEAK, add_candidate, snapshot, train_candidate, with_policy
 from helpers import edit_params, run_cli, run_module
 from mlops import files, promote, registry, runlog
 from mlops.errors import CheckFailed, InputError
@@ -246,14 +246,7 @@ def test_a_production_change_after_the_decision_stops_the_write(project, config)
     registry.rollback()  # another process's rollback, after the gate decided
     before = snapshot(project / "models")
     with pytest.raises(InputError, match="production changed to v1 while the gate ran"):
-        registry.add_version(
-            Path("models"),
-            Path("models/candidate/model.joblib"),
-            json.loads(Path("models/candidate/metadata.json").read_text()),
-            expected_production="v2",
-            kind="promoted",
-            why="test",
-        )
+        add_candidate(expected_production="v2", why="test")
     assert snapshot(project / "models") == before
 
 

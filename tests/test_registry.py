@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candidates import BETTER, CLOSE, snapshot, train_candidate
+from candidates import BETTER, CLOSE, add_candidate, snapshot, train_candidate
 from helpers import run_cli
 from mlops import files, promote, registry, train
 from mlops.encoding import feature_matrix
@@ -142,14 +142,7 @@ def test_a_model_already_in_the_registry_is_never_added_twice(project, config):
     promote.run(config)
     before = snapshot(project / "models")
     with pytest.raises(InputError, match="this model is already version v1"):
-        registry.add_version(
-            Path("models"),
-            Path("models/candidate/model.joblib"),
-            json.loads(Path("models/candidate/metadata.json").read_text()),
-            expected_production="v1",
-            kind="promoted",
-            why="a second gate with the same candidate",
-        )
+        add_candidate(expected_production="v1", why="a second gate with the same candidate")
     assert snapshot(project / "models") == before
 
 
