@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +26,20 @@ PARQUET = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows of one fragment: the file they came from and the position of the first row in it."""
+    """Rows of one fragment as Arrow read them (or a frame already in memory): the file they came
+    from and the position of the first row in it."""
 
-    frame: pd.DataFrame
+    data: pa.RecordBatch | pd.DataFrame
     source: str
     first_row: int
+
+    def __len__(self) -> int:
+        return self.data.num_rows if isinstance(self.data, pa.RecordBatch) else len(self.data)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The rows as pandas: converted once, only when asked for."""
+        return self.data if isinstance(self.data, pd.DataFrame) else self.data.to_pandas()
 
 
 def resolve(spec: str | Path) -> list[Path]:
@@ -123,7 +133,7 @@ def fragment_chunks(
         schema=schema,
         columns=columns,
         batch_size=rows,
-        use_threads=False,
+        use_threads=True,
         batch_readahead=1,  # Arrow's default (16) holds up to 16 chunks per file in memory
         fragment_readahead=1,
         fragment_scan_options=PARQUET if isinstance(fragment, ds.ParquetFileFragment) else None,
@@ -131,7 +141,7 @@ def fragment_chunks(
     try:
         for batch in scanner.to_batches():
             if batch.num_rows:
-                yield Chunk(batch.to_pandas(), fragment.path, start)
+                yield Chunk(batch, fragment.path, start)
                 start += batch.num_rows
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise InputError(f"{fragment.path}: {_first_line(exc)}") from None

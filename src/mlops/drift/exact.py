@@ -16,6 +16,7 @@ numeric scores, which bin on both samples' range) are left to the sample.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +48,15 @@ class Grid:
 
     def bins(self, values: np.ndarray) -> np.ndarray:
         """Bin 0 below the range, 1..GRID_BINS inside, GRID_BINS + 1 from its top on."""
-        width = (self.high - self.low) / GRID_BINS or 1.0
-        position = (values - self.low) / width
-        np.clip(position, -1, GRID_BINS, out=position)
-        position += 1  # truncation below now rounds down: (-1, 0) lands in bin 0
-        return position.astype(np.intp)
+        return self.bins_centred(np.subtract(values, self.centre))
+
+    def bins_centred(self, centred: np.ndarray) -> np.ndarray:
+        """bins() of values already minus the centre (overwritten: one pass less per chunk)."""
+        scale = GRID_BINS / (self.high - self.low) if self.high > self.low else 1.0
+        centred *= scale
+        centred -= (self.low - self.centre) * scale - 1  # bin 0 starts one width below low
+        np.clip(centred, 0, GRID_BINS + 1, out=centred)
+        return centred.astype(np.intp)
 
     def edges(self, found_low: float, found_high: float) -> np.ndarray:
         """Each bin's lower and upper edge (the outer bins end at the values found)."""
@@ -84,22 +89,32 @@ class NumericStats:
             numbers = column.to_numpy(dtype=float, na_value=np.nan)
         else:
             numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        gaps = np.isnan(numbers)
-        present = numbers[~gaps] if gaps.any() else numbers
+        self.add_numbers(numbers, grid)
+
+    def add_numbers(self, numbers: np.ndarray, grid: Grid) -> None:
+        """Count a chunk of float64 values, NaN standing for a missing one."""
         self.rows += len(numbers)
-        self.chunk_missing = len(numbers) - len(present)
-        self.missing += self.chunk_missing
         self.chunk_low, self.chunk_high = np.inf, -np.inf
-        if not len(present):
+        self.chunk_missing = 0
+        if not len(numbers):
             return
-        where = grid.bins(present)
+        low, high = numbers.min(), numbers.max()  # NaN if any value is: then drop them first
+        present = numbers
+        if np.isnan(low):
+            present = numbers[~np.isnan(numbers)]
+            self.chunk_missing = len(numbers) - len(present)
+            self.missing += self.chunk_missing
+            if not len(present):
+                return
+            low, high = present.min(), present.max()
+        centred = np.subtract(present, grid.centre)
+        self.shifted_squares += float(np.einsum("i,i->", centred, centred))  # no BLAS thread
+        where = grid.bins_centred(centred)
         self.counts += np.bincount(where, minlength=GRID_BINS + 2)
         sums = np.bincount(where, weights=present, minlength=GRID_BINS + 2)
         self.sums += sums
-        centred = present - grid.centre
         self.shifted_sum += float(sums.sum()) - len(present) * grid.centre
-        self.shifted_squares += float(np.einsum("i,i->", centred, centred))  # no BLAS thread
-        self.chunk_low, self.chunk_high = float(present.min()), float(present.max())
+        self.chunk_low, self.chunk_high = float(low), float(high)
         self.low, self.high = min(self.low, self.chunk_low), max(self.high, self.chunk_high)
 
     def merge(self, other: NumericStats) -> None:
@@ -160,9 +175,13 @@ class CategoricalStats:
     def add(self, column: pd.Series) -> int:
         """Count a chunk's values; return its missing ones."""
         missing = int(column.isna().sum())
-        self.rows += len(column)
+        return self.add_counted(column.value_counts(dropna=True).items(), len(column), missing)
+
+    def add_counted(self, counted: Iterable[tuple[Any, int]], rows: int, missing: int) -> int:
+        """Add a chunk's (value, count) pairs, its rows and its missing values; return those."""
+        self.rows += rows
         self.missing += missing
-        for value, count in column.value_counts(dropna=True).items():
+        for value, count in counted:
             if count:
                 key = value.item() if isinstance(value, np.generic) else value
                 self.counts[key] = self.counts.get(key, 0) + int(count)

@@ -43,13 +43,13 @@ class Predictions:
 
 def positive_label(model: Any, model_info: dict) -> Any:
     """Binary: the positive label (metadata "positive", else the second class); else None."""
-    from mlops.evaluate import model_positive
+    from mlops.predictions import model_positive
 
     return model_positive(model, model_info)
 
 
 def predict(model: Any, x: np.ndarray, positive: Any) -> Predictions:
-    from mlops.evaluate import predict as labels_and_probabilities
+    from mlops.predictions import predict as labels_and_probabilities
 
     labels, proba = labels_and_probabilities(model, x, positive)
     if positive is None:

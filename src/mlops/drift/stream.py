@@ -17,11 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlops import batches, cluster, rowchecks
 from mlops.config import Config
 from mlops.drift.exact import CategoricalStats, Grid, NumericStats
 from mlops.errors import InputError
+
+SMALL_CODES = 1 << 16  # integer categories spanning less are counted with np.bincount
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Part:
     categorical: dict[str, CategoricalStats] = field(default_factory=dict)
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    sample: pd.DataFrame | None = None
+    sample: pd.DataFrame | pa.RecordBatch | None = None  # an Arrow chunk while it is offered
 
 
 @dataclass(frozen=True)
@@ -119,35 +123,97 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
     part.categorical = {name: CategoricalStats() for name in plan.categorical}
     target = config.schema.target
     for chunk in chunks:
-        frame = chunk.frame
         suspect = False  # a cheap sign from the statistics that a row check fails
         for name, grid in plan.grids.items():
             stats = part.numeric[name]
-            stats.add(frame[name], grid)
+            numbers = _numbers(chunk, name)
+            if numbers is None:  # not numbers to Arrow: pandas converts, the checks will say
+                column = _series(chunk, name)
+                stats.add(column, grid)
+                suspect |= _not_numbers(column)
+            else:
+                stats.add_numbers(numbers, grid)
             bounds = config.numeric.get(name)
-            suspect |= (
-                _not_numbers(frame[name])
-                or (stats.chunk_missing > 0 and not config.max_missing(name))
-                or (bounds is not None and stats.chunk_outside(bounds.min, bounds.max))
+            suspect |= (stats.chunk_missing > 0 and not config.max_missing(name)) or (
+                bounds is not None and stats.chunk_outside(bounds.min, bounds.max)
             )
         for name in plan.categorical:
-            missing = part.categorical[name].add(frame[name])
+            missing = _count(chunk, name, part.categorical[name])
             suspect |= missing > 0 and not config.max_missing(name)
-        if target in frame.columns:
-            given = frame[target]
-            labelled = given.notna()
-            part.labelled_rows += int(labelled.sum())
-            suspect |= bool((labelled & ~given.isin(config.schema.labels)).any())
+        if target in plan.columns and target in _names(chunk):
+            labelled, unknown = _labels(chunk, target, config.schema.labels)
+            part.labelled_rows += labelled
+            suspect |= unknown
         if plan.checked and suspect:
             check(chunk, config)  # find and name the failure
         candidates = Part(
-            keys=keys(config.seed, file, chunk.first_row, len(frame)),
-            positions=np.arange(chunk.first_row, chunk.first_row + len(frame), dtype=np.int64),
-            sample=frame,
+            keys=keys(config.seed, file, chunk.first_row, len(chunk)),
+            positions=np.arange(chunk.first_row, chunk.first_row + len(chunk), dtype=np.int64),
+            sample=chunk.data,
         )
         _keep_smallest(part, candidates, config.drift.sample_size)
-        part.rows += len(frame)
+        part.rows += len(chunk)
     return part
+
+
+# Columns straight from Arrow where their type allows: a chunk becomes a pandas frame only when a
+# row check must name a failure, and only the sampled rows do.
+
+
+def _names(chunk: batches.Chunk) -> list[str]:
+    data = chunk.data
+    return list(data.columns) if isinstance(data, pd.DataFrame) else data.schema.names
+
+
+def _series(chunk: batches.Chunk, name: str) -> pd.Series:
+    data = chunk.data
+    return data[name] if isinstance(data, pd.DataFrame) else data.column(name).to_pandas()
+
+
+def _numbers(chunk: batches.Chunk, name: str) -> np.ndarray | None:
+    """An Arrow integer or float column as float64 with NaN where missing; else None."""
+    if isinstance(chunk.data, pd.DataFrame):
+        return None
+    array = chunk.data.column(name)
+    if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+        return None
+    return array.to_numpy(zero_copy_only=False).astype(float, copy=False)
+
+
+def _count(chunk: batches.Chunk, name: str, stats: CategoricalStats) -> int:
+    """Count a categorical column's values into `stats` (keys as pandas would read them: integers
+    with missing values become floats); return its missing values."""
+    array = None if isinstance(chunk.data, pd.DataFrame) else chunk.data.column(name)
+    if array is not None and pa.types.is_integer(array.type):
+        values = (array.drop_null() if array.null_count else array).to_numpy()
+        low = int(values.min()) if len(values) else 0
+        if not len(values) or int(values.max()) - low < SMALL_CODES:
+            codes = values if low >= 0 and values.dtype == np.intp else values - low
+            counts = np.bincount(codes.astype(np.intp, copy=False), minlength=1)
+            low = 0 if codes is values else low
+            kind = float if array.null_count else int
+            found = np.flatnonzero(counts)
+            pairs = zip((kind(low + int(i)) for i in found), counts[found].tolist(), strict=True)
+            return stats.add_counted(pairs, len(array), array.null_count)
+    elif array is not None and _is_text(array.type):
+        counted = pc.value_counts(array)
+        values, counts = counted.field("values"), counted.field("counts")
+        pairs = zip(values.to_pylist(), counts.to_pylist(), strict=True)
+        present = ((value, count) for value, count in pairs if value is not None)
+        return stats.add_counted(present, len(array), array.null_count)
+    return stats.add(_series(chunk, name))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _labels(chunk: batches.Chunk, target: str, labels: list) -> tuple[int, bool]:
+    """(rows with a label, whether any label is not a declared one)."""
+    counted = CategoricalStats()
+    _count(chunk, target, counted)
+    seen = pd.Series(list(counted.counts), dtype=object)
+    return counted.rows - counted.missing, not bool(seen.isin(labels).all())
 
 
 def _not_numbers(column: pd.Series) -> bool:
@@ -159,36 +225,44 @@ def _not_numbers(column: pd.Series) -> bool:
 def check(chunk: batches.Chunk, config: Config) -> None:
     """The API's checks (an unseen category is drift, not bad input); the first failure is the
     batch's one-line error, naming the file and the row within it."""
-    found = rowchecks.checks(chunk.frame, config, config.categorical, unseen_ok=True, labels=True)
-    failure = rowchecks.first_failure(chunk.frame, found, offset=chunk.first_row)
+    frame = chunk.frame
+    found = rowchecks.checks(frame, config, config.categorical, unseen_ok=True, labels=True)
+    failure = rowchecks.first_failure(frame, found, offset=chunk.first_row)
     if failure:
         raise InputError(f"{chunk.source}: {failure}")
 
 
+def _rows(sample: pa.RecordBatch | pd.DataFrame, which: np.ndarray) -> pd.DataFrame:
+    """The chosen rows as pandas (an Arrow chunk converts only those)."""
+    if isinstance(sample, pd.DataFrame):
+        return sample.iloc[which].reset_index(drop=True)
+    return sample.take(pa.array(which)).to_pandas()
+
+
 def _keep_smallest(into: Part, more: Part, size: int) -> None:
-    """into's sample becomes the `size` rows of both with the smallest keys."""
+    """into's sample becomes the `size` rows of both with the smallest keys (in no set order:
+    finish() puts them in batch order)."""
     if more.sample is None or not len(more.keys):
         return
+    offered = np.arange(len(more.keys))
     if into.sample is not None and len(into.keys) >= size:
-        wanted = np.flatnonzero(more.keys < into.keys.max())  # only rows that can still enter
-        if not len(wanted):
+        offered = np.flatnonzero(more.keys < into.keys.max())  # only rows that can still enter
+        if not len(offered):
             return
-        more = Part(
-            keys=more.keys[wanted],
-            positions=more.positions[wanted],
-            sample=more.sample.iloc[wanted],
-        )
-    frames = [f for f in (into.sample, more.sample) if f is not None and len(f)]
-    both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    all_keys = np.concatenate([into.keys, more.keys])
-    positions = np.concatenate([into.positions, more.positions])
-    if len(all_keys) > size:
-        kept = np.argpartition(all_keys, size - 1)[:size]
-        kept = kept[np.argsort(all_keys[kept], kind="stable")]
+    all_keys = np.concatenate([into.keys, more.keys[offered]])
+    kept = np.argpartition(all_keys, size - 1)[:size] if len(all_keys) > size else None
+    held = len(into.keys)
+    if kept is None:
+        old, new = np.arange(held), offered
     else:
-        kept = np.argsort(all_keys, kind="stable")
-    into.keys, into.positions = all_keys[kept], positions[kept]
-    into.sample = both.iloc[kept].reset_index(drop=True)
+        kept.sort()
+        old, new = kept[kept < held], offered[kept[kept >= held] - held]
+    frames = [_rows(more.sample, new)]
+    if into.sample is not None and len(old):
+        frames.insert(0, into.sample if len(old) == held else _rows(into.sample, old))
+    into.sample = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    into.keys = np.concatenate([into.keys[old], more.keys[new]])
+    into.positions = np.concatenate([into.positions[old], more.positions[new]])
 
 
 def merge(total: Part, part: Part, size: int) -> None:
