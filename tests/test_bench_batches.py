@@ -27,6 +27,9 @@ def test_measure_small(config):
     assert result["drift_ratio_to_floor"] == round(
         result["drift_seconds"] / result["floor_seconds"], 3
     )
+    assert result["one_file_drift_seconds"] > 0
+    assert result["one_file_floor_seconds"] > 0
+    assert "drift_added_ratio_to_floor_added" in result  # None when one file is all there is
 
 
 def test_an_unknown_section_is_refused_and_the_report_kept(project):

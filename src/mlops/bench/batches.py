@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from mlops import files
-from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare
+from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare, ratio
 from mlops.config import Config
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,13 @@ def measure(
         write_batch(root / "batch", bench, rows, files)
         written = time.perf_counter() - started
         size = sum(p.stat().st_size for p in (root / "batch").rglob("*.parquet"))
-        drift_runs, floor_runs = [], []
-        for _ in range(repeats):
+        one = root / "one-file" / "day=00"
+        one.mkdir(parents=True)
+        (one / "part-0.parquet").hardlink_to(root / "batch/day=00/part-0.parquet")
+        drift_runs, floor_runs, drift_one, floor_one = [], [], [], []
+        for _ in range(repeats):  # the whole batch last: its report is read below
+            floor_one.append(child(root, FLOOR, "one-file"))
+            drift_one.append(child(root, CHILD, "drift", "--current", "one-file", ok=(0, 1)))
             floor_runs.append(child(root, FLOOR, "batch"))
             drift_runs.append(child(root, CHILD, "drift", "--current", "batch", ok=(0, 1)))
         report = json.loads((root / "reports/drift.json").read_text())
@@ -104,6 +109,8 @@ def measure(
     shifted = synthetic.shifted_columns(bench)
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     floor_seconds = statistics.median(run["seconds"] for run in floor_runs)
+    fixed = statistics.median(run["seconds"] for run in drift_one)
+    floor_fixed = statistics.median(run["seconds"] for run in floor_one)
     result = {
         "rows": rows,
         "files": files,
@@ -120,6 +127,14 @@ def measure(
         "drift_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in drift_runs), 2),
         "drift_peak_rss_mib": round(max(run["peak_rss_mib"] for run in drift_runs), 1),
         "drift_ratio_to_floor": round(drift_seconds / floor_seconds, 3),
+        # The same two commands on the first file alone (1/FILES of the rows): what does not grow
+        # with the batch (interpreter, imports, model, Evidently's report on the sample), and the
+        # ratio of what the other files add to drift against what they add to reading.
+        "one_file_drift_seconds": fixed,
+        "one_file_floor_seconds": floor_fixed,
+        "drift_added_ratio_to_floor_added": ratio(
+            drift_seconds - fixed, floor_seconds - floor_fixed
+        ),
         "drift_flagged_columns": report["drifted_columns"],
         "drift_exact_columns": sum(1 for c in report["columns"].values() if c["exact"]),
         "drift_analysis_timings": report["timings"],
@@ -131,6 +146,8 @@ def measure(
         "runs": {
             "drift_seconds": [run["seconds"] for run in drift_runs],
             "floor_seconds": [run["seconds"] for run in floor_runs],
+            "one_file_drift_seconds": [run["seconds"] for run in drift_one],
+            "one_file_floor_seconds": [run["seconds"] for run in floor_one],
         },
     }
     if dask:

@@ -170,7 +170,7 @@ def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> dict
     return {"seconds": round(seconds, 2), **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
+def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 
 
@@ -224,9 +224,9 @@ def measure(
         "baseline_peak_rss_mib": round(max(run["peak_rss_mib"] for run in baseline_runs), 1),
         "baseline_flagged_columns": scipy_flagged,
         # drift (the whole command) / baseline (its computation alone); wall and CPU time
-        "ratio": _ratio(drift_seconds, scipy_seconds),
-        "cpu_ratio": _ratio(drift_cpu, scipy_cpu),
-        "analysis_ratio": _ratio(report["seconds"], scipy_seconds),
+        "ratio": ratio(drift_seconds, scipy_seconds),
+        "cpu_ratio": ratio(drift_cpu, scipy_cpu),
+        "analysis_ratio": ratio(report["seconds"], scipy_seconds),
         "runs": {
             "drift_seconds": [run["seconds"] for run in drift_runs],
             "baseline_seconds": [run["seconds"] for run in baseline_runs],
