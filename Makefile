@@ -190,11 +190,13 @@ bench: $(INSTALLED) ## Measure pipeline, drift, serving and batch speed → repo
 mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and registry → reports/mutation.json
 	@$(MLOPS) mutate $(if $(MUTANTS),--only "$(MUTANTS)")
 
-# One worker per core, at most 4 (each holds its own session fixtures and ~0.7 GB); a test
-# module stays on one worker, so its module-scoped fixture (a `make all`, a server) is built once.
+# One worker per core, at most 4 (~0.7 GB each); a test module stays on one worker, so its
+# module-scoped fixture (a `make all`, a server) is built once, and the session's read-only
+# projects are built once per run (tests/conftest.py `shared`). Modules are handed out heaviest
+# first (conftest HEAVY_FIRST), not by test count.
 TEST_WORKERS ?= auto
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
-	@$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder \
 		--cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml
 
 lint: $(INSTALLED) ## ruff check and ruff format --check

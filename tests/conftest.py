@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,21 +67,75 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+# Heaviest modules first (measured with --junitxml, 2 workers): with `--dist loadfile
+# --no-loadscope-reorder` (make test) a worker takes a module when it is almost idle, so the long
+# ones start early instead of running last on one worker while the other has nothing left.
+HEAVY_FIRST = (
+    "test_pipeline.py",
+    "test_drift.py",
+    "test_own_data.py",
+    "test_promote.py",
+    "test_drift_schema.py",
+    "test_docs.py",
+    "test_drift_rules.py",
+    "test_workflows.py",
+    "test_bench_batches.py",
+    "test_bench_drift.py",
+    "test_train.py",
+    "test_bench_schema.py",
+    "test_drift_stream.py",
+    "test_bench_serving.py",
+    "test_own_tables.py",
+    "test_score.py",
+    "test_serve.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
+
+
+def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A read-only project built once per run: by the first xdist worker that asks for it, while
+    the others wait for it (a file lock), instead of once per worker."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's directory, shared by its workers
+    root = base / "shared" / name
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root.parent / f"{name}.built").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            build(root)
+            (root.parent / f"{name}.built").touch()
+    return root
+
+
+def _run_in(root: Path, stages: tuple) -> None:
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        config = load_config()
+        for stage in stages:
+            stage.run(config)
+    finally:
+        os.chdir(previous)
+
+
 @pytest.fixture(scope="session")
 def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy where data → validate → train → evaluate ran once (do not modify it)."""
     cache = mutmut_cache()
     if cache is not None and cache.is_dir():
         return cache
-    root = copy_project(tmp_path_factory.mktemp("pipeline"))
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        config = load_config()
-        for stage in (data, validate, train, evaluate):
-            stage.run(config)
-    finally:
-        os.chdir(previous)
+
+    def build(root: Path) -> None:
+        copy_project(root)
+        _run_in(root, (data, validate, train, evaluate))
+
+    root = shared(tmp_path_factory, "pipeline", build)
     if cache is not None:  # first complete build wins; a concurrent worker's copy is dropped
         staged = cache.with_name(f"{cache.name}-{os.getpid()}")
         shutil.copytree(root, staged)
@@ -107,15 +162,12 @@ def mutmut_cache() -> Path | None:
 @pytest.fixture(scope="session")
 def promoted_dir(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> Path:
     """A copy of pipeline_dir whose candidate went through the gate: production v1 (read-only)."""
-    root = tmp_path_factory.mktemp("promoted") / "project"
-    shutil.copytree(pipeline_dir, root)
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        promote.run(load_config())
-    finally:
-        os.chdir(previous)
-    return root
+
+    def build(root: Path) -> None:
+        shutil.copytree(pipeline_dir, root)
+        _run_in(root, (promote,))
+
+    return shared(tmp_path_factory, "promoted", build)
 
 
 @pytest.fixture
@@ -146,9 +198,9 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (read-only: copy it with owndata.private_copy to change anything)."""
     from owndata import make_project, run_stages
 
-    root = make_project(tmp_path_factory.mktemp("churn") / "project", target="churn")
-    run_stages(root)
-    return root
+    return shared(
+        tmp_path_factory, "churn", lambda root: run_stages(make_project(root, target="churn"))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +209,7 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
     file is a period; promoted (read-only)."""
     from owndata import make_project, run_stages
 
-    root = make_project(tmp_path_factory.mktemp("plans") / "project", target="plan", dated=False)
-    run_stages(root)
-    return root
+    def build(root: Path) -> None:
+        run_stages(make_project(root, target="plan", dated=False))
+
+    return shared(tmp_path_factory, "plans", build)

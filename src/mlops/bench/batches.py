@@ -76,8 +76,10 @@ def measure(
     repeats: int = REPEATS,
     reference_rows: int = REFERENCE_ROWS,
     dask: bool = True,
+    one_file: bool = True,
 ) -> dict:
-    """The section's figures; `dask=False` leaves out the Dask engine's runs."""
+    """The section's figures; `dask=False` leaves out the Dask engine's runs, `one_file=False`
+    the runs on the first file alone (their figures are then None)."""
     from mlops import synthetic
 
     with tempfile.TemporaryDirectory(prefix="bench-batches-") as tmp:
@@ -94,8 +96,9 @@ def measure(
         (one / "part-0.parquet").hardlink_to(root / "batch/day=00/part-0.parquet")
         drift_runs, floor_runs, drift_one, floor_one = [], [], [], []
         for _ in range(repeats):  # the whole batch last: its report is read below
-            floor_one.append(child(root, FLOOR, "one-file"))
-            drift_one.append(child(root, CHILD, "drift", "--current", "one-file", ok=(0, 1)))
+            if one_file:
+                floor_one.append(child(root, FLOOR, "one-file"))
+                drift_one.append(child(root, CHILD, "drift", "--current", "one-file", ok=(0, 1)))
             floor_runs.append(child(root, FLOOR, "batch"))
             drift_runs.append(child(root, CHILD, "drift", "--current", "batch", ok=(0, 1)))
         report = json.loads((root / "reports/drift.json").read_text())
@@ -109,8 +112,8 @@ def measure(
     shifted = synthetic.shifted_columns(bench)
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     floor_seconds = statistics.median(run["seconds"] for run in floor_runs)
-    fixed = statistics.median(run["seconds"] for run in drift_one)
-    floor_fixed = statistics.median(run["seconds"] for run in floor_one)
+    fixed = statistics.median(run["seconds"] for run in drift_one) if one_file else None
+    floor_fixed = statistics.median(run["seconds"] for run in floor_one) if one_file else None
     result = {
         "rows": rows,
         "files": files,
@@ -134,7 +137,9 @@ def measure(
         "one_file_floor_seconds": floor_fixed,
         "drift_added_ratio_to_floor_added": ratio(
             drift_seconds - fixed, floor_seconds - floor_fixed
-        ),
+        )
+        if one_file
+        else None,
         "drift_flagged_columns": report["drifted_columns"],
         "drift_exact_columns": sum(1 for c in report["columns"].values() if c["exact"]),
         "drift_analysis_timings": report["timings"],
