@@ -108,6 +108,47 @@ def read(config, parts_, spec, **drift):
     )
 
 
+def test_arrow_columns_count_as_pandas_reads_them(tmp_path):
+    """The pass counts straight from Arrow where it can (numbers, integer codes, text) and through
+    pandas otherwise; either way the statistics are the ones pandas' reading would give."""
+    import pyarrow as pa
+
+    from mlops import batches
+
+    rng = np.random.default_rng(3)
+    rows = 5_000
+    with_gaps = rng.random(rows) < 0.1
+    table = pa.table(
+        {
+            "codes": pa.array(rng.integers(0, 9, rows)),  # np.bincount
+            "gappy_codes": pa.array(rng.integers(1, 5, rows), mask=with_gaps),  # floats in pandas
+            "negative": pa.array(rng.integers(-3, 3, rows)),
+            "wide": pa.array(rng.integers(0, 10**12, rows)),  # too wide for bincount: pandas
+            "text": pa.array(rng.choice(["a", "b", "é"], rows).tolist(), mask=with_gaps),
+            "flags": pa.array(rng.random(rows) < 0.5),  # pandas
+            "number": pa.array(rng.normal(5, 2, rows), mask=with_gaps),
+            "whole": pa.array(rng.integers(0, 100, rows)),
+        }
+    )
+    chunk = batches.Chunk(table.to_batches()[0], "t.parquet", 0)
+    frame = table.to_pandas()
+    for name in ("codes", "gappy_codes", "negative", "wide", "text", "flags"):
+        streamed, read = exact.CategoricalStats(), exact.CategoricalStats()
+        missing = stream._count(chunk, name, streamed)
+        assert missing == read.add(frame[name]), name
+        assert streamed.counts == read.counts, name
+        assert [type(k) for k in streamed.counts] == [type(k) for k in read.counts], name
+        assert streamed.summary() == read.summary(), name
+    for name in ("number", "whole"):
+        grid = exact.Grid.of(frame[name].iloc[:1_000])
+        streamed, read = exact.NumericStats(), exact.NumericStats()
+        streamed.add_numbers(stream._numbers(chunk, name), grid)
+        read.add(frame[name], grid)
+        assert streamed.summary(grid) == read.summary(grid), name
+        assert (streamed.counts == read.counts).all(), name
+    assert stream._numbers(chunk, "text") is None  # text in a numeric column: pandas says which
+
+
 def test_sample_is_uniform_in_batch_order_and_independent_of_chunk_size(parts, tmp_path):
     current = parts["current"].drop(columns=["year"]).reset_index(drop=True)
     folder = write_parts(tmp_path, current, 4)
