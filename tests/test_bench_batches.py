@@ -27,6 +27,7 @@ def test_measure_small(config):
     assert result["drift_ratio_to_floor"] == round(
         result["drift_seconds"] / result["floor_seconds"], 3
     )
+    assert result["drift_peak_rss_mib"] >= result["drift_main_process_peak_rss_mib"]
     assert result["one_file_drift_seconds"] is None  # one_file=False: 2 child runs fewer
     assert result["drift_added_ratio_to_floor_added"] is None
 

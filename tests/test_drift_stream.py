@@ -275,6 +275,31 @@ def test_dask_engine_decides_exactly_as_the_local_one(project, capsys, monkeypat
     assert outcomes["local"]["current_rows"] == len(current)
 
 
+def test_a_large_batch_is_passed_on_every_core_with_the_same_result(project, capsys, monkeypatch):
+    """Above POOL_BYTES the local engine passes one file per process: the same drift.json as one
+    process, and a bad value still stops it with the same one line (exit 2)."""
+    current = pd.read_parquet("data/processed/current.parquet").drop(columns=["year"])
+    write_parts(project, current, 3)
+    edit_params(
+        project / "params.yaml",
+        lambda p: p["drift"].update(sample_size=5_000, chunk_rows=4_000),
+    )
+    outcomes = []
+    for pool_bytes in (stream.POOL_BYTES, 0):  # the 3 small files: one process, then a pool
+        monkeypatch.setattr(stream, "POOL_BYTES", pool_bytes)
+        code, err = run_cli(capsys, "drift", "--current", "batch")
+        assert code in (0, 1), err
+        outcomes.append((code, drift_json(project)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][1]["current_files"] == 3
+    Path("reports/drift.json").unlink()
+    assert bad_batch(project, "bad value") == "batch"
+    code, err = run_cli(capsys, "drift", "--current", "batch")
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith(BAD["bad value"])
+    assert not Path("reports/drift.json").exists()
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 

@@ -56,3 +56,29 @@ def in_order(task: Callable, calls: Iterable[tuple], shared: Any) -> Iterator[An
         for future in futures:
             yield future.result()
             future.release()
+
+
+def in_processes(
+    task: Callable, calls: Iterable[tuple], shared: Any, workers: int
+) -> Iterator[Any]:
+    """task(*call, shared) on `workers` local processes, the results in call order; at most one
+    result more than there are workers waits to be taken (bounded memory)."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver, not fork: this process may hold threads (Arrow's, an import on another thread)
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: deque = deque()
+        for call in calls:
+            pending.append(pool.submit(task, *call, shared))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def local_workers() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

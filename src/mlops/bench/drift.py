@@ -8,12 +8,15 @@ baseline time is its computation alone, on data already in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 ROWS = 1_000_000
 MODEL_ROWS = 20_000  # the model only needs to exist: train it on a small synthetic sample
 GOAL_PEAK_MIB = 1_536
+PAGE = os.sysconf("SC_PAGE_SIZE")
 REPEATS = 3
 # Fresh interpreters that print their own peak RSS (MiB) and CPU seconds as their last line.
 CHILD = (
@@ -157,17 +161,61 @@ def prepare(root: Path, config: Config, rows: int, model_rows: int = MODEL_ROWS)
 
 
 def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> dict:
-    """A fresh interpreter's run: its wall seconds, overridden by the JSON of its last line."""
+    """A fresh interpreter's run: its wall seconds and the peak resident memory of it and every
+    process it started (`tree_peak_rss_mib`, sampled every 50 ms), overridden by the JSON of its
+    last line."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, *argv], cwd=root, capture_output=True, text=True
-    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        peak = TreePeak(process.pid)
+        peak.start()
+        stdout, stderr = process.communicate()
+        peak.stop()
     seconds = time.perf_counter() - started
-    if done.returncode not in ok:
-        raise RuntimeError(
-            f"{' '.join(argv) or 'baseline'} exited {done.returncode}: {done.stderr}"
-        )
-    return {"seconds": round(seconds, 2), **json.loads(done.stdout.strip().splitlines()[-1])}
+    if process.returncode not in ok:
+        raise RuntimeError(f"{' '.join(argv) or 'baseline'} exited {process.returncode}: {stderr}")
+    return {
+        "seconds": round(seconds, 2),
+        "tree_peak_rss_mib": round(peak.mib, 1),
+        **json.loads(stdout.strip().splitlines()[-1]),
+    }
+
+
+class TreePeak(threading.Thread):
+    """The largest sum of resident memory of a process and its descendants seen (Linux /proc);
+    a command's worker processes count, which its own ru_maxrss leaves out."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.mib, self._done = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.05):
+            self.mib = max(self.mib, tree_rss_mib(self.pid))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def tree_rss_mib(pid: int) -> float:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    pages, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pages += int(Path(f"/proc/{current}/statm").read_text().split()[1])
+    return pages * PAGE / 2**20
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
