@@ -118,8 +118,8 @@ def measure(
     shifted = synthetic.shifted_columns(bench)
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     floor_seconds = statistics.median(run["seconds"] for run in floor_runs)
-    fixed = statistics.median(run["seconds"] for run in drift_one) if one_file else None
-    floor_fixed = statistics.median(run["seconds"] for run in floor_one) if one_file else None
+    fixed = round(statistics.median(r["seconds"] for r in drift_one), 2) if one_file else None
+    floor_fixed = round(statistics.median(r["seconds"] for r in floor_one), 2) if one_file else None
     result = {
         "rows": rows,
         "files": files,
