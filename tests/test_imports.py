@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 
@@ -67,6 +68,31 @@ def test_a_failed_background_import_is_raised_by_the_next_import_only():
     assert done.returncode == 1
     assert done.stderr.count("ModuleNotFoundError") == 1
     assert "Exception in thread" not in done.stderr
+
+
+def test_a_failed_command_does_not_wait_for_a_background_import(project):
+    """`python -m mlops` exits with its code and one line as soon as a command fails, even
+    while the import it started on another thread (here: one that never ends) is running."""
+    gate = project / "gate_module.py"
+    gate.write_text("import threading\nthreading.Event().wait()\n")  # an import that never ends
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys; from mlops import imports; "
+            "imports.import_in_background('gate_module'); "
+            "sys.argv = ['mlops', 'drift', '--current', 'nothere.csv']; "
+            "runpy.run_module('mlops', run_name='__main__')",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,  # waiting for the import would never end
+        env={**os.environ, "PYTHONPATH": str(project)},
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == "[drift] error: nothere.csv: no such file or folder"
 
 
 def loaded_after(code: str) -> set[str]:

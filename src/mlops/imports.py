@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+_STARTED: list[threading.Thread] = []
+
 
 @contextmanager
 def heavy_imports() -> Iterator[None]:
@@ -45,4 +47,10 @@ def import_in_background(*modules: str) -> threading.Thread:
 
     thread = threading.Thread(target=load, name=f"import {', '.join(modules)}")
     thread.start()
+    _STARTED.append(thread)
     return thread
+
+
+def still_importing() -> bool:
+    """Whether an import started by import_in_background has not finished."""
+    return any(thread.is_alive() for thread in _STARTED)
