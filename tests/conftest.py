@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops import data, evaluate, promote, train, validate
 from mlops.config import Config, load_config
+from owndata import make_project, run_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -113,17 +114,6 @@ def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], N
     return root
 
 
-def _run_in(root: Path, stages: tuple) -> None:
-    previous = Path.cwd()
-    os.chdir(root)
-    try:
-        config = load_config()
-        for stage in stages:
-            stage.run(config)
-    finally:
-        os.chdir(previous)
-
-
 @pytest.fixture(scope="session")
 def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy where data → validate → train → evaluate ran once (do not modify it)."""
@@ -133,7 +123,7 @@ def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def build(root: Path) -> None:
         copy_project(root)
-        _run_in(root, (data, validate, train, evaluate))
+        run_stages(root, (data, validate, train, evaluate))
 
     root = shared(tmp_path_factory, "pipeline", build)
     if cache is not None:  # first complete build wins; a concurrent worker's copy is dropped
@@ -165,7 +155,7 @@ def promoted_dir(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -
 
     def build(root: Path) -> None:
         shutil.copytree(pipeline_dir, root)
-        _run_in(root, (promote,))
+        run_stages(root, (promote,))
 
     return shared(tmp_path_factory, "promoted", build)
 
@@ -196,8 +186,6 @@ def config(project: Path) -> Config:
 def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/owndata.py's table, binary "no"/"yes", monthly periods from a timestamp; promoted
     (read-only: copy it with owndata.private_copy to change anything)."""
-    from owndata import make_project, run_stages
-
     return shared(
         tmp_path_factory, "churn", lambda root: run_stages(make_project(root, target="churn"))
     )
@@ -207,7 +195,6 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same table with three classes ("basic", "plus", "pro") and no time column: each raw
     file is a period; promoted (read-only)."""
-    from owndata import make_project, run_stages
 
     def build(root: Path) -> None:
         run_stages(make_project(root, target="plan", dated=False))

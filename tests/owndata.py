@@ -68,8 +68,9 @@ def schema(target: str) -> dict:
     }
 
 
-def run_stages(root: Path) -> None:
-    """data → validate → train → evaluate → promote in root, as `make all` runs them."""
+def run_stages(root: Path, stages: tuple | None = None) -> None:
+    """The stages (data → validate → train → evaluate → promote unless named) in root, in-process,
+    as `make all` runs them."""
     from mlops import data, evaluate, promote, train, validate
     from mlops.config import load_config
 
@@ -77,7 +78,7 @@ def run_stages(root: Path) -> None:
     os.chdir(root)
     try:
         config = load_config()
-        for stage in (data, validate, train, evaluate, promote):
+        for stage in stages or (data, validate, train, evaluate, promote):
             stage.run(config)
     finally:
         os.chdir(previous)
