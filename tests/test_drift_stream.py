@@ -123,6 +123,7 @@ def test_arrow_columns_count_as_pandas_reads_them(tmp_path):
             "codes": pa.array(rng.integers(0, 9, rows)),  # np.bincount
             "gappy_codes": pa.array(rng.integers(1, 5, rows), mask=with_gaps),  # floats in pandas
             "negative": pa.array(rng.integers(-3, 3, rows)),
+            "far": pa.array(rng.integers(10**12, 10**12 + 5, rows)),  # counted from 10**12 up
             "wide": pa.array(rng.integers(0, 10**12, rows)),  # too wide for bincount: pandas
             "text": pa.array(rng.choice(["a", "b", "é"], rows).tolist(), mask=with_gaps),
             "flags": pa.array(rng.random(rows) < 0.5),  # pandas
@@ -132,7 +133,7 @@ def test_arrow_columns_count_as_pandas_reads_them(tmp_path):
     )
     chunk = batches.Chunk(table.to_batches()[0], "t.parquet", 0)
     frame = table.to_pandas()
-    for name in ("codes", "gappy_codes", "negative", "wide", "text", "flags"):
+    for name in ("codes", "gappy_codes", "negative", "far", "wide", "text", "flags"):
         streamed, read = exact.CategoricalStats(), exact.CategoricalStats()
         missing = stream._count(chunk, name, streamed)
         assert missing == read.add(frame[name]), name

@@ -192,14 +192,14 @@ def _count(chunk: batches.Chunk, name: str, stats: CategoricalStats) -> int:
     array = None if isinstance(chunk.data, pd.DataFrame) else chunk.data.column(name)
     if array is not None and pa.types.is_integer(array.type):
         values = (array.drop_null() if array.null_count else array).to_numpy()
-        low = int(values.min()) if len(values) else 0
-        if not len(values) or int(values.max()) - low < SMALL_CODES:
-            codes = values if low >= 0 and values.dtype == np.intp else values - low
+        low, high = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+        if high - low < SMALL_CODES:
+            offset = 0 if low >= 0 and high < SMALL_CODES else low  # small codes: no copy
+            codes = values - offset if offset else values
             counts = np.bincount(codes.astype(np.intp, copy=False), minlength=1)
-            low = 0 if codes is values else low
             kind = float if array.null_count else int
             found = np.flatnonzero(counts)
-            pairs = zip((kind(low + int(i)) for i in found), counts[found].tolist(), strict=True)
+            pairs = zip((kind(offset + int(i)) for i in found), counts[found].tolist(), strict=True)
             return stats.add_counted(pairs, len(array), array.null_count)
     elif array is not None and _is_text(array.type):
         counted = pc.value_counts(array)
@@ -344,7 +344,7 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
 
 
 def fragment_part(file: int, fragment: Any, schema: Any, rows: int, plan: Plan) -> Part:
-    """One file's pass: a Dask task with the engine `dask`."""
+    """One file's pass: a Dask task with the engine `dask`, a pool process for a large batch."""
     columns = [name for name in plan.columns if name in schema.names]
     return pass_chunks(batches.fragment_chunks(fragment, schema, columns, rows), file, plan)
 
