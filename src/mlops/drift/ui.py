@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,5 +89,9 @@ def ui_command(config: Config, host: str | None = None, port: int | None = None)
     )
     for handler in logging.getLogger("mlops").handlers:
         handler.flush()
-    argv = ["-m", "evidently.cli", "ui", "--workspace", str(WORKSPACE)]
-    os.execv(sys.executable, [sys.executable, *argv, "--host", host, "--port", str(port)])
+    # What `evidently ui` runs, in this process: Evidently is imported once, not again by a CLI.
+    # Its server configures the root logger: mlops's lines keep to their own handlers.
+    from evidently.ui.service.app import run_local
+
+    logging.getLogger("mlops").propagate = False
+    run_local(host=host, port=port, workspace=str(WORKSPACE))
