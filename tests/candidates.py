@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+from helpers import built_once
 from mlops import evaluate, files, registry, train
 from mlops.config import Config
 from mlops.encoding import feature_matrix
@@ -55,15 +59,40 @@ def write_metrics(config: Config) -> dict[str, Any]:
     return report
 
 
+# Set by conftest: where this test run keeps its fits, shared by its xdist workers.
+FITS: Path | None = None
+
+
 def train_candidate(config: Config, **hyperparameters: Any) -> dict[str, Any]:
-    """Fit a real HistGradientBoosting candidate with these hyperparameters; write its metrics."""
+    """Fit a real HistGradientBoosting candidate with these hyperparameters; write its metrics.
+
+    Training is deterministic (the same data and settings give the same model bytes), so a fit
+    this test run already made is copied into models/candidate instead of being made again.
+    """
     base = config.train.hyperparameters.get("hist_gradient_boosting", {})
     table = {**config.train.hyperparameters, "hist_gradient_boosting": {**base, **hyperparameters}}
     changed = config.model_copy(
         update={"train": config.train.model_copy(update={"hyperparameters": table})}
     )
-    train.run(changed)
+    if FITS is None:
+        train.run(changed)
+    else:
+        fit = built_once(FITS / fit_key(changed), lambda root: fit_into(changed, root))
+        shutil.copytree(fit, train.CANDIDATE_DIR, dirs_exist_ok=True)
     return write_metrics(config)
+
+
+def fit_key(config: Config) -> str:
+    """What decides the fitted bytes: the training data and every setting train.run reads."""
+    digest = hashlib.sha256(files.sha256_file(config.data.processed_dir / "train.parquet").encode())
+    settings = config.model_dump(mode="json", by_alias=True, exclude={"promotion"})
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_into(config: Config, root: Path) -> None:
+    train.run(config)
+    shutil.copytree(train.CANDIDATE_DIR, root)
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:

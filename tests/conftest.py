@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_limits
 
+import candidates
+from helpers import built_once
 from mlops import data, evaluate, promote, train, validate
 from mlops.config import Config, load_config
 from owndata import make_project, run_stages
@@ -97,21 +98,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
 
 
+def run_directory(factory: pytest.TempPathFactory) -> Path:
+    """This test run's temporary directory, shared by all its xdist workers."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
     """A read-only project built once per run: by the first xdist worker that asks for it, while
-    the others wait for it (a file lock), instead of once per worker."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's directory, shared by its workers
-    root = base / "shared" / name
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with (root.parent / f"{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root.parent / f"{name}.built").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            build(root)
-            (root.parent / f"{name}.built").touch()
-    return root
+    the others wait for it, instead of once per worker."""
+    return built_once(run_directory(factory) / "shared" / name, build)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def candidate_fits(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tests/candidates.py's fits, made once per run and copied where asked again."""
+    candidates.FITS = run_directory(tmp_path_factory) / "fits"
 
 
 @pytest.fixture(scope="session")

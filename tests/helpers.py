@@ -3,10 +3,12 @@ ready for Make."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,19 @@ import yaml
 from mlops import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def built_once(root: Path, build: Callable[[Path], None]) -> Path:
+    """root, made by build(root) unless a process of this test run already made it: the first
+    to ask builds it (a file lock) while the others wait, then all of them read it."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f"{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root.parent / f"{root.name}.built").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            build(root)
+            (root.parent / f"{root.name}.built").touch()
+    return root
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
