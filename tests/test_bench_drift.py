@@ -10,8 +10,9 @@ from mlops.config import Config
 
 
 def test_measure_small(config):
-    """The whole benchmark at 3,000 rows: drift and the scipy baseline agree on the shift."""
-    result = bench.measure(config, rows=3_000, model_rows=2_000, repeats=2)
+    """The whole benchmark at 3,000 rows: drift and the scipy baseline agree on the shift (one
+    run of each: every drift run pays a fresh interpreter's Evidently import)."""
+    result = bench.measure(config, rows=3_000, model_rows=2_000, repeats=1)
     assert result["rows"] == 3_000
     assert result["columns"] == {"numeric": 15, "categorical": 5}
     assert result["shifted_columns"] == ["num_00", "num_01", "num_02"]
@@ -22,11 +23,10 @@ def test_measure_small(config):
     assert result["sampled"] is False
     for key in ("drift_seconds", "drift_cpu_seconds", "baseline_seconds", "cpu_ratio"):
         assert result[key] > 0
-    # Medians of alternating runs, each run listed.
-    assert result["repeats"] == 2
-    assert len(result["runs"]["drift_seconds"]) == len(result["runs"]["baseline_seconds"]) == 2
-    assert min(result["runs"]["drift_seconds"]) <= result["drift_seconds"]
-    assert result["drift_seconds"] <= max(result["runs"]["drift_seconds"])
+    # Medians of the runs, each run listed.
+    assert result["repeats"] == 1
+    assert result["runs"]["drift_seconds"] == [result["drift_seconds"]]
+    assert result["runs"]["baseline_seconds"] == [result["baseline_seconds"]]
 
 
 def test_stat_tests_match_evidentlys_definitions():

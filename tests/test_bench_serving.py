@@ -30,7 +30,7 @@ def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
     port = serving.free_port()
     with serving.running_server(Path.cwd(), params, port, tmp_path / "server.log") as (ready, pid):
         assert ready == {"status": "ready", "model_version": "v1"}
-        plan = {"port": port, "seconds": 1.0, "rounds": 2, "server_pid": pid}
+        plan = {"port": port, "seconds": 0.5, "rounds": 2, "server_pid": pid}
         plan["bodies"] = serving.sample_bodies(served, count=8)
         result = serving.drive(plan)
     assert set(result) == {"sequential", "concurrent_predict", "concurrent_baseline"}
@@ -44,7 +44,7 @@ def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
 
 
 def test_measure_reports_latency_throughput_and_ratio(served):
-    report = serving.measure(served, seconds=1.0, rounds=1)
+    report = serving.measure(served, seconds=0.5, rounds=1)
     assert report["model_version"] == "v1"
     assert report["errors"] == 0
     assert report["concurrency"] == serving.CONCURRENCY
@@ -89,6 +89,6 @@ def test_summary_and_merge():
 def test_server_that_never_gets_ready_is_reported(project, config, tmp_path):
     port = serving.free_port()
     params = Path("params.yaml").resolve()
-    server = serving.running_server(Path.cwd(), params, port, tmp_path / "log", timeout=5)
-    with pytest.raises(TimeoutError, match="not ready after 5s"), server:
+    server = serving.running_server(Path.cwd(), params, port, tmp_path / "log", timeout=2)
+    with pytest.raises(TimeoutError, match="not ready after 2s"), server:
         pass

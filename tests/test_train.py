@@ -31,6 +31,11 @@ def test_same_inputs_give_same_model_bytes(project):
     )
 
 
+def fewer_importance_rows(project) -> None:
+    """Permutation importance on 500 test rows, not 2,000: the metrics still use all 7,500."""
+    edit_params(project / "params.yaml", lambda p: p["evaluate"].update(importance_rows=500))
+
+
 @pytest.mark.parametrize("estimator", ["random_forest", "logistic_regression"])
 def test_other_estimators_train_and_score(project, estimator):
     edit_params(project / "params.yaml", lambda p: p["train"].update(estimator=estimator))
@@ -38,6 +43,7 @@ def test_other_estimators_train_and_score(project, estimator):
         project / "params.yaml",
         lambda p: p["train"]["hyperparameters"]["random_forest"].update(n_estimators=20),
     )
+    fewer_importance_rows(project)
     config = load_config()
     assert train.run(config)["estimator"] == estimator
     report = evaluate.run(config)
@@ -91,6 +97,7 @@ def test_synthetic_pipeline_end_to_end(fresh):
 
 def test_native_categorical_mode(project):
     edit_params(project / "params.yaml", lambda p: p["train"].update(native_categorical=True))
+    fewer_importance_rows(project)
     config = load_config()
     pipeline = train.build_pipeline(config)
     assert pipeline.named_steps["model"].categorical_features[0] is True
