@@ -13,7 +13,7 @@ from sklearn import metrics
 
 import drift_parts
 from drift_parts import analyse
-from helpers import edit_params, run_cli, run_module
+from helpers import edit_params, run_cli
 from mlops.drift import analysis, evidently_run, history, markdown, stream
 from mlops.drift.performance import (
     NOISE_Z,
@@ -335,9 +335,9 @@ def test_importance_alert_through_the_cli_exit_codes(project, config, capsys):
     the rule's share is set just above the column's importance."""
     current = pd.read_parquet("data/processed/current.parquet")
     older(current).to_csv("older.csv", index=False)
-    done = run_module(project, "drift", "--current", "older.csv")
-    assert done.returncode == 1, done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+    code, stderr = run_cli(capsys, "drift", "--current", "older.csv")
+    assert code == 1, stderr
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("[drift] FAILED: importance-weighted drift: drifted column(s) AGEP")
     share = json.loads(Path("reports/drift.json").read_text())["importance_drifted"]
     edit_params(project / "params.yaml", lambda p: p["drift"].update(importance_share=share + 1e-6))

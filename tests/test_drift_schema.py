@@ -1,6 +1,7 @@
 """A schema switch never crashes drift: production trained on columns params.yaml no longer
 declares is judged by the candidate of the new schema (and the report says so), or, without
-one, refused in one line saying what to do (exit 2). Through `python -m mlops` and `make all`."""
+one, refused in one line saying what to do (exit 2). Through the CLI, and `make all` in a fresh
+process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import made_copy, run_module
+from helpers import made_copy, run_cli
 from mlops import evaluate, promote, train
 from mlops.config import load_config
 from test_pipeline import make
@@ -29,17 +30,17 @@ def rename_schl(root: Path, *, raw: bool) -> None:
         pd.read_parquet(path).rename(columns={"SCHL": "EDU"}).to_parquet(path)
 
 
-def test_renamed_feature_judged_by_the_candidate_or_refused_in_one_line(project):
+def test_renamed_feature_judged_by_the_candidate_or_refused_in_one_line(project, capsys):
     promote.run(load_config())  # production v1 needs SCHL
     rename_schl(project, raw=False)
     config = load_config()
     train.run(config)
     evaluate.run(config)
 
-    done = run_module(project, "drift")
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "production v1 was trained on other columns (missing here: SCHL)" in done.stderr
+    code, stderr = run_cli(capsys, "drift")
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "production v1 was trained on other columns (missing here: SCHL)" in stderr
     saved = json.loads(Path("reports/drift.json").read_text())
     assert saved["model"]["source"] == "candidate"
     assert "judged with the candidate instead" in saved["model"]["note"]
@@ -47,10 +48,10 @@ def test_renamed_feature_judged_by_the_candidate_or_refused_in_one_line(project)
     assert "judged with the candidate instead" in Path("reports/drift.md").read_text()
 
     shutil.rmtree("models/candidate")
-    done = run_module(project, "drift")
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    (line,) = done.stderr.strip().splitlines()
+    code, stderr = run_cli(capsys, "drift")
+    assert code == 2
+    assert "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
     assert line.startswith("[drift] error: production v1 needs column(s) SCHL that params.yaml")
     assert "promote a model trained on this schema" in line
     assert "make rollback" in line
