@@ -14,18 +14,24 @@
 # Layer order: the locked dependencies are installed before the project's code is copied, and
 # requirements-dev.lock (only its setuptools pin builds the wheel) reaches no dependency layer.
 
+# The pinned base image appears twice: `base` for the build stages (their shared pip settings)
+# and `runtime`, which both images start from and which carries none of the build settings.
+
+# ---- base: what every build stage starts from ----
+FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS base
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
 # ---- build-tools: the setuptools pin from the dev lock, alone, so a dev-tool bump changes nothing
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS build-tools
+FROM base AS build-tools
 WORKDIR /build
 COPY requirements-dev.lock ./
 RUN sed -n '/^setuptools==/,/[^\\]$/p' requirements-dev.lock > build-requirements.txt \
     && grep -q -- '--hash=sha256:' build-requirements.txt
 
 # ---- wheel: the mlops package, built by that setuptools (hashes checked) ----
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS wheel
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+FROM base AS wheel
+ENV PYTHONDONTWRITEBYTECODE=1
 WORKDIR /build
 COPY --from=build-tools /build/build-requirements.txt ./
 RUN python -m venv /opt/build-venv \
@@ -38,9 +44,7 @@ RUN /opt/build-venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wh
     && rm -rf /site/bin
 
 # ---- serve-deps / pipeline-deps: each image's locked dependencies in /app/.venv ----
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS serve-deps
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+FROM base AS serve-deps
 # binutils: `strip` for the step below (this build stage only; the serve image gets the venv).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils=2.40-2 \
@@ -76,9 +80,7 @@ RUN .venv/bin/pip uninstall --quiet --yes pip setuptools \
         if cmp -s "$lib" "$site/numpy.libs/$name"; then ln -sf "../numpy.libs/$name" "$lib"; fi; \
     done
 
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS pipeline-deps
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+FROM base AS pipeline-deps
 WORKDIR /app
 COPY requirements.lock ./
 RUN python -m venv .venv \

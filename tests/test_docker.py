@@ -139,8 +139,13 @@ def test_dockerfile_targets_and_their_contents():
     found = stages()
     assert list(found)[-1] == "serve"  # the default target
     assert {"serve", "pipeline"} <= set(found)
-    external = [lines[0].split()[1] for lines in found.values() if "@sha256:" in lines[0]]
-    assert len(set(external)) == 1  # one digest-pinned base image
+    external = {
+        name: lines[0].split()[1] for name, lines in found.items() if "@sha256:" in lines[0]
+    }
+    assert len(set(external.values())) == 1  # one digest-pinned base image,
+    assert list(external) == ["base", "runtime"]  # named twice: the build base and the runtime
+    for name, lines in found.items():  # every other stage starts from one of this file's
+        assert name in external or lines[0].split()[1] in list(found)[: list(found).index(name)]
     serve, pipeline = "\n".join(found["serve"]), "\n".join(found["pipeline"])
     assert "COPY --from=serve-deps /app/.venv" in serve
     assert "pipeline-deps" not in serve
