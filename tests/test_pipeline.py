@@ -130,26 +130,26 @@ def test_a_missing_production_version_is_an_integrity_error(repo):
     assert stages_run(make(repo, "all")) == []
 
 
-def test_a_raised_bar_fails_make_all_and_keeps_the_registry(repo):
+def test_a_raised_bar_fails_make_all_and_keeps_the_registry(repo, tmp_path):
     """A params change re-runs only the stages reading that section; the gate holds production
-    to the raised bar: rejected, `make all` fails, the registry is byte-identical."""
-    params = repo / "params.yaml"
-    original = params.read_text()
-    registry = (repo / "models/registry.json").read_bytes()
-    params.write_text(original.replace("min_accuracy: 0.78", "min_accuracy: 0.99"))
-    try:
-        result = make(repo, "all", check=False)
-        assert result.returncode != 0
-        # the rejection is recorded; drift still reports on production and the new data
-        assert stages_run(result) == ["promote", "drift"]
-        assert "production v1 no longer meets min_accuracy 0.99" in result.stderr
-        assert "make all: the gate rejected the candidate" in result.stderr
-        assert "pipeline up to date" not in result.stdout
-        assert make(repo, "all", check=False).returncode != 0  # still failing, nothing re-run
-        assert (repo / "models/registry.json").read_bytes() == registry
-    finally:
-        params.write_text(original)
-    assert stages_run(make(repo, "all")) == ["promote", "drift"]
+    to the raised bar: rejected, `make all` fails, the registry is byte-identical. (In a copy of
+    the repository with its mtimes, so Make sees what it saw there and `repo` stays as it is.)"""
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy, symlinks=True)
+    params = copy / "params.yaml"
+    registry = (copy / "models/registry.json").read_bytes()
+    params.write_text(params.read_text().replace("min_accuracy: 0.78", "min_accuracy: 0.99"))
+    result = make(copy, "all", check=False)
+    assert result.returncode != 0
+    # the rejection is recorded; drift still reports on production and the new data
+    assert stages_run(result) == ["promote", "drift"]
+    assert "production v1 no longer meets min_accuracy 0.99" in result.stderr
+    assert "make all: the gate rejected the candidate" in result.stderr
+    assert "pipeline up to date" not in result.stdout
+    again = make(copy, "all", check=False)
+    assert again.returncode != 0  # still failing, nothing re-run
+    assert stages_run(again) == []
+    assert (copy / "models/registry.json").read_bytes() == registry
 
 
 def test_the_bench_reference_does_the_same_work_in_one_process(repo, tmp_path):
