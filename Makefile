@@ -192,8 +192,9 @@ mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and re
 
 # One worker per core, at most 4 (~0.7 GB each); a test module stays on one worker, so its
 # module-scoped fixture (a `make all`, a server) is built once, and the session's read-only
-# projects are built once per run (tests/conftest.py `shared`). Modules are handed out heaviest
-# first (conftest HEAVY_FIRST), not by test count.
+# projects and the candidate fits are built once per run (tests/conftest.py `shared`,
+# tests/candidates.py). Modules are handed out heaviest first (conftest HEAVY_FIRST), not by test
+# count. About 4 to 4.5 minutes on 2 cores.
 TEST_WORKERS ?= auto
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
 	@$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder \
