@@ -184,7 +184,7 @@ docker: ## Build the images IMAGE:serve and IMAGE:pipeline (IMAGE=mlops, ENGINE=
 bench: $(INSTALLED) ## Measure pipeline, drift, serving and batch speed → reports/bench.json [ONLY=sections]
 	@$(MLOPS) bench $(if $(ONLY),--only "$(ONLY)")
 
-# Not in CI (6-12 min for all 656 mutants on 2 cores; MUTANTS="mlops.promote.x_judge__mutmut_*"
+# Not in CI (6-35 min for all 656 mutants on 2 cores; MUTANTS="mlops.promote.x_judge__mutmut_*"
 # for a subset). Survivors (with their diffs) in reports/mutation.json are decisions no test pins
 # down: exit 1 unless each is explained in mlops.mutation.EXPLAINED.
 mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and registry → reports/mutation.json

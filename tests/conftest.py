@@ -110,9 +110,10 @@ def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], N
     return built_once(run_directory(factory) / "shared" / name, build)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def candidate_fits(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """tests/candidates.py's fits, made once per run and copied where asked again."""
+    """tests/candidates.py's fits, made once per run and copied where asked again (set up with
+    `project`, where candidates are trained: a test without files makes no temp directory)."""
     candidates.FITS = run_directory(tmp_path_factory) / "fits"
 
 
@@ -163,7 +164,9 @@ def promoted_dir(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -
 
 
 @pytest.fixture
-def project(tmp_path: Path, pipeline_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(
+    tmp_path: Path, pipeline_dir: Path, monkeypatch: pytest.MonkeyPatch, candidate_fits: None
+) -> Path:
     """A private copy of pipeline_dir, made the working directory, free to modify."""
     root = tmp_path / "project"
     shutil.copytree(pipeline_dir, root)

@@ -6,7 +6,7 @@ a mutant no test notices "survived" and names a decision no test pins down. Only
 functions are mutated (the gate, the drift verdict, validation, the registry; configuration:
 [tool.mutmut] in pyproject.toml; the working copy is mutants/, git-ignored). Each has unit tests
 that need no project, so most mutants die in under a second: all of MUTATED (656 mutants) takes
-6 minutes on two cores (12 while other work shares them), niced, one mutmut child per core.
+6 to 35 minutes on two cores (measured runs; the latest took 35), niced, one mutmut child per core.
 Not run in CI. `make mutate MUTANTS="glob ..."` checks a subset; results of other mutants stay in
 mutants/ (the report lists what is still unchecked). A survivor not explained in EXPLAINED is
 a failed check (exit 1).
