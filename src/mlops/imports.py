@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-_STARTED: list[threading.Thread] = []
+_STARTED: list[threading.Thread] = []  # background imports, finished ones dropped as others start
 
 
 @contextmanager
@@ -47,7 +47,7 @@ def import_in_background(*modules: str) -> threading.Thread:
 
     thread = threading.Thread(target=load, name=f"import {', '.join(modules)}")
     thread.start()
-    _STARTED.append(thread)
+    _STARTED[:] = [*(started for started in _STARTED if started.is_alive()), thread]
     return thread
 
 

@@ -118,8 +118,11 @@ def measure(
     shifted = synthetic.shifted_columns(bench)
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     floor_seconds = statistics.median(run["seconds"] for run in floor_runs)
-    fixed = round(statistics.median(r["seconds"] for r in drift_one), 2) if one_file else None
-    floor_fixed = round(statistics.median(r["seconds"] for r in floor_one), 2) if one_file else None
+    fixed = floor_fixed = added = None  # one_file=False: no runs on the first file alone
+    if one_file:
+        fixed = round(statistics.median(r["seconds"] for r in drift_one), 2)
+        floor_fixed = round(statistics.median(r["seconds"] for r in floor_one), 2)
+        added = ratio(drift_seconds - fixed, floor_seconds - floor_fixed)
     result = {
         "rows": rows,
         "files": files,
@@ -143,11 +146,7 @@ def measure(
         # ratio of what the other files add to drift against what they add to reading.
         "one_file_drift_seconds": fixed,
         "one_file_floor_seconds": floor_fixed,
-        "drift_added_ratio_to_floor_added": ratio(
-            drift_seconds - fixed, floor_seconds - floor_fixed
-        )
-        if one_file
-        else None,
+        "drift_added_ratio_to_floor_added": added,
         "drift_flagged_columns": report["drifted_columns"],
         "drift_exact_columns": sum(1 for c in report["columns"].values() if c["exact"]),
         "drift_analysis_timings": report["timings"],
