@@ -94,6 +94,29 @@ def test_unreadable_params(tmp_path, text, message):
         load_config(path)
 
 
+def test_params_that_are_no_text_file_are_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"seed: 42\ndata:\n  source: r\xe9w\n")
+    with pytest.raises(InputError, match=r"params.yaml: not UTF-8 text \(byte 0xe9 at offset 26\)"):
+        load_config(path)
+    with pytest.raises(InputError, match="is a folder; name the params file itself"):
+        load_config(tmp_path)
+
+
+def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    path.write_text(text.replace("seed: 42\n", "seed: 42\nseed: 7\n", 1))
+    line = text.splitlines().index("seed: 42") + 1
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"key 'seed' on line {line + 1} is already on line {line}" in message
+    assert "\n" not in message
+    # The same key in two different sections is no duplicate.
+    assert load_config(ROOT / "params.yaml").drift.min_rows == 200
+
+
 def test_stage_stamps_change_only_with_their_sections(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
