@@ -32,8 +32,10 @@ all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → eval
 		echo "make all: the gate rejected the candidate; see reports/promotion.md" >&2; exit 1; fi
 	@echo "==> pipeline up to date: reports/metrics.json, reports/promotion.md, reports/drift.html"
 
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets (coloured on a terminal only)
+	@if [ -t 1 ]; then on=$$'\033[36m' off=$$'\033[0m'; else on= off=; fi; \
+		awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+		/^[a-zA-Z_-]+:.*## / {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 venv: $(INSTALLED) ## Create .venv and install the locked dependencies (automatic on first use)
 

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -112,3 +113,20 @@ def test_a_gate_rejection_stops_unless_recorded(project, capsys):
     assert (project / ".make/promote.ok").is_file()
     assert "FAILED: candidate rejected" in capsys.readouterr().err
     assert json.loads(promote.REPORT_JSON.read_text())["decision"] == "rejected"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(promoted_dir, tmp_path):
+    """`make models | head -1`: the closed pipe ends the command quietly, exit 0."""
+    shutil.copytree(promoted_dir, tmp_path / "p")
+    result = subprocess.run(
+        f"{sys.executable} -m mlops models | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path / "p",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "0", result.stderr
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr

@@ -162,6 +162,18 @@ def entry(command: str) -> Callable:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = run(argv)
+        sys.stdout.flush()  # inside the try: a pipe closed by now must not fail at exit
+        return code
+    except BrokenPipeError:  # `make runs | head`: the reader has all it wanted; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush would fail again
+        return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run the command or the stage queue; return the exit code."""
     args = parser().parse_args(argv)
     if message := workdirs.problem(args):  # e.g. a mounted folder this user cannot write
         print(f"[{args.command}] error: {message}", file=sys.stderr)
