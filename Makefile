@@ -39,10 +39,15 @@ help: ## List the targets (coloured on a terminal only)
 
 venv: $(INSTALLED) ## Create .venv and install the locked dependencies (automatic on first use)
 
+# Progress: a line every 25 packages fetched (pip's own output is one line per package or none).
 $(INSTALLED): requirements-dev.lock pyproject.toml
-	@echo "==> installing requirements-dev.lock into $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-dev.lock
+	@total=$$(grep -c '^[A-Za-z0-9][^ ]*==' requirements-dev.lock); \
+	echo "==> installing $$total locked packages (requirements-dev.lock) into $(VENV); first time: a few minutes"; \
+	$(PY) -m pip install --disable-pip-version-check --no-deps --require-hashes --progress-bar off \
+		-r requirements-dev.lock | awk -v total="$$total" ' \
+		/^(Collecting|Processing) / { n++; if (n % 25 == 0 || n == total) { printf "  fetched %d of %d\n", n, total; fflush() } } \
+		/^Installing collected/ { print "  unpacking into $(VENV) ..."; fflush() }'
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@$(PY) -m pip check >/dev/null
 	@touch $@
