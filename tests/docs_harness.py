@@ -17,8 +17,9 @@ The convention (summed up in README.md, "Commands in these docs are tested"):
 - A command ending in ` &` is started in the background (a server); the run waits until it
   listens on $PORT and stops it at the end.
 - Declared substitutions: `127.0.0.1:8000` (or `localhost:8000`) in a command becomes the free
-  port the run uses (also exported as PORT, which `make serve` reads); commands run with
-  `.venv/bin` first on PATH (an activated venv) and unbuffered Python, from the project root.
+  port the run uses (also exported as PORT, which `make serve` reads); commands run with the
+  PATH of a plain shell (no activated venv: a doc that says `python -m mlops` where a reader needs
+  `.venv/bin/python -m mlops` fails) and unbuffered Python, from the project root.
 - A number followed by `<!-- doc-number: FILE KEY -->` is checked against reports/FILE's KEY
   (dots separate keys; a list or mapping counts its items) to within half a unit of its last
   shown digit.
@@ -248,10 +249,8 @@ class Session:
     def __init__(self, project: Path, port: int | None = None) -> None:
         self.project = project
         self.port = port or free_port()
-        venv_bin = str(project / ".venv" / "bin")
         self.env = {
             **os.environ,
-            "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
             "PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
             "DO_NOT_TRACK": "1",
