@@ -245,7 +245,8 @@ lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock and re
 
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
-	rm -rf $(STAMP) data/processed models/candidate reports/run.log \
+	rm -rf $(STAMP) data/processed models/candidate reports/run.log reports/scores \
+		$(wildcard reports/.*.tmp) \
 		$(filter-out reports/README.md,$(wildcard reports/*.json reports/*.md reports/*.html reports/*.png))
 
 clean-all: clean ## Also remove the registry, every model version, the drift history and .venv

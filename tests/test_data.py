@@ -101,7 +101,8 @@ def test_missing_listed_file_and_missing_checksums(project, capsys):
     (project / RAW / "employment_MA_2015.csv").unlink()
     code, err = run_cli(capsys, "data")
     assert code == 2
-    assert "employment_MA_2015.csv: listed in SHA256SUMS but missing" in err
+    assert "employment_MA_2015.csv: listed in SHA256SUMS but missing (restore it" in err
+    assert "or drop it from the record: `make accept-data`)" in err
     (project / RAW / "SHA256SUMS").unlink()
     assert "SHA256SUMS: not found" in run_cli(capsys, "data")[1]
 

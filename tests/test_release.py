@@ -100,6 +100,14 @@ def test_import_is_idempotent_and_empty_dir_is_a_noop(project, config, tmp_path)
     assert snapshot(project / "models") == before
 
 
+def test_an_empty_import_names_the_production_it_keeps(project, config, tmp_path, caplog):
+    promote.run(config)
+    (tmp_path / "empty").mkdir()
+    with caplog.at_level("INFO", logger="mlops.release"):
+        assert release.import_bundle(tmp_path / "empty") is None
+    assert "nothing imported (production stays v1)" in caplog.text
+
+
 def test_import_of_an_older_release_is_recorded(project, config, tmp_path):
     promote.run(config)
     release.export_bundle(tmp_path / "v1")

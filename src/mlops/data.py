@@ -52,7 +52,10 @@ def verify_raw(raw_dir: Path) -> dict[str, str]:
         raise InputError(f"{raw_dir}: no CSV or Parquet files")
     recorded = recorded_checksums(raw_dir)
     for name in sorted(set(recorded) - {path.name for path in csvs}):
-        raise InputError(f"{raw_dir / name}: listed in {CHECKSUMS} but missing")
+        raise InputError(
+            f"{raw_dir / name}: listed in {CHECKSUMS} but missing (restore it, e.g. "
+            f"`git checkout -- {raw_dir / name}`, or drop it from the record: `make accept-data`)"
+        )
     actual = {}
     for path in csvs:
         if path.name not in recorded:

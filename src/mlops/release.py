@@ -209,7 +209,12 @@ def import_bundle(directory: Path, models_dir: Path = MODELS_DIR) -> str | None:
     directory, models_dir = Path(directory), Path(models_dir)
     found = read_bundle(directory)
     if found is None:
-        log.info("no release bundle in %s: nothing imported (no production model yet)", directory)
+        production = registry.production_version(models_dir)
+        log.info(
+            "no release bundle in %s: nothing imported (production stays %s)",
+            directory,
+            production or "empty: no production model yet",
+        )
         return None
     version, metadata, snapshot, others = found
     sha = metadata["model_sha256"]
