@@ -13,12 +13,13 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from mlops import __version__
 from mlops.config import Config
@@ -41,27 +42,31 @@ class OipError(Exception):
         self.status = status
 
 
-class RequestInput(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+# The request envelope (TypedDicts: parsed and checked in one pass, cheaper than models).
+class RequestInput(TypedDict):
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
     datatype: str
     data: list[Any]
-    parameters: dict[str, Any] | None = None
+    parameters: NotRequired[dict[str, Any] | None]
 
 
-class RequestOutput(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+class RequestOutput(TypedDict):
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
     name: str
-    parameters: dict[str, Any] | None = None
+    parameters: NotRequired[dict[str, Any] | None]
 
 
-class InferenceRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
+class InferenceRequest(TypedDict):
+    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
+    id: NotRequired[str | None]
+    parameters: NotRequired[dict[str, Any] | None]
     inputs: Annotated[list[RequestInput], Field(min_length=1)]
-    outputs: list[RequestOutput] | None = None
+    outputs: NotRequired[list[RequestOutput] | None]
+
+
+ENVELOPE = TypeAdapter(InferenceRequest)
 
 
 def declared_datatype(values: list[Any] | None) -> tuple[str, frozenset[str]]:
@@ -80,18 +85,18 @@ def declared_datatype(values: list[Any] | None) -> tuple[str, frozenset[str]]:
     return "BYTES", DATATYPES  # mixed types: each element is checked as /predict checks it
 
 
-def _element_ok(datatype: str) -> Callable[[Any], bool]:
-    """Whether a JSON element is of this tensor datatype (null: left to the schema's nulls)."""
+def _element_types(datatype: str) -> frozenset[type]:
+    """The JSON element types of a tensor datatype (null: left to the schema's nulls)."""
     if datatype == "BYTES":
-        return lambda value: value is None or type(value) is str
+        return frozenset({str, type(None)})
     if datatype == "BOOL":
-        return lambda value: value is None or type(value) is bool
+        return frozenset({bool, type(None)})
     if datatype in INTEGER:
-        return lambda value: value is None or type(value) is int
-    return lambda value: value is None or type(value) in (int, float)
+        return frozenset({int, type(None)})
+    return frozenset({int, float, type(None)})
 
 
-ELEMENT_OK = {datatype: _element_ok(datatype) for datatype in DATATYPES}
+ELEMENT_TYPES = {datatype: _element_types(datatype) for datatype in DATATYPES}
 
 
 def _flat(data: list[Any]) -> list[Any]:
@@ -280,28 +285,26 @@ def oip_router(
             raise OipError(400, 'empty body: expected an inference request {"inputs": [...]}')
         return body
 
-    def coded_rows(request: InferenceRequest) -> np.ndarray:
+    def coded_rows(request: dict[str, Any]) -> np.ndarray:
         """The input tensors as /predict's validated rows, coded for the model (400 if bad)."""
         columns: dict[str, list[Any]] = {}
         rows = None
-        for tensor in request.inputs:
-            name = tensor.name
+        for tensor in request["inputs"]:
+            name, given = tensor["name"], tensor["datatype"]
             if name in columns:
                 raise OipError(400, f"input {name!r} given twice")
             if name not in declared:
                 known = ", ".join(features)
                 raise OipError(400, f"unknown input {name!r}: the model takes {known}")
             datatype, accepted = declared[name]
-            if tensor.datatype not in DATATYPES:
-                raise OipError(400, f"input {name}: unknown datatype {tensor.datatype!r}")
-            if tensor.datatype not in accepted:
-                raise OipError(
-                    400, f"input {name}: datatype {tensor.datatype}, expected {datatype}"
-                )
-            shape = tensor.shape
+            if given not in DATATYPES:
+                raise OipError(400, f"input {name}: unknown datatype {given!r}")
+            if given not in accepted:
+                raise OipError(400, f"input {name}: datatype {given}, expected {datatype}")
+            shape = tensor["shape"]
             if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
                 raise OipError(400, f"input {name}: shape {shape}, expected [n] or [n, 1]")
-            data = _flat(tensor.data)
+            data = _flat(tensor["data"])
             if len(data) != shape[0]:
                 raise OipError(
                     400,
@@ -312,13 +315,11 @@ def oip_router(
                 rows = shape[0]
             elif shape[0] != rows:
                 raise OipError(400, f"inputs of different lengths: {rows} and {name} {shape[0]}")
-            ok = ELEMENT_OK[tensor.datatype]
-            for position, value in enumerate(data):
-                if not ok(value):
-                    raise OipError(
-                        400, f"input {name}, row {position}: not of datatype {tensor.datatype}"
-                    )
-            if name in nullable and tensor.datatype in FLOAT:  # NaN: numpy's missing value
+            allowed = ELEMENT_TYPES[given]
+            if not {type(value) for value in data} <= allowed:
+                position = next(i for i, value in enumerate(data) if type(value) not in allowed)
+                raise OipError(400, f"input {name}, row {position}: not of datatype {given}")
+            if name in nullable and given in FLOAT:  # NaN: numpy's missing value
                 data = [None if type(v) is float and math.isnan(v) else v for v in data]
             columns[name] = data
         missing = [name for name in features if name not in columns]
@@ -341,7 +342,7 @@ def oip_router(
                 check_model(name, version)
             body = await read_body(request)
             try:
-                parsed = InferenceRequest.model_validate_json(body)
+                parsed = ENVELOPE.validate_json(body)
             except ValidationError as exc:
                 raise OipError(400, _envelope_errors(exc.errors(include_input=False))) from None
             x = coded_rows(parsed)  # as /predict: a bad request is a 400 even with no model
@@ -349,7 +350,7 @@ def oip_router(
             loaded = slot.current
             multiclass = loaded.positive is None
             available = ["label", "probability", *(["probabilities"] if multiclass else [])]
-            wanted = [output.name for output in parsed.outputs or ()] or available
+            wanted = [output["name"] for output in parsed.get("outputs") or ()] or available
             unknown = [output for output in wanted if output not in available]
             if unknown:
                 raise OipError(
@@ -385,8 +386,8 @@ def oip_router(
                 "data": proba.ravel().tolist(),
             }
         answer: dict[str, Any] = {"model_name": model_name, "model_version": served}
-        if parsed.id is not None:
-            answer["id"] = parsed.id
+        if parsed.get("id") is not None:
+            answer["id"] = parsed["id"]
         answer["outputs"] = [tensors[output] for output in wanted]
         content = json.dumps(answer, separators=(",", ":"))
         return Response(content, media_type=JSON_TYPE, headers={"x-model-version": served})
