@@ -32,6 +32,7 @@ FLOAT = frozenset({"FP16", "FP32", "FP64"})
 NUMBER = INTEGER | FLOAT
 DATATYPES = NUMBER | {"BOOL", "BYTES"}
 MAX_REASONS = 5  # validation errors named in one 400
+LABEL_DATATYPES = {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP64"}  # numpy kind: else BYTES
 
 
 class OipError(Exception):
@@ -164,6 +165,9 @@ def oip_router(
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
+    def version_not_found(version: str, served: str) -> str:
+        return f"model {model_name!r} version {version!r} not found: serving {served}"
+
     def check_model(name: str, version: str | None) -> None:
         """404 for another model name or a version not served; 503 while nothing is loaded."""
         if name != model_name:
@@ -172,13 +176,10 @@ def oip_router(
         if loaded is None:
             raise OipError(503, f"model {model_name!r} not ready: {slot.problem}")
         if version is not None and version != loaded.version:
-            raise OipError(
-                404, f"model {model_name!r} version {version!r} not found: serving {loaded.version}"
-            )
+            raise OipError(404, version_not_found(version, loaded.version))
 
     def label_datatype() -> str:
-        kind = slot.current.classes.dtype.kind if slot.current is not None else "O"
-        return {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP64"}.get(kind, "BYTES")
+        return LABEL_DATATYPES.get(slot.current.classes.dtype.kind, "BYTES")
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> dict:
@@ -347,8 +348,7 @@ def oip_router(
                 raise OipError(400, _envelope_errors(exc.errors(include_input=False))) from None
             x = coded_rows(parsed)  # as /predict: a bad request is a 400 even with no model
             check_model(name, version)
-            loaded = slot.current
-            multiclass = loaded.positive is None
+            multiclass = slot.current.positive is None
             available = ["label", "probability", *(["probabilities"] if multiclass else [])]
             wanted = [output["name"] for output in parsed.get("outputs") or ()] or available
             unknown = [output for output in wanted if output not in available]
@@ -363,11 +363,13 @@ def oip_router(
         except Exception:  # a bug or a broken model, never the request: log it, answer JSON
             log.exception("prediction failed (model %s)", slot.version)
             return error(500, "prediction failed; see the server log")
+        if version is not None and served != version:  # production changed meanwhile
+            return error(404, version_not_found(version, served))
         rows = len(x)
         tensors = {
             "label": {
                 "name": "label",
-                "datatype": label_datatype(),
+                "datatype": LABEL_DATATYPES.get(labels.dtype.kind, "BYTES"),
                 "shape": [rows],
                 "data": labels.tolist(),
             },
@@ -378,7 +380,7 @@ def oip_router(
                 "data": probability.tolist(),
             },
         }
-        if multiclass:
+        if proba.shape[1] > 2:
             tensors["probabilities"] = {
                 "name": "probabilities",
                 "datatype": "FP64",
@@ -388,7 +390,7 @@ def oip_router(
         answer: dict[str, Any] = {"model_name": model_name, "model_version": served}
         if parsed.get("id") is not None:
             answer["id"] = parsed["id"]
-        answer["outputs"] = [tensors[output] for output in wanted]
+        answer["outputs"] = [tensors[output] for output in wanted if output in tensors]
         content = json.dumps(answer, separators=(",", ":"))
         return Response(content, media_type=JSON_TYPE, headers={"x-model-version": served})
 
