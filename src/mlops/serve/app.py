@@ -251,7 +251,7 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     # The Open Inference Protocol (V2) routes: the same rules, coding and batching as /predict.
-    app.include_router(oip_router(config, slot, batcher, payload_model, row_values, body_limit))
+    app.include_router(oip_router(config, slot, batcher, body_limit))
     return app
 
 

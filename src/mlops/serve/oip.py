@@ -1,10 +1,11 @@
 """The Open Inference Protocol (V2 REST, as KServe, MLServer and Triton speak it) beside /predict.
 
 One input tensor per feature (columnar, as MLServer's pandas codec sends a frame), shape [n] or
-[n, 1]; the rows go through the same generated request model as /predict (same types, allowed
-values, ranges and nulls) and the same Batcher. Outputs: `label`, `probability` and, multiclass,
-`probabilities` [n, classes]. Every error is {"error": "..."}: 400 bad request, 404 unknown model
-or version, 413 body too large, 415 binary or compressed body, 503 no model loaded.
+[n, 1]. Each element is checked and coded by the same per-feature types as /predict's rows
+(mlops.serve.schema.feature_fields: JSON type, allowed values, ranges, nulls) and the rows are
+scored by the same Batcher. Outputs: `label`, `probability` and, multiclass, `probabilities`
+[n, classes]. Every error is {"error": "..."}: 400 bad request, 404 unknown model or version,
+413 body too large, 415 binary or compressed body, 503 no model loaded.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Union, get_args
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict
 
 from mlops import __version__
 from mlops.config import Config
 from mlops.serve.model import Batcher, ModelSlot
+from mlops.serve.schema import feature_fields
 
 log = logging.getLogger("mlops.serve")
 JSON_TYPE = "application/json"
@@ -33,6 +35,7 @@ NUMBER = INTEGER | FLOAT
 DATATYPES = NUMBER | {"BOOL", "BYTES"}
 MAX_REASONS = 5  # validation errors named in one 400
 LABEL_DATATYPES = {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP64"}  # numpy kind: else BYTES
+STRICT = ConfigDict(strict=True, extra="ignore")
 
 
 class OipError(Exception):
@@ -41,33 +44,6 @@ class OipError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-# The request envelope (TypedDicts: parsed and checked in one pass, cheaper than models).
-class RequestInput(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
-    name: str
-    shape: list[Annotated[int, Field(ge=0)]]
-    datatype: str
-    data: list[Any]
-    parameters: NotRequired[dict[str, Any] | None]
-
-
-class RequestOutput(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
-    name: str
-    parameters: NotRequired[dict[str, Any] | None]
-
-
-class InferenceRequest(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="ignore")  # type: ignore[misc]
-    id: NotRequired[str | None]
-    parameters: NotRequired[dict[str, Any] | None]
-    inputs: Annotated[list[RequestInput], Field(min_length=1)]
-    outputs: NotRequired[list[RequestOutput] | None]
-
-
-ENVELOPE = TypeAdapter(InferenceRequest)
 
 
 def declared_datatype(values: list[Any] | None) -> tuple[str, frozenset[str]]:
@@ -86,28 +62,65 @@ def declared_datatype(values: list[Any] | None) -> tuple[str, frozenset[str]]:
     return "BYTES", DATATYPES  # mixed types: each element is checked as /predict checks it
 
 
-def _element_types(datatype: str) -> frozenset[type]:
-    """The JSON element types of a tensor datatype (null: left to the schema's nulls)."""
-    if datatype == "BYTES":
-        return frozenset({str, type(None)})
-    if datatype == "BOOL":
-        return frozenset({bool, type(None)})
-    if datatype in INTEGER:
-        return frozenset({int, type(None)})
-    return frozenset({int, float, type(None)})
-
-
-ELEMENT_TYPES = {datatype: _element_types(datatype) for datatype in DATATYPES}
-
-
-def _flat(data: list[Any]) -> list[Any]:
-    """Row-major nested data ([[1], [2]] for shape [2, 1]) as one flat list."""
-    if not any(type(value) is list for value in data):
+def _flat(data: Any) -> Any:
+    """Row-major nested data ([[1], [2]] for shape [2, 1]) as one flat list (a list mixing
+    elements and lists keeps its lists: those are refused as elements of the wrong type)."""
+    if type(data) is not list or not data or type(data[0]) is not list:
         return data
     flat: list[Any] = []
     for value in data:
         flat.extend(_flat(value) if type(value) is list else [value])
     return flat
+
+
+def _nan_missing(value: Any) -> Any:
+    """NaN, numpy's missing value (what a float column with gaps sends), as null."""
+    return None if type(value) is float and math.isnan(value) else value
+
+
+def request_adapter(config: Config) -> TypeAdapter:
+    """The inference request, checked in one pass: one tensor type per feature (told apart by
+    `name`) whose datatype is one accepted for it and whose elements are /predict's field type
+    for that feature, so a valid tensor's data holds the model's codes (NaN for null)."""
+    tensors = []
+    fields = feature_fields(config).values()
+    for name, (annotated, _) in zip(config.features, fields, strict=True):
+        base, *metadata = get_args(annotated)  # the field's type, without its alias and docs
+        kept = [m for m in metadata if not (isinstance(m, FieldInfo) and m.alias == name)]
+        element = Annotated[(base, *kept)] if kept else base
+        if config.max_missing(name) > 0:
+            element = Annotated[element, BeforeValidator(_nan_missing)]
+        accepted = tuple(sorted(declared_datatype(config.categorical.get(name))[1]))
+        data = list[element]  # type: ignore[valid-type]
+        tensor = TypedDict(  # noqa: UP013 (types made here: no string annotations)
+            f"Input{len(tensors)}",
+            {
+                "name": Literal[name],
+                "shape": list[Annotated[int, Field(ge=0)]],
+                "datatype": Literal[accepted],  # type: ignore[valid-type]
+                "data": Annotated[data, BeforeValidator(_flat)],
+                "parameters": NotRequired[dict[str, Any] | None],
+            },
+        )
+        tensors.append(with_config(STRICT)(tensor))
+    one = tensors[0] if len(tensors) == 1 else Union[tuple(tensors)]  # noqa: UP007
+    inputs = Annotated[list[Annotated[one, Field(discriminator="name")]], Field(min_length=1)]
+    if len(tensors) == 1:
+        inputs = Annotated[list[one], Field(min_length=1)]
+
+    output = TypedDict(  # noqa: UP013
+        "RequestOutput", {"name": str, "parameters": NotRequired[dict[str, Any] | None]}
+    )
+    request = TypedDict(  # noqa: UP013
+        "InferenceRequest",
+        {
+            "id": NotRequired[str | None],
+            "parameters": NotRequired[dict[str, Any] | None],
+            "inputs": inputs,
+            "outputs": NotRequired[list[with_config(STRICT)(output)] | None],
+        },
+    )
+    return TypeAdapter(with_config(STRICT)(request))
 
 
 def _where(loc: tuple | list) -> str:
@@ -117,50 +130,46 @@ def _where(loc: tuple | list) -> str:
     return text
 
 
-def _envelope_errors(errors: list[dict[str, Any]]) -> str:
-    """Pydantic errors on the request envelope as one line (no input echoed)."""
+def describe(errors: list[dict[str, Any]], config: Config) -> str:
+    """Pydantic's errors on a request as one line: input, row and reason (no value echoed but
+    a wrong datatype's name or an unknown input's)."""
     first = errors[0]
-    if first.get("type") == "json_invalid":
-        return "malformed JSON: " + str(first.get("msg", "")).removeprefix("Invalid JSON: ")
-    if not first.get("loc"):
+    if first["type"] == "json_invalid":
+        return "malformed JSON: " + str(first["msg"]).removeprefix("Invalid JSON: ")
+    if not first["loc"]:
         return 'not a JSON object: expected an inference request {"inputs": [...]}'
-    reasons = [f"{_where(e['loc'])}: {e['msg']}" for e in errors[:MAX_REASONS]]
-    more = len(errors) - MAX_REASONS
-    return "; ".join(reasons) + (f"; {more} more error(s)" if more > 0 else "")
-
-
-def _row_errors(errors: list[dict[str, Any]], max_batch: int) -> str:
-    """The request model's errors on the rows as one line: input name, row, reason."""
     reasons = []
     for error in errors[:MAX_REASONS]:
-        loc = list(error.get("loc", ()))
-        if len(loc) >= 3:
-            reasons.append(f"input {loc[2]}, row {loc[1]}: {error['msg']}")
-        elif error.get("type") == "too_long":
-            reasons.append(f"more than serve.max_batch = {max_batch} rows")
+        loc, kind = list(error["loc"]), error["type"]
+        name = loc[2] if len(loc) > 3 and loc[0] == "inputs" else None  # inputs, i, name, key
+        if kind == "union_tag_invalid":
+            known = ", ".join(config.features)
+            reasons.append(f"unknown input {error['ctx']['tag']!r}: the model takes {known}")
+        elif kind == "union_tag_not_found":
+            reasons.append(f"{_where(loc)}.name: Field required")
+        elif name is not None and loc[3] == "datatype" and kind == "literal_error":
+            given = error.get("input")
+            shown = given if isinstance(given, str) else json.dumps(given)
+            expected = declared_datatype(config.categorical.get(name))[0]
+            reasons.append(f"input {name}: datatype {shown}, expected {expected}")
+        elif name is not None and loc[3] == "data" and len(loc) == 5:
+            reasons.append(f"input {name}, row {loc[4]}: {error['msg']}")
         else:
-            reasons.append(f"{_where(loc) or 'inputs'}: {error['msg']}")
+            reasons.append(f"{_where(loc)}: {error['msg']}")
     more = len(errors) - MAX_REASONS
     return "; ".join(reasons) + (f"; {more} more error(s)" if more > 0 else "")
 
 
-def oip_router(
-    config: Config,
-    slot: ModelSlot,
-    batcher: Batcher,
-    payload_model: type[BaseModel],
-    row_values: Callable[[Any], tuple],
-    body_limit: int,
-) -> APIRouter:
-    """GET /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}][/ready], POST .../infer.
-
-    payload_model and row_values are /predict's: rows are checked and coded exactly as there.
-    """
+def oip_router(config: Config, slot: ModelSlot, batcher: Batcher, body_limit: int) -> APIRouter:
+    """GET /v2, /v2/health/{live,ready}, /v2/models/{name}[/versions/{v}][/ready], POST .../infer
+    (the one model, named serve.model_name; its version: the production version being served)."""
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"])
     model_name = config.serve.model_name
     features = config.features
-    declared = {name: declared_datatype(config.categorical.get(name)) for name in features}
+    declared = {name: declared_datatype(config.categorical.get(name))[0] for name in features}
     nullable = {name for name in features if config.max_missing(name) > 0}
+    adapter = request_adapter(config)
+    max_batch = config.serve.max_batch
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -181,100 +190,21 @@ def oip_router(
     def label_datatype() -> str:
         return LABEL_DATATYPES.get(slot.current.classes.dtype.kind, "BYTES")
 
-    @router.get("", summary="Server metadata")
-    async def server_metadata() -> dict:
-        return {"name": "mlops", "version": __version__, "extensions": []}
-
-    @router.get("/health/live", summary="The process is up")
-    async def live() -> dict:
-        return {"live": True}
-
-    @router.get("/health/ready", summary="A verified model is loaded (503 otherwise)")
-    async def server_ready() -> Response:
-        if slot.current is None:
-            return error(503, f"not ready: {slot.problem}")
-        return JSONResponse({"ready": True})
-
-    def metadata(name: str, version: str | None) -> Response:
-        try:
-            check_model(name, version)
-        except OipError as exc:
-            return error(exc.status, str(exc))
-        loaded = slot.current
-        inputs = []
-        for feature in features:
-            values = config.categorical.get(feature)
-            bounds = config.numeric.get(feature)
-            parameters: dict[str, Any] = (
-                {"allowed": list(values)}
-                if values is not None
-                else {"min": bounds.min, "max": bounds.max}
-            )
-            parameters["nullable"] = feature in nullable
-            tensor = {"name": feature, "datatype": declared[feature][0], "shape": [-1]}
-            inputs.append({**tensor, "parameters": parameters})
-        outputs = [
-            {"name": "label", "datatype": label_datatype(), "shape": [-1]},
-            {"name": "probability", "datatype": "FP64", "shape": [-1]},
-        ]
-        classes = loaded.classes.tolist()
-        if loaded.positive is None:
-            outputs.append(
-                {
-                    "name": "probabilities",
-                    "datatype": "FP64",
-                    "shape": [-1, len(classes)],
-                    "parameters": {"classes": classes},
-                }
-            )
-        body = {
-            "name": model_name,
-            "versions": [loaded.version],
-            "platform": "scikit-learn",
-            "inputs": inputs,
-            "outputs": outputs,
-        }
-        return JSONResponse(body, headers={"x-model-version": loaded.version})
-
-    @router.get("/models/{name}", summary="Model metadata: inputs, outputs, versions")
-    async def model_metadata(name: str) -> Response:
-        return metadata(name, None)
-
-    @router.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
-    async def version_metadata(name: str, version: str) -> Response:
-        return metadata(name, version)
-
-    def ready(name: str, version: str | None) -> Response:
-        try:
-            check_model(name, version)
-        except OipError as exc:
-            return error(exc.status, str(exc))
-        return JSONResponse({"name": model_name, "ready": True})
-
-    @router.get("/models/{name}/ready", summary="The model is loaded (503 otherwise)")
-    async def model_ready(name: str) -> Response:
-        return ready(name, None)
-
-    @router.get("/models/{name}/versions/{version}/ready", summary="That version is loaded")
-    async def version_ready(name: str, version: str) -> Response:
-        return ready(name, version)
-
     async def read_body(request: Request) -> bytes:
         """The body, refused (413) as soon as it passes body_limit; 415 for binary or gzip."""
-        headers = request.headers
-        if "inference-header-content-length" in headers:
-            raise OipError(
-                415,
-                "binary tensor data is not supported: send the tensors as JSON "
-                "(tritonclient: binary_data=False)",
-            )
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", ""):
-            raise OipError(415, f"Content-Encoding {encoding} is not supported: send plain JSON")
         too_large = f"request body larger than {body_limit} bytes: send fewer rows per request"
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > body_limit:
-            raise OipError(413, too_large)
+        for key, value in request.scope["headers"]:  # raw: cheaper than request.headers
+            if key == b"inference-header-content-length":
+                raise OipError(
+                    415,
+                    "binary tensor data is not supported: send the tensors as JSON "
+                    "(tritonclient: binary_data=False)",
+                )
+            if key == b"content-encoding" and value.strip().lower() not in (b"identity", b""):
+                encoding = value.decode("latin-1").strip()
+                raise OipError(415, f"Content-Encoding {encoding} is not supported: send JSON")
+            if key == b"content-length" and value.isdigit() and int(value) > body_limit:
+                raise OipError(413, too_large)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -287,25 +217,15 @@ def oip_router(
         return body
 
     def coded_rows(request: dict[str, Any]) -> np.ndarray:
-        """The input tensors as /predict's validated rows, coded for the model (400 if bad)."""
-        columns: dict[str, list[Any]] = {}
+        """The validated tensors (already coded) as the model's matrix: row per element."""
+        columns: dict[str, list[float]] = {}
         rows = None
         for tensor in request["inputs"]:
-            name, given = tensor["name"], tensor["datatype"]
+            name, shape, data = tensor["name"], tensor["shape"], tensor["data"]
             if name in columns:
-                raise OipError(400, f"input {name!r} given twice")
-            if name not in declared:
-                known = ", ".join(features)
-                raise OipError(400, f"unknown input {name!r}: the model takes {known}")
-            datatype, accepted = declared[name]
-            if given not in DATATYPES:
-                raise OipError(400, f"input {name}: unknown datatype {given!r}")
-            if given not in accepted:
-                raise OipError(400, f"input {name}: datatype {given}, expected {datatype}")
-            shape = tensor["shape"]
+                raise OipError(400, f"input {name} given twice")
             if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
                 raise OipError(400, f"input {name}: shape {shape}, expected [n] or [n, 1]")
-            data = _flat(tensor["data"])
             if len(data) != shape[0]:
                 raise OipError(
                     400,
@@ -316,26 +236,16 @@ def oip_router(
                 rows = shape[0]
             elif shape[0] != rows:
                 raise OipError(400, f"inputs of different lengths: {rows} and {name} {shape[0]}")
-            allowed = ELEMENT_TYPES[given]
-            if not {type(value) for value in data} <= allowed:
-                position = next(i for i, value in enumerate(data) if type(value) not in allowed)
-                raise OipError(400, f"input {name}, row {position}: not of datatype {given}")
-            if name in nullable and given in FLOAT:  # NaN: numpy's missing value
-                data = [None if type(v) is float and math.isnan(v) else v for v in data]
             columns[name] = data
-        missing = [name for name in features if name not in columns]
-        if missing:
-            raise OipError(400, f"missing input(s): {', '.join(missing)}")
+        if len(columns) < len(features):
+            missing = ", ".join(name for name in features if name not in columns)
+            raise OipError(400, f"missing input(s): {missing}")
         if not rows:
-            raise OipError(400, "no rows: inputs need at least 1 element")
-        ordered = [columns[name] for name in features]
-        instances = [dict(zip(features, row, strict=True)) for row in zip(*ordered, strict=True)]
-        try:
-            payload = payload_model.model_validate({"instances": instances})
-        except ValidationError as exc:
-            errors = exc.errors(include_input=False)
-            raise OipError(400, _row_errors(errors, config.serve.max_batch)) from None
-        return np.array([row_values(row) for row in payload.instances], dtype=np.float64)
+            raise OipError(400, "no rows: each input needs at least 1 element")
+        if rows > max_batch:
+            raise OipError(400, f"{rows} rows: at most serve.max_batch = {max_batch} per request")
+        matrix = np.array([columns[name] for name in features], dtype=np.float64)
+        return np.ascontiguousarray(matrix.T)
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
         try:
@@ -343,9 +253,9 @@ def oip_router(
                 check_model(name, version)
             body = await read_body(request)
             try:
-                parsed = ENVELOPE.validate_json(body)
+                parsed = adapter.validate_json(body)
             except ValidationError as exc:
-                raise OipError(400, _envelope_errors(exc.errors(include_input=False))) from None
+                raise OipError(400, describe(exc.errors(), config)) from None
             x = coded_rows(parsed)  # as /predict: a bad request is a 400 even with no model
             check_model(name, version)
             multiclass = slot.current.positive is None
@@ -394,6 +304,7 @@ def oip_router(
         content = json.dumps(answer, separators=(",", ":"))
         return Response(content, media_type=JSON_TYPE, headers={"x-model-version": served})
 
+    # First: routes are matched in order, and infer is the one that is busy.
     @router.post("/models/{name}/infer", summary="Predict: one input tensor per feature")
     async def model_infer(request: Request) -> Response:
         return await infer(request, request.path_params["name"], None)
@@ -402,5 +313,83 @@ def oip_router(
     async def version_infer(request: Request) -> Response:
         params = request.path_params
         return await infer(request, params["name"], params["version"])
+
+    @router.get("", summary="Server metadata")
+    async def server_metadata() -> dict:
+        return {"name": "mlops", "version": __version__, "extensions": []}
+
+    @router.get("/health/live", summary="The process is up")
+    async def live() -> dict:
+        return {"live": True}
+
+    @router.get("/health/ready", summary="A verified model is loaded (503 otherwise)")
+    async def server_ready() -> Response:
+        if slot.current is None:
+            return error(503, f"not ready: {slot.problem}")
+        return JSONResponse({"ready": True})
+
+    def metadata(name: str, version: str | None) -> Response:
+        try:
+            check_model(name, version)
+        except OipError as exc:
+            return error(exc.status, str(exc))
+        loaded = slot.current
+        inputs = []
+        for feature in features:
+            values = config.categorical.get(feature)
+            bounds = config.numeric.get(feature)
+            parameters: dict[str, Any] = (
+                {"allowed": list(values)}
+                if values is not None
+                else {"min": bounds.min, "max": bounds.max}
+            )
+            parameters["nullable"] = feature in nullable
+            tensor = {"name": feature, "datatype": declared[feature], "shape": [-1]}
+            inputs.append({**tensor, "parameters": parameters})
+        outputs = [
+            {"name": "label", "datatype": label_datatype(), "shape": [-1]},
+            {"name": "probability", "datatype": "FP64", "shape": [-1]},
+        ]
+        classes = loaded.classes.tolist()
+        if loaded.positive is None:
+            outputs.append(
+                {
+                    "name": "probabilities",
+                    "datatype": "FP64",
+                    "shape": [-1, len(classes)],
+                    "parameters": {"classes": classes},
+                }
+            )
+        body = {
+            "name": model_name,
+            "versions": [loaded.version],
+            "platform": "scikit-learn",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+        return JSONResponse(body, headers={"x-model-version": loaded.version})
+
+    @router.get("/models/{name}", summary="Model metadata: inputs, outputs, versions")
+    async def model_metadata(name: str) -> Response:
+        return metadata(name, None)
+
+    @router.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
+    async def version_metadata(name: str, version: str) -> Response:
+        return metadata(name, version)
+
+    def ready(name: str, version: str | None) -> Response:
+        try:
+            check_model(name, version)
+        except OipError as exc:
+            return error(exc.status, str(exc))
+        return JSONResponse({"name": model_name, "ready": True})
+
+    @router.get("/models/{name}/ready", summary="The model is loaded (503 otherwise)")
+    async def model_ready(name: str) -> Response:
+        return ready(name, None)
+
+    @router.get("/models/{name}/versions/{version}/ready", summary="That version is loaded")
+    async def version_ready(name: str, version: str) -> Response:
+        return ready(name, version)
 
     return router
