@@ -30,7 +30,7 @@ from mlops.config import Config
 from mlops.errors import InputError
 from mlops.serve.logs import AccessLog, log_config
 from mlops.serve.model import Batcher, ModelSlot
-from mlops.serve.oip import oip_router
+from mlops.serve.oip import add_oip_routes
 from mlops.serve.schema import (
     PredictResponse,
     ValidationErrorResponse,
@@ -251,7 +251,7 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     # The Open Inference Protocol (V2) routes: the same rules, coding and batching as /predict.
-    app.include_router(oip_router(config, slot, batcher, body_limit))
+    add_oip_routes(app, config, slot, batcher, body_limit)
     return app
 
 
