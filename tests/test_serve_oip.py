@@ -26,6 +26,15 @@ MODELS = Path("models")
 NAME = "mlops"  # params.yaml serve.model_name
 
 
+@pytest.fixture
+def served(project: Path, config: Config) -> Config:
+    """A private project with its candidate promoted (production v1), as working directory."""
+    from mlops import promote
+
+    promote.run(config)
+    return config
+
+
 @pytest.fixture(scope="module")
 def client(promoted_dir: Path) -> Iterator[TestClient]:
     """A TestClient of the app serving the session's promoted project (production v1)."""
@@ -308,12 +317,17 @@ def test_bad_tensors_are_400_naming_input_and_reason(client, caplog, changes, st
     assert caplog.records[0].fields["status"] == status
 
 
-def test_a_category_outside_the_schema_is_refused_as_predict_refuses_it(client):
-    row = {**serve.example_instance(client.config), "MAR": 7}
+@pytest.mark.parametrize(("feature", "value"), [("MAR", 7), ("SEX", -1), ("SCHL", 99)])
+def test_a_category_outside_the_schema_is_treated_as_predict_treats_it(client, feature, value):
+    row = {**serve.example_instance(client.config), feature: value}
     oip = infer(client, client.config, [row])
     rest = client.post("/predict", json={"instances": [row]})
-    assert (oip.status_code, rest.status_code) == (400, 422)
-    assert rest.json()["detail"][0]["reason"] in oip.json()["error"]
+    if rest.status_code == 200:  # accepted (coded as unseen): the same answer
+        assert outputs(oip)["probability"]["data"] == [rest.json()["predictions"][0]["probability"]]
+    else:  # refused: 400 here, with /predict's reason
+        assert (oip.status_code, rest.status_code) == (400, 422)
+        assert rest.json()["detail"][0]["reason"] in oip.json()["error"]
+        assert oip.json()["error"].startswith(f"input {feature}, row 0: ")
 
 
 @pytest.mark.parametrize(
@@ -335,6 +349,30 @@ def test_bad_bodies(client, body, headers, status, reason):
     answer = client.post(f"/v2/models/{NAME}/infer", content=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert reason in answer.json()["error"]
+
+
+def test_the_version_follows_production(served):
+    """After a promotion the new version answers; the old one's routes are 404 from then on."""
+    from test_serve import add_small_version
+
+    rows = instances(split_rows(served, Path()).head(3))
+    app = serve.create_app(served, poll_seconds=3600)
+    with TestClient(app) as test_client:
+        first = outputs(infer(test_client, served, rows))["probability"]["data"]
+        assert add_small_version(served) == "v2"
+        assert app.state.slot.refresh() is True
+        assert test_client.get(f"/v2/models/{NAME}").json()["versions"] == ["v2"]
+        assert test_client.get(f"/v2/models/{NAME}/versions/v1/ready").status_code == 404
+        assert test_client.get(f"/v2/models/{NAME}/versions/v2/ready").status_code == 200
+        body = {"inputs": tensors(served, rows)}
+        old = test_client.post(f"/v2/models/{NAME}/versions/v1/infer", json=body)
+        assert old.status_code == 404
+        assert old.json() == {"error": "model 'mlops' version 'v1' not found: serving v2"}
+        new = test_client.post(f"/v2/models/{NAME}/versions/v2/infer", json=body)
+        assert new.json()["model_version"] == "v2"
+        assert outputs(new)["probability"]["data"] != first
+        expected = [p["probability"] for p in predictions(test_client, rows)]
+        assert outputs(new)["probability"]["data"] == expected
 
 
 def test_unknown_model_or_version_is_404(client):
