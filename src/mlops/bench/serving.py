@@ -1,6 +1,6 @@
 """Serving speed: a real uvicorn (1 worker, loopback) driven by a load generator in another process.
 
-Phases (about 15 s in all): sequential single-row /predict for p50/p99, then alternating rounds at
+Phases (about 20 s in all): sequential single-row /predict for p50/p99, then alternating rounds at
 concurrency 8 of /predict, the no-model baseline (/health of the same app), the same rows through
 the Open Inference Protocol (POST /v2/models/{name}/infer) and through a naive server (a plain
 FastAPI route calling the pipeline on a pandas DataFrame per request, in its own process).
