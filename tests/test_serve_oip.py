@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
+import yaml
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from mlops import files, serve
 from mlops.bench import serving
 from mlops.config import Config, load_config
+from mlops.errors import InputError
 from mlops.serve.oip import declared_datatype
 
 MODELS = Path("models")
@@ -423,3 +425,22 @@ def test_unknown_requested_output_and_nested_data(client):
     flat = client.post(f"/v2/models/{NAME}/infer", json=body).json()["outputs"]
     assert client.post(f"/v2/models/{NAME}/infer", json=nested).json()["outputs"] == flat
     assert np.isclose(flat[1]["data"][0], predictions(client, [row])[0]["probability"])
+
+
+def test_the_model_name_is_serve_model_name(client, tmp_path):
+    config = client.config
+    renamed = config.model_copy(
+        update={"serve": config.serve.model_copy(update={"model_name": "employment"})}
+    )
+    app = serve.create_app(renamed, client.root / MODELS, poll_seconds=3600)
+    row = serve.example_instance(config)
+    with TestClient(app) as test_client:
+        assert test_client.get("/v2/models/employment/ready").status_code == 200
+        answer = test_client.post("/v2/models/employment/infer", json=tensor_body(config, row))
+        assert answer.json()["model_name"] == "employment"
+        assert test_client.get(f"/v2/models/{NAME}").status_code == 404
+    params = yaml.safe_load((client.root / "params.yaml").read_text())
+    params["serve"]["model_name"] = "my model"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(InputError, match=r"params.yaml: serve.model_name: String should match"):
+        load_config(tmp_path / "params.yaml")
