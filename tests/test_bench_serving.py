@@ -74,6 +74,11 @@ def test_measure_reports_latency_throughput_and_ratio(served):
         report["concurrent_rps"] / report["naive_rps"], abs=1e-3
     )
     assert report["v2_endpoint"] == "/v2/models/mlops/infer"
+    cpu = report["server_cpu_ms_per_request"]
+    expected = cpu["concurrent_predict"] / cpu["concurrent_v2"]
+    assert report["v2_cpu_ratio"] == pytest.approx(expected, abs=1e-3)
+    expected = cpu["concurrent_naive"] / cpu["concurrent_predict"]
+    assert report["naive_cpu_ratio"] == pytest.approx(expected, abs=1e-3)
     assert isinstance(report["meets_goal"], bool)
     assert report["rows_per_model_call"] >= 1
     phases = report["phases"]

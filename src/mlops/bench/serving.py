@@ -389,7 +389,15 @@ def production_project(config: Config, params: Path, tmp: Path) -> Path:
     return root
 
 
-def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
+def cpu_ratio(numerator_cpu: float | None, denominator_cpu: float | None) -> float | None:
+    """A requests/s ratio as CPU per request gives it: the denominator kind's CPU over the
+    numerator's (None when either is unknown)."""
+    if not numerator_cpu or not denominator_cpu:
+        return None
+    return round(denominator_cpu / numerator_cpu, 3)
+
+
+def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
     """p50/p99 of sequential single rows, requests/s at concurrency 8 and the no-model ratio."""
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as name:
         tmp = Path(name)
@@ -429,6 +437,8 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
     sequential_p99 = result["sequential"]["p99_ms"]
     cpu_predict = predict.get("server_cpu_ms_per_request")
     cpu_baseline = baseline.get("server_cpu_ms_per_request")
+    cpu_v2 = v2.get("server_cpu_ms_per_request")
+    cpu_naive = naive.get("server_cpu_ms_per_request")
     report = {
         "model_version": ready.get("model_version"),
         "setup": f"uvicorn, 1 worker, loopback; load from a second process for {seconds:g}s",
@@ -451,15 +461,18 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
         "naive_rps": naive["rps"],
         "naive_p99_ms": naive["p99_ms"],
         "naive_ratio": naive_ratio,
+        # The same two ratios in server CPU per request (less sensitive to other load).
+        "v2_cpu_ratio": cpu_ratio(cpu_v2, cpu_predict),
+        "naive_cpu_ratio": cpu_ratio(cpu_predict, cpu_naive),
         # Server CPU per request: less sensitive than requests/s to other load on the machine.
         "server_cpu_ms_per_request": {
             "sequential": result["sequential"].get("server_cpu_ms_per_request"),
             "concurrent_predict": cpu_predict,
             "concurrent_baseline": cpu_baseline,
-            "concurrent_v2": v2.get("server_cpu_ms_per_request"),
-            "concurrent_naive": naive.get("server_cpu_ms_per_request"),
+            "concurrent_v2": cpu_v2,
+            "concurrent_naive": cpu_naive,
         },
-        "cpu_ratio": round(cpu_baseline / cpu_predict, 3) if cpu_predict and cpu_baseline else None,
+        "cpu_ratio": cpu_ratio(cpu_predict, cpu_baseline),
         "goal": GOAL,
         "meets_goal": bool(
             sequential_p99 < GOAL["sequential_p99_ms_below"]
