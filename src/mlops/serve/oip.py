@@ -99,7 +99,7 @@ def request_adapter(config: Config) -> TypeAdapter:
     tensors = []
     fields = feature_fields(config).values()
     for name, (annotated, _) in zip(config.features, fields, strict=True):
-        base, *metadata = get_args(annotated)  # the field's type, without its alias and docs
+        base, *metadata = get_args(annotated) or (annotated,)  # without the field's alias, docs
         kept = [m for m in metadata if not (isinstance(m, FieldInfo) and m.alias == name)]
         element = Annotated[(base, *kept)] if kept else base
         if config.max_missing(name) > 0:
@@ -117,10 +117,11 @@ def request_adapter(config: Config) -> TypeAdapter:
             },
         )
         tensors.append(with_config(STRICT)(tensor))
-    one = tensors[0] if len(tensors) == 1 else Union[tuple(tensors)]  # noqa: UP007
-    inputs = Annotated[list[Annotated[one, Field(discriminator="name")]], Field(min_length=1)]
     if len(tensors) == 1:
-        inputs = Annotated[list[one], Field(min_length=1)]
+        tensor_type: Any = tensors[0]
+    else:
+        tensor_type = Annotated[Union[tuple(tensors)], Field(discriminator="name")]  # noqa: UP007
+    inputs = Annotated[list[tensor_type], Field(min_length=1)]
 
     output = TypedDict(  # noqa: UP013
         "RequestOutput", {"name": str, "parameters": NotRequired[dict[str, Any] | None]}
