@@ -27,13 +27,27 @@ def served(promoted: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 
 def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
     params = Path("params.yaml").resolve()
-    port = serving.free_port()
-    with serving.running_server(Path.cwd(), params, port, tmp_path / "server.log") as (ready, pid):
+    port, naive_port = serving.free_port(), serving.free_port()
+    naive_log = tmp_path / "naive.log"
+    with (
+        serving.running_server(Path.cwd(), params, port, tmp_path / "server.log") as (ready, pid),
+        serving.running_server(Path.cwd(), params, naive_port, naive_log, naive=True) as naive,
+    ):
         assert ready == {"status": "ready", "model_version": "v1"}
+        assert naive[0] == ready
         plan = {"port": port, "seconds": 0.5, "rounds": 2, "server_pid": pid}
         plan["bodies"] = serving.sample_bodies(served, count=8)
+        plan["v2_bodies"] = serving.v2_bodies(served, count=8)
+        plan["model_name"] = served.serve.model_name
+        plan["naive_port"], plan["naive_pid"] = naive_port, naive[1]
         result = serving.drive(plan)
-    assert set(result) == {"sequential", "concurrent_predict", "concurrent_baseline"}
+    assert set(result) == {
+        "sequential",
+        "concurrent_predict",
+        "concurrent_baseline",
+        "concurrent_v2",
+        "concurrent_naive",
+    }
     for phase in result.values():
         assert phase["requests"] > 0
         assert phase["errors"] == 0
@@ -54,6 +68,17 @@ def test_measure_reports_latency_throughput_and_ratio(served):
     assert report["ratio"] == pytest.approx(
         report["concurrent_rps"] / report["baseline_rps"], abs=1e-3
     )
+    v2_ratio = report["v2_rps"] / report["concurrent_rps"]
+    assert report["v2_ratio"] == pytest.approx(v2_ratio, abs=1e-3)
+    assert report["naive_ratio"] == pytest.approx(
+        report["concurrent_rps"] / report["naive_rps"], abs=1e-3
+    )
+    assert report["v2_endpoint"] == "/v2/models/mlops/infer"
+    cpu = report["server_cpu_ms_per_request"]
+    expected = cpu["concurrent_predict"] / cpu["concurrent_v2"]
+    assert report["v2_cpu_ratio"] == pytest.approx(expected, abs=1e-3)
+    expected = cpu["concurrent_naive"] / cpu["concurrent_predict"]
+    assert report["naive_cpu_ratio"] == pytest.approx(expected, abs=1e-3)
     assert isinstance(report["meets_goal"], bool)
     assert report["rows_per_model_call"] >= 1
     phases = report["phases"]
@@ -71,6 +96,38 @@ def test_sample_bodies_are_valid_requests(served):
         for body in serving.sample_bodies(served, count=20):
             answer = client.post("/predict", content=body, headers=JSON)
             assert answer.status_code == 200, answer.text
+
+
+def test_v2_bodies_answer_as_the_predict_bodies(served):
+    from fastapi.testclient import TestClient
+
+    from mlops import serve
+
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as client:
+        pairs = zip(serving.sample_bodies(served, 10), serving.v2_bodies(served, 10), strict=True)
+        for predict, v2 in pairs:
+            expected = client.post("/predict", content=predict, headers=JSON).json()
+            answer = client.post("/v2/models/mlops/infer", content=v2).json()
+            outputs = {output["name"]: output["data"] for output in answer["outputs"]}
+            assert outputs["label"] == [p["label"] for p in expected["predictions"]]
+            assert outputs["probability"] == [p["probability"] for p in expected["predictions"]]
+
+
+def test_naive_app_predicts_the_same_labels(served):
+    from fastapi.testclient import TestClient
+
+    from mlops import serve
+
+    bodies = [json.loads(body) for body in serving.sample_bodies(served, 10)]
+    with (
+        TestClient(serving.naive_app(served)) as naive,
+        TestClient(serve.create_app(served, poll_seconds=3600)) as fast,
+    ):
+        assert naive.get("/ready").json()["model_version"] == "v1"
+        for body in bodies:
+            expected = fast.post("/predict", json=body).json()["predictions"]
+            answer = naive.post("/predict", json=body).json()["predictions"]
+            assert [p["label"] for p in answer] == [p["label"] for p in expected]
 
 
 def test_summary_and_merge():

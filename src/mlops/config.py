@@ -246,6 +246,8 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    # The model's name in the Open Inference Protocol routes: /v2/models/{model_name}/infer.
+    model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "mlops"
 
 
 class Config(Section):

@@ -1,9 +1,12 @@
 """Serving speed: a real uvicorn (1 worker, loopback) driven by a load generator in another process.
 
-Phases (about 10 s in all): sequential single-row /predict for p50/p99, then alternating rounds of
-/predict and the no-model baseline (/health of the same app) at concurrency 8; ratio = predict
-requests/s divided by baseline requests/s. Uses the production model in ./models, or trains and
-promotes one in a temporary project copy when there is none.
+Phases (about 20 s in all): sequential single-row /predict for p50/p99, then alternating rounds at
+concurrency 8 of /predict, the no-model baseline (/health of the same app), the same rows through
+the Open Inference Protocol (POST /v2/models/{name}/infer) and through a naive server (a plain
+FastAPI route calling the pipeline on a pandas DataFrame per request, in its own process).
+ratio = predict / baseline, v2_ratio = OIP / predict, naive_ratio = predict / naive (requests/s).
+Uses the production model in ./models, or trains and promotes one in a temporary project copy
+when there is none.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ from mlops.config import Config
 log = logging.getLogger(__name__)
 BASELINE = "/health"
 CONCURRENCY = 8
-GOAL = {"sequential_p99_ms_below": 15.0, "ratio_at_least": 0.45}
+GOAL = {
+    "sequential_p99_ms_below": 15.0,
+    "ratio_at_least": 0.45,
+    "v2_ratio_at_least": 0.9,
+    "naive_ratio_at_least": 5.0,
+}
 STAGES = ("data", "validate", "train", "evaluate", "promote")
 
 
@@ -171,22 +179,31 @@ def merge(phases: list[dict]) -> dict:
 
 
 def drive(plan: dict) -> dict:
-    """The whole load: warm-up, sequential single rows, then rounds of predict vs baseline."""
+    """The whole load: warm-up, sequential single rows, then rounds of predict vs baseline, and
+    vs OIP infer (plan["v2_bodies"]) and the naive server (plan["naive_port"]) when given."""
     port, seconds = plan["port"], plan["seconds"]
     predict = [http_request("/predict", body.encode()) for body in plan["bodies"]]
-    baseline = [http_request(BASELINE)]
-    concurrent(port, predict, CONCURRENCY, 0.05 * seconds)  # warm-up
-    concurrent(port, baseline, CONCURRENCY, 0.05 * seconds)
     pid = plan.get("server_pid")
+    # (name, port, requests, server pid) of each kind measured at concurrency 8
+    kinds = [("baseline", port, [http_request(BASELINE)], pid), ("predict", port, predict, pid)]
+    if plan.get("v2_bodies"):
+        path = f"/v2/models/{plan['model_name']}/infer"
+        v2 = [http_request(path, body.encode()) for body in plan["v2_bodies"]]
+        kinds.append(("v2", port, v2, pid))
+    if plan.get("naive_port"):
+        kinds.append(("naive", plan["naive_port"], predict, plan.get("naive_pid")))
+    for _, kind_port, requests, _ in kinds:  # warm-up
+        concurrent(kind_port, requests, CONCURRENCY, 0.05 * seconds)
     result = {"sequential": with_server_cpu(pid, sequential, port, predict, 0.3 * seconds)}
     rounds = plan["rounds"]
-    model, plain = [], []
+    measured: dict[str, list[dict]] = {name: [] for name, *_ in kinds}
     share = 0.3 * seconds / rounds
-    for _ in range(rounds):  # alternate, so background load hits both alike
-        plain.append(with_server_cpu(pid, concurrent, port, baseline, CONCURRENCY, share))
-        model.append(with_server_cpu(pid, concurrent, port, predict, CONCURRENCY, share))
-    result["concurrent_predict"] = merge(model)
-    result["concurrent_baseline"] = merge(plain)
+    for _ in range(rounds):  # alternate, so background load hits all alike
+        for name, kind_port, requests, kind_pid in kinds:
+            phase = with_server_cpu(kind_pid, concurrent, kind_port, requests, CONCURRENCY, share)
+            measured[name].append(phase)
+    for name, phases in measured.items():
+        result[f"concurrent_{name}"] = merge(phases)
     return result
 
 
@@ -224,14 +241,21 @@ def wait_until_ready(port: int, process: subprocess.Popen, timeout: float = 60.0
 
 @contextlib.contextmanager
 def running_server(
-    root: Path, params: Path, port: int, log_file: Path, timeout: float = 60.0
+    root: Path,
+    params: Path,
+    port: int,
+    log_file: Path,
+    timeout: float = 60.0,
+    *,
+    naive: bool = False,
 ) -> Iterator[tuple[dict, int]]:
-    """`python -m mlops serve` in root on 127.0.0.1:port until the block ends.
-
-    Yields the /ready answer and the server's process id.
+    """`python -m mlops serve` (naive: the naive server) in root on 127.0.0.1:port until the
+    block ends. Yields the /ready answer and the server's process id.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mlops", "--params", str(params), "serve"]
+    if naive:
+        command = [sys.executable, "-m", "mlops.bench.serving", "naive", str(params)]
     with open(log_file, "wb") as out:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
@@ -251,17 +275,95 @@ def running_server(
             process.wait()
 
 
-def sample_bodies(config: Config, count: int = 256) -> list[str]:
-    """Valid single-row /predict bodies drawn (seeded) from the schema's codes and ranges."""
+def sample_rows(config: Config, count: int = 256) -> list[dict]:
+    """Valid rows drawn (seeded) from the schema's allowed values and ranges."""
     rng = np.random.default_rng(config.seed)
-    bodies = []
+    rows = []
     for _ in range(count):
-        row: dict = {name: int(rng.choice(codes)) for name, codes in config.categorical.items()}
+        row: dict = {
+            name: values[int(rng.integers(len(values)))]
+            for name, values in config.categorical.items()
+        }
         for name, bounds in config.numeric.items():
             low, high = max(bounds.min, -1e6), min(bounds.max, 1e6)
             row[name] = round(float(rng.uniform(low, high)), 3)
-        bodies.append(json.dumps({"instances": [row]}))
+        rows.append(row)
+    return rows
+
+
+def sample_bodies(config: Config, count: int = 256) -> list[str]:
+    """Valid single-row /predict bodies (sample_rows)."""
+    return [json.dumps({"instances": [row]}) for row in sample_rows(config, count)]
+
+
+def v2_bodies(config: Config, count: int = 256) -> list[str]:
+    """The same rows as single-row OIP infer bodies: one tensor per feature, as clients send."""
+    from mlops.serve.oip import declared_datatype
+
+    bodies = []
+    for row in sample_rows(config, count):
+        inputs = [
+            {
+                "name": name,
+                "shape": [1],
+                "datatype": declared_datatype(config.categorical.get(name))[0],
+                "data": [row[name]],
+            }
+            for name in config.features
+        ]
+        bodies.append(json.dumps({"inputs": inputs}))
     return bodies
+
+
+def naive_app(config: Config, models_dir: Path = Path("models")) -> Any:
+    """The naive way to serve the same model, for comparison: a plain FastAPI route that builds a
+    pandas DataFrame of each request and calls the pipeline on it (no batching, no tuning)."""
+    import pandas as pd
+    from fastapi import FastAPI
+
+    from mlops import registry
+
+    found = registry.load_production(models_dir)
+    if found is None:
+        raise RuntimeError(f"no production model in {models_dir}")
+    model, metadata = found
+    app = FastAPI()
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"status": "ready", "model_version": metadata.get("version")}
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:
+        frame = pd.DataFrame(body["instances"])
+        if hasattr(model, "feature_names_in_"):
+            # A pipeline that takes raw rows by column name: what any other server would call.
+            proba = model.predict_proba(frame)
+        else:
+            # Older stored pipelines take this package's coded float matrix instead.
+            from mlops.predictions import model_matrix
+
+            proba = model.predict_proba(model_matrix(frame, metadata, config))
+        labels = model.classes_[proba.argmax(axis=1)]
+        return {
+            "predictions": [
+                {"label": label, "probability": max(row)}
+                for label, row in zip(labels.tolist(), proba.tolist(), strict=True)
+            ]
+        }
+
+    return app
+
+
+def naive_main(argv: list[str]) -> None:
+    """`python -m mlops.bench.serving naive PARAMS --host H --port P`: the naive server."""
+    import uvicorn
+
+    from mlops.config import load_config
+
+    params, host, port = argv[0], argv[2], int(argv[4])
+    app = naive_app(load_config(Path(params)))
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
 def production_project(config: Config, params: Path, tmp: Path) -> Path:
@@ -287,7 +389,15 @@ def production_project(config: Config, params: Path, tmp: Path) -> Path:
     return root
 
 
-def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
+def cpu_ratio(numerator_cpu: float | None, denominator_cpu: float | None) -> float | None:
+    """A requests/s ratio as CPU per request gives it: the denominator kind's CPU over the
+    numerator's (None when either is unknown)."""
+    if not numerator_cpu or not denominator_cpu:
+        return None
+    return round(denominator_cpu / numerator_cpu, 3)
+
+
+def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
     """p50/p99 of sequential single rows, requests/s at concurrency 8 and the no-model ratio."""
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as name:
         tmp = Path(name)
@@ -296,10 +406,17 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
         params.write_text(yaml.safe_dump(dumped, sort_keys=False))  # keeps the feature order
         root = production_project(config, params, tmp)
         port = free_port()
-        plan = {"port": port, "seconds": seconds, "rounds": rounds}
+        naive_port = free_port()
+        plan = {"port": port, "seconds": seconds, "rounds": rounds, "naive_port": naive_port}
         plan["bodies"] = sample_bodies(config)
-        with running_server(root, params, port, tmp / "server.log") as (ready, pid):
-            plan["server_pid"] = pid
+        plan["v2_bodies"] = v2_bodies(config)
+        plan["model_name"] = config.serve.model_name
+        naive_log = tmp / "naive.log"
+        with (
+            running_server(root, params, port, tmp / "server.log") as (ready, pid),
+            running_server(root, params, naive_port, naive_log, naive=True) as (_, naive_pid),
+        ):
+            plan["server_pid"], plan["naive_pid"] = pid, naive_pid
             client = subprocess.run(
                 [sys.executable, "-m", "mlops.bench.serving"],
                 input=json.dumps(plan),
@@ -313,10 +430,15 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
     scored = [json.loads(line) for line in server_log if '"scored ' in line]
     result = json.loads(client.stdout)
     predict, baseline = result["concurrent_predict"], result["concurrent_baseline"]
+    v2, naive = result["concurrent_v2"], result["concurrent_naive"]
     ratio = round(predict["rps"] / baseline["rps"], 3) if baseline["rps"] else 0.0
+    v2_ratio = round(v2["rps"] / predict["rps"], 3) if predict["rps"] else 0.0
+    naive_ratio = round(predict["rps"] / naive["rps"], 3) if naive["rps"] else 0.0
     sequential_p99 = result["sequential"]["p99_ms"]
     cpu_predict = predict.get("server_cpu_ms_per_request")
     cpu_baseline = baseline.get("server_cpu_ms_per_request")
+    cpu_v2 = v2.get("server_cpu_ms_per_request")
+    cpu_naive = naive.get("server_cpu_ms_per_request")
     report = {
         "model_version": ready.get("model_version"),
         "setup": f"uvicorn, 1 worker, loopback; load from a second process for {seconds:g}s",
@@ -330,16 +452,33 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
         "concurrent_p99_ms": predict["p99_ms"],
         "baseline_rps": baseline["rps"],
         "ratio": ratio,
+        # The same rows through the Open Inference Protocol, and through the naive server.
+        "v2_endpoint": f"/v2/models/{config.serve.model_name}/infer",
+        "v2_rps": v2["rps"],
+        "v2_p99_ms": v2["p99_ms"],
+        "v2_ratio": v2_ratio,
+        "naive_server": "FastAPI def route: pipeline.predict_proba(pd.DataFrame(rows)) per request",
+        "naive_rps": naive["rps"],
+        "naive_p99_ms": naive["p99_ms"],
+        "naive_ratio": naive_ratio,
+        # The same two ratios in server CPU per request (less sensitive to other load).
+        "v2_cpu_ratio": cpu_ratio(cpu_v2, cpu_predict),
+        "naive_cpu_ratio": cpu_ratio(cpu_predict, cpu_naive),
         # Server CPU per request: less sensitive than requests/s to other load on the machine.
         "server_cpu_ms_per_request": {
             "sequential": result["sequential"].get("server_cpu_ms_per_request"),
             "concurrent_predict": cpu_predict,
             "concurrent_baseline": cpu_baseline,
+            "concurrent_v2": cpu_v2,
+            "concurrent_naive": cpu_naive,
         },
-        "cpu_ratio": round(cpu_baseline / cpu_predict, 3) if cpu_predict and cpu_baseline else None,
+        "cpu_ratio": cpu_ratio(cpu_predict, cpu_baseline),
         "goal": GOAL,
         "meets_goal": bool(
-            sequential_p99 < GOAL["sequential_p99_ms_below"] and ratio >= GOAL["ratio_at_least"]
+            sequential_p99 < GOAL["sequential_p99_ms_below"]
+            and ratio >= GOAL["ratio_at_least"]
+            and v2_ratio >= GOAL["v2_ratio_at_least"]
+            and naive_ratio >= GOAL["naive_ratio_at_least"]
         ),
         "errors": sum(phase["errors"] for phase in result.values()),
         "rows_per_model_call": scored[-1]["rows_per_call"] if scored else None,
@@ -348,7 +487,8 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
     }
     log.info(
         "serving: sequential p50 %.2f ms, p99 %.2f ms; %.0f req/s at concurrency %d = %.0f%% of "
-        "%s (%.0f req/s)",
+        "%s (%.0f req/s); OIP infer %.0f req/s (v2_ratio %.2f); naive %.0f req/s (naive_ratio "
+        "%.1f)",
         report["sequential_p50_ms"],
         sequential_p99,
         predict["rps"],
@@ -356,9 +496,16 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 3) -> dict:
         ratio * 100,
         BASELINE,
         baseline["rps"],
+        v2["rps"],
+        v2_ratio,
+        naive["rps"],
+        naive_ratio,
     )
     return report
 
 
 if __name__ == "__main__":
-    client_main()
+    if sys.argv[1:2] == ["naive"]:
+        naive_main(sys.argv[2:])
+    else:
+        client_main()

@@ -1,7 +1,8 @@
 """`make serve`: the production model behind a strict, fast HTTP API (FastAPI + uvicorn).
 
 schema: the request model generated from params.yaml; model: verified loading, reloads and
-batching; logs: JSON log lines and the access log; app: the routes and the server.
+batching; logs: JSON log lines and the access log; app: the routes and the server; oip: the Open
+Inference Protocol (V2) routes.
 """
 
 from mlops.serve.app import create_app, make_server, serve_command

@@ -30,6 +30,7 @@ from mlops.config import Config
 from mlops.errors import InputError
 from mlops.serve.logs import AccessLog, log_config
 from mlops.serve.model import Batcher, ModelSlot
+from mlops.serve.oip import add_oip_routes
 from mlops.serve.schema import (
     PredictResponse,
     ValidationErrorResponse,
@@ -48,7 +49,8 @@ def create_app(
     poll_seconds: float = 1.0,
     own_process: bool = False,
 ) -> FastAPI:
-    """The API: /health, /ready, /metadata and /predict for the production model in models_dir.
+    """The API: /health, /ready, /metadata, /predict and the /v2 (OIP) routes for the production
+    model in models_dir.
 
     own_process (the server, not tests): SIGHUP reloads, and the garbage collector is tuned.
     """
@@ -248,6 +250,8 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # The Open Inference Protocol (V2) routes: the same rules, coding and batching as /predict.
+    add_oip_routes(app, config, slot, batcher, body_limit)
     return app
 
 
