@@ -100,6 +100,14 @@ def parser() -> argparse.ArgumentParser:
         if name in ("serve", "drift-ui"):
             command.add_argument("--host")
             command.add_argument("--port", type=int)
+        if name == "serve":
+            command.add_argument(
+                "--inference-log",
+                default=os.environ.get("MLOPS_INFERENCE_LOG") or None,
+                metavar="DIR|URL|off",
+                help="log every scored row there (folder or s3://...), or `off`; default: "
+                "$MLOPS_INFERENCE_LOG, else params.yaml serve.inference_log",
+            )
         if name == "runs":
             command.add_argument("--sort", choices=("best", "date"), default="best")
         if name == "summary":
