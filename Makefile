@@ -125,17 +125,19 @@ promote: $(STAMP)/evaluate.ok $(PRODUCTION_FILES) ## The gate: promote the candi
 	@$(MLOPS) stages --stamps $(STAMP) $(QUEUE) promote \
 		$(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 
-# CURRENT=batch.csv (or .parquet) replaces reports/drift.*: the stamp goes first, so `make all`
-# re-reports the split.
-drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv (or .parquet) to check a file
+# CURRENT=batch.csv (or .parquet, a folder, a glob, s3://bucket/prefix) replaces reports/drift.*:
+# the stamp goes first, so `make all` re-reports the split. LABELS= (same forms) joins ground truth
+# to CURRENT= by request_id (the inference log's), else by score.id_columns.
+drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=<file|folder|glob|s3://...> [LABELS=...]
 	$(RUN_QUEUE)
-	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
+	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)" \
+		$(if $(LABELS),--labels "$(LABELS)"))
 
 drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*
 	$(RUN_QUEUE)
 	@$(MLOPS) drift-demo $(if $(CURRENT),--current "$(CURRENT)")
 
-score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob> → OUT=<folder> (reports/scores)
+score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob|s3://...> → OUT=<folder|s3://...> (reports/scores)
 	@$(MLOPS) score $(if $(CURRENT),--current "$(CURRENT)") --out "$(or $(OUT),reports/scores)"
 
 drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT, default 127.0.0.1:8001)

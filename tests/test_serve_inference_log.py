@@ -66,8 +66,10 @@ def test_rows_and_answers_are_logged_as_hive_partitions(promoted_dir, tmp_path):
         "probability",
         "model_version",
         "request_id",
+        "row",
         "timestamp",
     ]
+    assert table.column("row").to_pylist() == [*range(20), *range(10)]
     frame = table.to_pandas()
     for name in config.features:  # the features as they were sent
         assert frame[name].tolist() == [row[name] for row in rows]
@@ -236,3 +238,25 @@ def test_the_log_writes_nothing_when_nothing_was_scored(promoted_dir, tmp_path):
         pass
     assert not parquet_files(root)
     assert root.is_dir()
+
+
+def served_log(served: Path, destination: str | Path, rows: int, per_request: int = 50) -> list:
+    """Score the first `rows` rows of served's test split through the API with the inference log
+    at destination, per_request rows a request (request ids r0, r1, ...); return the split's
+    labels of those rows with their request ids and rows: [(request_id, row, label)]."""
+    config = load_config(served / "params.yaml")
+    frame = files.read_parquet(served / config.data.processed_dir / "test.parquet").head(rows)
+    instances, _ = sample_rows(config, rows, served)
+    app = serve.create_app(logging_config(config, destination), served / MODELS, poll_seconds=3600)
+    truth = []
+    with TestClient(app) as client:
+        for start in range(0, rows, per_request):
+            request_id = f"r{start // per_request}"
+            part = instances[start : start + per_request]
+            reply = client.post(
+                "/predict", json={"instances": part}, headers={"x-request-id": request_id}
+            )
+            assert reply.status_code == 200
+            labels = frame[config.schema.target].iloc[start : start + per_request].tolist()
+            truth += [(request_id, row, label) for row, label in enumerate(labels)]
+    return truth

@@ -3,8 +3,8 @@
 `<dir>/date=YYYY-MM-DD/part-<UTC time>-<pid>.parquet`, one file per flush. Rows hold the
 features as received (the schema's columns, categories as their declared values), then
 `prediction` (the label), `probability` (binary: P(positive); multiclass: the top class's),
-`probabilities` (multiclass only: {class: probability}), `model_version`, `request_id` and
-`timestamp` (UTC). So the folder is a drift batch as it is: `make drift CURRENT=<dir>`.
+`probabilities` (multiclass only: {class: probability}), `model_version`, `request_id`, `row`
+(the row's position in its request: request_id and row identify it) and `timestamp` (UTC). So the folder is a drift batch as it is: `make drift CURRENT=<dir>`.
 
 Off the request path: record() only appends to a bounded queue (serve.inference_log.queue_rows;
 beyond it rows are dropped, counted, and a warning is logged at most once a minute). A writer
@@ -33,7 +33,14 @@ from mlops.encoding import numeric_codes
 from mlops.errors import InputError
 
 log = logging.getLogger("mlops.serve")
-ANSWER_COLUMNS = ("prediction", "probability", "probabilities", "model_version", "request_id")
+ANSWER_COLUMNS = (
+    "prediction",
+    "probability",
+    "probabilities",
+    "model_version",
+    "request_id",
+    "row",
+)
 TIME_COLUMN = "timestamp"
 WARN_EVERY = 60.0  # seconds between two warnings about dropped rows
 
@@ -289,6 +296,7 @@ class InferenceLog:
         columns["request_id"] = pa.array(
             np.repeat([entry.request_id for entry in entries], lengths).tolist(), pa.string()
         )
+        columns["row"] = pa.array(np.concatenate([np.arange(n) for n in lengths]), pa.int32())
         times = np.repeat([int(entry.timestamp * 1000) for entry in entries], lengths)
         columns[TIME_COLUMN] = pa.array(times, pa.timestamp("ms", tz="UTC"))
         return pa.table(columns)
