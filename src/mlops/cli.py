@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops import workdirs
-from mlops.storage import local_or_url
 from mlops.errors import CheckFailed, InputError
+from mlops.storage import local_or_url
 
 RUN_LOG = Path("reports/run.log")
 log = logging.getLogger("mlops")

@@ -57,7 +57,7 @@ def read(config: Config, spec: str | Path) -> Labels:
     frame = frame[frame[target].notna()]
     unknown = ~frame[target].isin(config.schema.labels)
     if unknown.any():
-        value = frame.loc[unknown, target].iloc[0]
+        value = frame.loc[unknown, target].tolist()[0]
         raise InputError(
             f"{spec}: {target} = {value!r} is not one of schema.labels {config.schema.labels}"
         )
@@ -73,7 +73,7 @@ def _keys(config: Config, spec: str | Path) -> list[str]:
     ids = list(config.score.id_columns)
     if ids and all(name in found for name in ids):
         return ids
-    wanted = " or ".join([REQUEST_ID, *([", ".join(ids)] if ids else [])])
+    wanted = " or ".join([REQUEST_ID, *([", ".join(ids)] if ids and ids != [REQUEST_ID] else [])])
     raise InputError(f"{spec}: no column to join labels by: needs {wanted}")
 
 

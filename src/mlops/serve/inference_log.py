@@ -4,7 +4,8 @@
 features as received (the schema's columns, categories as their declared values), then
 `prediction` (the label), `probability` (binary: P(positive); multiclass: the top class's),
 `probabilities` (multiclass only: {class: probability}), `model_version`, `request_id`, `row`
-(the row's position in its request: request_id and row identify it) and `timestamp` (UTC). So the folder is a drift batch as it is: `make drift CURRENT=<dir>`.
+(the row's position in its request: request_id and row identify it) and `timestamp` (UTC). So
+the folder is a drift batch as it is: `make drift CURRENT=<dir>`.
 
 Off the request path: record() only appends to a bounded queue (serve.inference_log.queue_rows;
 beyond it rows are dropped, counted, and a warning is logged at most once a minute). A writer
