@@ -170,8 +170,9 @@ accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (
 summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/summary.md (SECTIONS=drift,artifacts)
 	@$(MLOPS) summary --output reports/summary.md $(if $(SECTIONS),--sections "$(SECTIONS)")
 
-serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000)
-	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
+serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000) [INFERENCE_LOG=dir|s3://...|off]
+	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") \
+		$(if $(INFERENCE_LOG),--inference-log "$(INFERENCE_LOG)")
 
 # Both Dockerfile targets: IMAGE:pipeline, then IMAGE:serve (the default target, built last).
 # ENGINE=podman builds in Docker's image format: an OCI image would drop the HEALTHCHECK.
