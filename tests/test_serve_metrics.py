@@ -13,8 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import edit_params
 from mlops import serve
 from mlops.config import load_config
+from mlops.errors import InputError
 from test_serve import MODELS, free_port, sample_rows, wait_for
 
 
@@ -124,3 +126,28 @@ def test_metrics_route_is_documented(promoted_dir):
     spec = serve.create_app(config, promoted_dir / MODELS).openapi()
     assert "/metrics" in spec["paths"]
     assert Path(promoted_dir / MODELS).is_dir()
+
+
+def test_a_reload_is_counted_and_the_info_follows_the_version(project, config):
+    from mlops import promote
+    from test_serve import add_small_version
+
+    promote.run(config)
+    with TestClient(serve.create_app(config, MODELS, poll_seconds=0.05)) as client:
+        assert samples(client.get("/metrics").text)["mlops_model_info", (("version", "v1"),)] == 1
+        add_small_version(config)
+        wait_for(lambda: client.get("/ready").json().get("model_version") == "v2", what="v2")
+        found = samples(client.get("/metrics").text)
+    assert found["mlops_model_reloads_total", ()] == 1
+    assert found["mlops_model_info", (("version", "v2"),)] == 1
+
+
+def test_bad_inference_log_params_name_the_key(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    edit_params(params, lambda p: p["serve"]["inference_log"].update(flush_rows=0))
+    with pytest.raises(InputError, match=r"serve\.inference_log\.flush_rows"):
+        load_config(params)
+    edit_params(params, lambda p: p["serve"]["inference_log"].update(flush_rows=5, bucket="x"))
+    with pytest.raises(InputError, match=r"serve\.inference_log\.bucket: unknown key"):
+        load_config(params)
