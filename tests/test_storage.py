@@ -9,6 +9,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+import objectstore
 from helpers import run_cli
 from mlops import storage
 from mlops.config import load_config
@@ -76,3 +77,34 @@ def test_a_missing_prefix_is_one_line(s3, project, capsys):
     code, err = run_cli(capsys, "drift", "--current", f"{s3}/nothing/here")
     assert code == 2
     assert f"{s3}/nothing/here: no such file or folder" in err
+
+
+def test_an_unreachable_store_refuses_to_start_the_server(s3, promoted_dir, monkeypatch):
+    from mlops import serve
+    from test_serve import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    config = load_config(promoted_dir / "params.yaml")
+    with pytest.raises(InputError, match=rf"serve.inference_log.dir {s3}/logs: cannot write"):
+        serve.create_app(logging_config(config, f"{s3}/logs"), promoted_dir / "models")
+
+
+def test_a_bucket_failing_while_serving_drops_and_counts(s3, promoted_dir, s3_server):
+    from fastapi.testclient import TestClient
+
+    from mlops import serve
+    from test_serve import sample_rows
+
+    config = load_config(promoted_dir / "params.yaml")
+    bucket = objectstore.new_bucket(s3_server)
+    logged = logging_config(config, f"{bucket}/logs", flush_seconds=3600)
+    rows, _ = sample_rows(config, 4, promoted_dir)
+    with TestClient(serve.create_app(logged, promoted_dir / "models", poll_seconds=3600)) as client:
+        name = bucket.removeprefix("s3://")
+        system = pafs.S3FileSystem(
+            endpoint_override=s3_server, allow_bucket_deletion=True, region="us-east-1"
+        )
+        system.delete_dir(name)  # the bucket is gone while the server runs
+        assert client.post("/predict", json={"instances": rows}).status_code == 200
+        log = client.app.state.inference_log
+    assert (log.written, log.dropped) == (0, 4)
