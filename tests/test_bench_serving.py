@@ -68,6 +68,7 @@ def test_measure_reports_latency_throughput_and_ratio(served):
     assert logged["log_on"]["errors"] == logged["log_off"]["errors"] == 0
     assert logged["rows_logged_during_load"] >= logged["log_on"]["requests"]
     assert logged["writer_rows_per_second"] > 0
+    assert logged["cpu_ratio"] > 0
     memory = logged["memory"]
     assert memory["rows_logged"] == 600  # every request's row, flushed at SIGTERM
     assert set(memory["rss_mib_after"]) == {"200", "600"}

@@ -215,8 +215,8 @@ def drive_pair(plan: dict) -> dict:
         concurrent(port, predict, CONCURRENCY, 0.05 * seconds)
     phases: dict[str, list[dict]] = {"off": [], "on": []}
     share = 0.5 * seconds / rounds
-    for _ in range(rounds):
-        for side in ("off", "on"):
+    for number in range(rounds):  # alternate which goes first, too
+        for side in ("off", "on") if number % 2 == 0 else ("on", "off"):
             phases[side].append(
                 with_server_cpu(pids[side], concurrent, ports[side], predict, CONCURRENCY, share)
             )
@@ -452,8 +452,11 @@ def inference_log(
     off_phase, on_phase = pair["off"], pair["on"]
     ratio = round(on_phase["rps"] / off_phase["rps"], 3) if off_phase["rps"] else 0.0
     p99_ratio = round(on_phase["p99_ms"] / off_phase["p99_ms"], 3) if off_phase["p99_ms"] else None
+    cpu_off, cpu_on = (p.get("server_cpu_ms_per_request") for p in (off_phase, on_phase))
     return {
         "ratio": ratio,
+        # Server CPU per request, off / on: less sensitive than requests/s to other load.
+        "cpu_ratio": round(cpu_off / cpu_on, 3) if cpu_off and cpu_on else None,
         "log_off": off_phase,
         "log_on": on_phase,
         "p99_ratio": p99_ratio,

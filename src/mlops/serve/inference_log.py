@@ -163,6 +163,12 @@ class InferenceLog:
     # --- the writer ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the writer (its libraries imported now, before any request: an import holds
+        the interpreter lock for a while, which would stall the event loop mid-traffic)."""
+        import pyarrow as pa
+        import pyarrow.parquet
+
+        pa.table({"warm": [0]})
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
