@@ -50,7 +50,8 @@ def create_app(
     poll_seconds: float = 1.0,
     own_process: bool = False,
 ) -> FastAPI:
-    """The API: /health, /ready, /metadata and /predict for the production model in models_dir.
+    """The API: /health, /ready, /metadata, /predict and /metrics for the production model in
+    models_dir.
 
     own_process (the server, not tests): SIGHUP reloads, and the garbage collector is tuned.
     serve.inference_log.enabled: an unwritable log destination is an InputError here.
