@@ -91,6 +91,10 @@ HEAVY_FIRST = (
     "test_own_tables.py",
     "test_score.py",
     "test_serve.py",
+    "test_drift_labels.py",
+    "test_serve_inference_log.py",
+    "test_storage.py",
+    "test_serve_metrics.py",
 )
 
 
