@@ -3,6 +3,9 @@
 #     (requirements-serve.lock):
 #       docker build -t mlops:serve .
 #       docker run -d -p 8000:8000 -v "$PWD/models:/app/models:ro" mlops:serve
+#     The inference log is on (MLOPS_INFERENCE_LOG=/app/logs/inference): mount a folder there
+#     (-v "$PWD/logs:/app/logs"), point it at a bucket (-e MLOPS_INFERENCE_LOG=s3://bucket/prefix
+#     with AWS_* variables), or turn it off (-e MLOPS_INFERENCE_LOG=off).
 #   pipeline: the Make targets (`make all`, drift, ...) with every pipeline dependency:
 #       docker build --target pipeline -t mlops:pipeline .
 #       docker run --rm -v "$PWD/models:/app/models" -v "$PWD/reports:/app/reports" mlops:pipeline make all
@@ -134,9 +137,13 @@ COPY --from=serve-deps /app/.venv /app/.venv
 COPY --from=wheel /site/ /app/.venv/lib/python3.11/site-packages/
 COPY params.yaml ./
 RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \
-    && mkdir -p models reports \
+    && mkdir -p models reports logs/inference \
     && chgrp 0 models reports \
-    && chmod 2775 models reports
+    && chmod 2775 models reports \
+    && chgrp -R 0 logs \
+    && chmod -R 2775 logs
+# Every scored row and its answer, as Parquet (docs/runbook.md, "Inference log"); `off` disables.
+ENV MLOPS_INFERENCE_LOG=/app/logs/inference
 USER 10001:0
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

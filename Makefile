@@ -132,17 +132,19 @@ promote: $(STAMP)/evaluate.ok $(PRODUCTION_FILES) ## The gate: promote the candi
 	@$(MLOPS) stages --stamps $(STAMP) $(QUEUE) promote \
 		$(if $(filter command line,$(origin FORCE_REASON)),--force-reason "$$FORCE_REASON")
 
-# CURRENT=batch.csv (or .parquet) replaces reports/drift.*: the stamp goes first, so `make all`
-# re-reports the split.
-drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=batch.csv (or .parquet) to check a file
+# CURRENT=batch.csv (or .parquet, a folder, a glob, s3://bucket/prefix) replaces reports/drift.*:
+# the stamp goes first, so `make all` re-reports the split. LABELS= (same forms) joins ground truth
+# to CURRENT= by request_id (the inference log's), else by score.id_columns.
+drift: $(if $(CURRENT),$(STAMP)/promote.ok,$(STAMP)/drift.ok) ## Drift report → reports/drift.{html,json,md}; CURRENT=<file|folder|glob|s3://...> [LABELS=...]
 	$(RUN_QUEUE)
-	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)")
+	$(if $(CURRENT),@rm -f $(STAMP)/drift.ok && $(MLOPS) drift --current "$(CURRENT)" \
+		$(if $(LABELS),--labels "$(LABELS)"))
 
 drift-demo: $(STAMP)/promote.ok ## Drift on a deliberately drifted batch from real data → reports/drift_demo.*
 	$(RUN_QUEUE)
 	@$(MLOPS) drift-demo $(if $(CURRENT),--current "$(CURRENT)")
 
-score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob> → OUT=<folder> (reports/scores)
+score: $(INSTALLED) ## Production model's predictions for CURRENT=<file|folder|glob|s3://...> → OUT=<folder|s3://...> (reports/scores)
 	@$(MLOPS) score $(if $(CURRENT),--current "$(CURRENT)") --out "$(or $(OUT),reports/scores)"
 
 drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT, default 127.0.0.1:8001)
@@ -175,8 +177,9 @@ accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (
 summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/summary.md (SECTIONS=drift,artifacts)
 	@$(MLOPS) summary --output reports/summary.md $(if $(SECTIONS),--sections "$(SECTIONS)")
 
-serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000)
-	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
+serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.1:8000) [INFERENCE_LOG=dir|s3://...|off]
+	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") \
+		$(if $(INFERENCE_LOG),--inference-log "$(INFERENCE_LOG)")
 
 # Both Dockerfile targets: IMAGE:pipeline, then IMAGE:serve (the default target, built last).
 # ENGINE=podman builds in Docker's image format: an OCI image would drop the HEALTHCHECK.

@@ -13,6 +13,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import candidates
+import objectstore
 from helpers import built_once
 from mlops import data, evaluate, promote, train, validate
 from mlops.config import Config, load_config
@@ -90,6 +91,10 @@ HEAVY_FIRST = (
     "test_own_tables.py",
     "test_score.py",
     "test_serve.py",
+    "test_drift_labels.py",
+    "test_serve_inference_log.py",
+    "test_storage.py",
+    "test_serve_metrics.py",
 )
 
 
@@ -205,3 +210,19 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_stages(make_project(root, target="plan", dated=False))
 
     return shared(tmp_path_factory, "plans", build)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (moto_server) on loopback for this session: its endpoint."""
+    with objectstore.moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty bucket of this test's own, as s3://name; AWS_ENDPOINT_URL and dummy credentials
+    set for this process and the processes it starts."""
+    for key, value in objectstore.environment(s3_server).items():
+        monkeypatch.setenv(key, value)
+    return objectstore.new_bucket(s3_server)

@@ -58,7 +58,7 @@ def test_drive_measures_every_phase_against_a_real_server(served, tmp_path):
 
 
 def test_measure_reports_latency_throughput_and_ratio(served):
-    report = serving.measure(served, seconds=0.5, rounds=1)
+    report = serving.measure(served, seconds=0.5, rounds=1, memory_requests=(200, 600))
     assert report["model_version"] == "v1"
     assert report["errors"] == 0
     assert report["concurrency"] == serving.CONCURRENCY
@@ -84,6 +84,22 @@ def test_measure_reports_latency_throughput_and_ratio(served):
     phases = report["phases"]
     requests = sum(phase["requests"] for phase in phases.values())
     assert report["access_log_lines"] >= requests
+    # The inference log, off vs on side by side: both served, the on side's rows all written.
+    logged = report["inference_log"]
+    assert report["inference_log_ratio"] == logged["ratio"]
+    assert logged["ratio"] == pytest.approx(
+        logged["log_on"]["rps"] / logged["log_off"]["rps"], abs=1e-3
+    )
+    assert logged["log_on"]["errors"] == logged["log_off"]["errors"] == 0
+    assert logged["rows_logged_during_load"] >= logged["log_on"]["requests"]
+    assert logged["writer_rows_per_second"] > 0
+    assert logged["cpu_ratio"] > 0
+    memory = logged["memory"]
+    assert memory["rows_logged"] == 600  # every request's row, flushed at SIGTERM
+    assert set(memory["rss_mib_after"]) == {"200", "600"}
+    assert memory["rss_growth_mib"] is not None
+    assert logged["bytes_per_million_rows"] > 0
+    assert isinstance(logged["meets_goal"], bool)
     json.dumps(report)
 
 

@@ -768,3 +768,62 @@ def test_drift_job_runs_after_the_pipeline(pipeline_run, clone, tmp_path):
     env = dict(workflow["env"])
     for path in uploaded_paths(runner, workflow["jobs"]["drift"], env):
         assert (clone / path).exists(), f"uploaded but not produced: {path}"
+
+
+RECORDING_MAKE = r"""#!/usr/bin/env bash
+# make stand-in: records its arguments and the AWS variables it was given, writes an ok report.
+{ printf '%s\n' "$@"; env | grep -E '^AWS_' | sort; } > "$MAKE_CALL"
+mkdir -p reports && echo '{"status": "ok"}' > reports/drift.json
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, ["drift"]),
+        ({"DRIFT_CURRENT": "s3://b/logs/inference/"}, ["drift", "CURRENT=s3://b/logs/inference/"]),
+        (
+            {"DRIFT_CURRENT": "s3://b/logs/", "DRIFT_LABELS": "s3://b/labels/"},
+            ["drift", "CURRENT=s3://b/logs/", "LABELS=s3://b/labels/"],
+        ),
+    ],
+)
+def test_drift_step_monitors_the_inference_log_when_drift_current_is_set(
+    tmp_path, variables, expected
+):
+    (step,) = [
+        s for s in workflows()["drift.yml"]["jobs"]["drift"]["steps"] if s.get("id") == "drift"
+    ]
+    # Repository variables and secrets reach the step through its env only (never the script).
+    assert step["env"]["DRIFT_CURRENT"] == "${{ vars.DRIFT_CURRENT }}"
+    assert step["env"]["DRIFT_LABELS"] == "${{ vars.DRIFT_LABELS }}"
+    assert step["env"]["AWS_ENDPOINT_URL"] == "${{ vars.AWS_ENDPOINT_URL }}"
+    assert step["env"]["AWS_ACCESS_KEY_ID"] == "${{ secrets.AWS_ACCESS_KEY_ID }}"
+    assert step["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(RECORDING_MAKE)
+    (bin_dir / "make").chmod(0o755)
+    call = tmp_path / "call"
+    unset = {key: "" for key in step["env"]}  # a variable or secret not set is an empty string
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env={
+            **base,
+            **unset,
+            "AWS_REGION": "eu-west-1",
+            **variables,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "GITHUB_OUTPUT": str(tmp_path / "output"),
+            "MAKE_CALL": str(call),
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = call.read_text().splitlines()
+    assert lines == [*expected, "AWS_REGION=eu-west-1"]  # empty AWS_* are unset, not ""
+    assert (tmp_path / "output").read_text() == "exit-code=0\n"
+    assert ("inference log" in done.stdout) == bool(variables)

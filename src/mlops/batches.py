@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
+from mlops import storage
 from mlops.errors import InputError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -42,6 +44,12 @@ class Chunk:
         return self.data if isinstance(self.data, pd.DataFrame) else self.data.to_pandas()
 
 
+def hidden(name: str) -> bool:
+    """Skipped in a folder, as Arrow and Hadoop do: temporary files being written (".x.tmp"),
+    markers such as _SUCCESS."""
+    return name.startswith((".", "_"))
+
+
 def resolve(spec: str | Path) -> list[Path]:
     """The data files a CURRENT= names: a file, every data file under a folder, or a glob."""
     text = str(spec)
@@ -49,7 +57,13 @@ def resolve(spec: str | Path) -> list[Path]:
     if path.is_file():
         found = [path]
     elif path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in FORMATS
+            and not any(hidden(part) for part in p.relative_to(path).parts)
+        )
         if not found:
             raise InputError(f"{text}: no CSV or Parquet files in this folder")
     elif glob.has_magic(text):
@@ -67,26 +81,56 @@ def resolve(spec: str | Path) -> list[Path]:
     return found
 
 
+def resolve_url(spec: str) -> tuple[list[str], Any, str | None]:
+    """resolve() for a URL (s3://bucket/prefix, a prefix, or a glob): (paths within the
+    filesystem, the filesystem, the folder's path when a folder was named)."""
+    system, base = storage.filesystem(spec)
+    listed = storage.list_files(spec)
+    folder = None if glob.has_magic(base) or listed == [base] else base.rstrip("/")
+    if folder is not None:
+        listed = [
+            p
+            for p in listed
+            if Path(p).suffix.lower() in FORMATS
+            and not any(hidden(part) for part in p[len(folder) + 1 :].split("/"))
+        ]
+        if not listed:
+            raise InputError(f"{spec}: no CSV or Parquet files under this prefix")
+    unknown = [p for p in listed if Path(p).suffix.lower() not in FORMATS]
+    if unknown:
+        raise InputError(f"{unknown[0]}: not a .csv or .parquet file")
+    if len({FORMATS[Path(p).suffix.lower()] for p in listed}) > 1:
+        raise InputError(f"{spec}: mixes CSV and Parquet files; use one format per batch")
+    return listed, system, folder
+
+
 def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
     """The batch as a pyarrow dataset whose every file has the required columns, with one type
     family (numbers, text, booleans, times) per column across files; else a one-line error.
     Integer and float columns that differ between files are read as float64."""
-    found = resolve(spec)
-    fmt = FORMATS[found[0].suffix.lower()]
+    if storage.is_url(spec):
+        found, system, root = resolve_url(str(spec))
+        sizes = [info.size for info in system.get_file_info(found)]
+    else:
+        paths = resolve(spec)
+        found, system = [str(p) for p in paths], None
+        root = str(spec) if Path(spec).is_dir() else None
+        sizes = [p.stat().st_size for p in paths]
+    fmt = FORMATS[Path(found[0]).suffix.lower()]
     kind = "CSV" if fmt == "csv" else "Parquet file"
-    for path in found:
-        if path.stat().st_size == 0:
+    for path, size in zip(found, sizes, strict=True):
+        if size == 0:
             raise InputError(f"{path}: empty file")
-    root = Path(spec) if Path(spec).is_dir() else None
     options = {
         "format": CSV if fmt == "csv" else fmt,
         "partitioning": ds.partitioning(flavor="hive") if root else None,
-        "partition_base_dir": str(root) if root else None,
+        "partition_base_dir": root,
+        "filesystem": system,
     }
     try:
-        dataset = ds.dataset([str(p) for p in found], **options)
+        dataset = ds.dataset(found, **options)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        culprit = next((p for p in found if not _readable(p, options["format"])), spec)
+        culprit = next((p for p in found if not _readable(p, options["format"], system)), spec)
         raise InputError(f"{culprit}: not a readable {kind} ({_reason(exc)})") from None
     types: dict[str, pa.DataType] = {}
     for fragment in dataset.get_fragments():
@@ -114,7 +158,7 @@ def open_batch(spec: str | Path, required: list[str]) -> ds.Dataset:
                 )
     fields = [pa.field(name, kind) for name, kind in types.items()]
     fields += [f for f in dataset.schema if f.name not in types]  # partition columns
-    return ds.dataset([str(p) for p in found], schema=pa.schema(fields), **options)
+    return ds.dataset(found, schema=pa.schema(fields), **options)
 
 
 def chunks(dataset: ds.Dataset, columns: list[str], rows: int) -> Iterator[Chunk]:
@@ -147,9 +191,9 @@ def fragment_chunks(
         raise InputError(f"{fragment.path}: {_first_line(exc)}") from None
 
 
-def _readable(path: Path, fmt: object) -> bool:
+def _readable(path: str, fmt: object, filesystem: Any = None) -> bool:
     try:
-        ds.dataset(str(path), format=fmt).schema.names  # noqa: B018 - decoding the names
+        ds.dataset(path, format=fmt, filesystem=filesystem).schema.names  # noqa: B018 - decoding the names
     except (pa.ArrowInvalid, OSError, ValueError):
         return False
     return True

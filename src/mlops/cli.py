@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mlops import workdirs
 from mlops.errors import CheckFailed, InputError
+from mlops.storage import local_or_url
 
 RUN_LOG = Path("reports/run.log")
 log = logging.getLogger("mlops")
@@ -76,14 +77,28 @@ def parser() -> argparse.ArgumentParser:
         if name in ("drift", "drift-demo"):
             command.add_argument(
                 "--current",
-                type=Path,
-                help="a CSV or Parquet file, a folder of them, or a glob (default: current split)",
+                type=local_or_url,
+                help="a CSV or Parquet file, a folder of them, or a glob, local or s3://... "
+                "(default: current split)",
+            )
+        if name == "drift":
+            command.add_argument(
+                "--labels",
+                type=local_or_url,
+                help="ground truth arriving later (file, folder or glob, local or s3://...): "
+                "joined to the batch by request_id, else by score.id_columns",
             )
         if name == "score":
             command.add_argument(
-                "--current", type=Path, help="a CSV or Parquet file, a folder of them, or a glob"
+                "--current",
+                type=local_or_url,
+                help="a CSV or Parquet file, a folder of them, or a glob, local or s3://...",
             )
-            command.add_argument("--out", type=Path, help="output folder (default reports/scores)")
+            command.add_argument(
+                "--out",
+                type=local_or_url,
+                help="output folder or s3://bucket/prefix (default reports/scores)",
+            )
         if name == "rollback":
             command.add_argument(
                 "--version", help="version to restore, e.g. v2 (default: previous)"
@@ -100,6 +115,14 @@ def parser() -> argparse.ArgumentParser:
         if name in ("serve", "drift-ui"):
             command.add_argument("--host")
             command.add_argument("--port", type=int)
+        if name == "serve":
+            command.add_argument(
+                "--inference-log",
+                default=os.environ.get("MLOPS_INFERENCE_LOG") or None,
+                metavar="DIR|URL|off",
+                help="log every scored row there (folder or s3://...), or `off`; default: "
+                "$MLOPS_INFERENCE_LOG, else params.yaml serve.inference_log",
+            )
         if name == "runs":
             command.add_argument("--sort", choices=("best", "date"), default="best")
         if name == "summary":

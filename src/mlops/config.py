@@ -242,12 +242,25 @@ class ScoreConfig(Section):
     engine: Literal["local", "dask"] = "local"  # dask: a task per file on a Dask cluster
 
 
+class InferenceLogConfig(Section):
+    """`serve.inference_log`: every scored row and its answer, as Parquet (serve/inference_log)."""
+
+    enabled: bool = False
+    dir: str = "logs/inference"  # a folder, or a URL such as s3://bucket/prefix
+    flush_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    flush_seconds: Annotated[float, Field(gt=0.0, le=86_400.0)] = 60.0
+    queue_rows: Annotated[int, Field(ge=1, le=100_000_000)] = 200_000
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1_000
     # The model's name in the Open Inference Protocol routes: /v2/models/{model_name}/infer.
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "mlops"
+    inference_log: InferenceLogConfig = InferenceLogConfig()
 
 
 class Config(Section):

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import batches, cluster, files, registry
+from mlops import batches, cluster, files, registry, storage
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import model_matrix, model_positive, predict
@@ -140,12 +140,28 @@ def results(dataset: Any, job: Job) -> Iterator[tuple[pd.DataFrame, pd.DataFrame
     yield from cluster.in_order(score_fragment, calls, job)  # in file order, like the local one
 
 
-def run(config: Config, current: Path | None = None, out: Path | None = None) -> dict:
-    """Score the batch with the production model; write OUT/{predictions,rejects}.parquet."""
+def run(config: Config, current: Path | str | None = None, out: Path | str | None = None) -> dict:
+    """Score the batch with the production model; write OUT/{predictions,rejects}.parquet.
+
+    OUT may be a URL (s3://bucket/prefix): the files are made in a local temporary folder and
+    uploaded once the whole batch is scored, so a failed run leaves nothing there either.
+    """
     if current is None:
         raise InputError(
             "score: name the batch: make score CURRENT=<file|folder|glob> OUT=<folder>"
         )
+    if storage.is_url(out or ""):
+        import tempfile
+
+        storage.filesystem(str(out))  # an unusable URL fails before any scoring
+        with tempfile.TemporaryDirectory(prefix="mlops-score-") as staged:
+            summary = run(config, current, Path(staged))
+            try:
+                storage.upload_folder(Path(staged), str(out))
+            except OSError as exc:
+                raise InputError(f"{out}: cannot write there ({storage.reason(exc)})") from None
+        log.info("uploaded to %s", out)
+        return summary
     out = Path(out or "reports/scores")
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:

@@ -7,6 +7,10 @@ FastAPI route calling the pipeline on a pandas DataFrame per request, in its own
 ratio = predict / baseline, v2_ratio = OIP / predict, naive_ratio = predict / naive (requests/s).
 Uses the production model in ./models, or trains and promotes one in a temporary project copy
 when there is none.
+
+The inference log (`inference_log_ratio`): two servers side by side, the log off and on (its
+defaults), driven in alternating rounds at concurrency 8; then the memory of the logging server
+(RSS) after 10,000 and after 100,000 logged requests, and the writer's own rows/s.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ GOAL = {
     "v2_ratio_at_least": 0.9,
     "naive_ratio_at_least": 5.0,
 }
+LOG_GOAL = {"ratio_at_least": 0.9, "p99_within": 0.10, "rss_growth_mib_below": 50.0}
+MEMORY_REQUESTS = (10_000, 100_000)
 STAGES = ("data", "validate", "train", "evaluate", "promote")
 
 
@@ -207,9 +213,80 @@ def drive(plan: dict) -> dict:
     return result
 
 
+def rss_mib(pid: int | None) -> float | None:
+    """A process's resident memory now (Linux /proc; None elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, TypeError):
+        return None
+    return round(int(status.split("VmRSS:")[1].split()[0]) / 1024, 1)
+
+
+def drive_pair(plan: dict) -> dict:
+    """The log off and on, side by side: warm-up, then alternating rounds at concurrency 8."""
+    seconds, rounds = plan["seconds"], plan["rounds"]
+    predict = [http_request("/predict", body.encode()) for body in plan["bodies"]]
+    ports = {"off": plan["ports"][0], "on": plan["ports"][1]}
+    pids = {"off": plan["pids"][0], "on": plan["pids"][1]}
+    for port in ports.values():
+        concurrent(port, predict, CONCURRENCY, 0.05 * seconds)
+    phases: dict[str, list[dict]] = {"off": [], "on": []}
+    share = 0.5 * seconds / rounds
+    for number in range(rounds):  # alternate which goes first, too
+        for side in ("off", "on") if number % 2 == 0 else ("on", "off"):
+            phases[side].append(
+                with_server_cpu(pids[side], concurrent, ports[side], predict, CONCURRENCY, share)
+            )
+    return {side: merge(found) for side, found in phases.items()}
+
+
+def drive_memory(plan: dict) -> dict:
+    """RSS of the logging server after each count of requests (concurrency 8, requests/s too)."""
+    predict = [http_request("/predict", body.encode()) for body in plan["bodies"]]
+    done, found = 0, {}
+    for count in plan["counts"]:
+        found[str(count)] = _requests(plan["port"], predict, count - done)
+        done = count
+        found[str(count)]["rss_mib"] = rss_mib(plan["pid"])
+    return found
+
+
+def _requests(port: int, requests: list[bytes], count: int) -> dict:
+    """Exactly `count` requests over CONCURRENCY connections."""
+
+    async def run() -> dict:
+        left = count
+        errors = 0
+
+        async def client(offset: int) -> None:
+            nonlocal left, errors
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            i = offset
+            try:
+                while left > 0:
+                    left -= 1
+                    writer.write(requests[i % len(requests)])
+                    status, length = _status_and_length(await reader.readuntil(b"\r\n\r\n"))
+                    await reader.readexactly(length)
+                    errors += status != 200
+                    i += 1
+            finally:
+                writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(k * 7) for k in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+        return {"requests": count, "errors": errors, "seconds": round(elapsed, 3)}
+
+    return asyncio.run(run())
+
+
 def client_main() -> None:
     """Second process: read the plan (JSON) on stdin, print the measurements (JSON)."""
-    print(json.dumps(drive(json.loads(sys.stdin.read()))))
+    plan = json.loads(sys.stdin.read())
+    mode = plan.get("mode", "serving")
+    work = {"serving": drive, "pair": drive_pair, "memory": drive_memory}[mode]
+    print(json.dumps(work(plan)))
 
 
 # ---------------------------------------------------------------- server side
@@ -248,11 +325,14 @@ def running_server(
     timeout: float = 60.0,
     *,
     naive: bool = False,
+    inference_log: Path | str | None = None,
 ) -> Iterator[tuple[dict, int]]:
     """`python -m mlops serve` (naive: the naive server) in root on 127.0.0.1:port until the
-    block ends. Yields the /ready answer and the server's process id.
+    block ends (SIGTERM: the inference log, when one is given, is flushed by then).
+
+    Yields the /ready answer and the server's process id.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLOPS_INFERENCE_LOG": str(inference_log or "off")}
     command = [sys.executable, "-m", "mlops", "--params", str(params), "serve"]
     if naive:
         command = [sys.executable, "-m", "mlops.bench.serving", "naive", str(params)]
@@ -269,7 +349,7 @@ def running_server(
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -397,8 +477,133 @@ def cpu_ratio(numerator_cpu: float | None, denominator_cpu: float | None) -> flo
     return round(denominator_cpu / numerator_cpu, 3)
 
 
-def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
-    """p50/p99 of sequential single rows, requests/s at concurrency 8 and the no-model ratio."""
+def client(plan: dict, timeout: float) -> dict:
+    """The load generator in a second process, on this plan."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops.bench.serving"],
+        input=json.dumps(plan),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    return json.loads(done.stdout)
+
+
+def parquet_rows(root: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(path).num_rows for path in root.rglob("*.parquet"))
+
+
+def writer_rows_per_second(config: Config, rows: int = 100_000) -> float:
+    """The log writer alone: rows/s of building and writing one file of single-row requests."""
+    from mlops.encoding import codes
+    from mlops.serve.inference_log import InferenceLog
+
+    first = [next(iter(codes(values).values())) for values in config.categorical.values()]
+    x = np.array([first + [0.0] * len(config.numeric)])
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as name:
+        settings = config.serve.inference_log.model_copy(
+            update={"enabled": True, "dir": name, "queue_rows": rows}
+        )
+        logged = config.model_copy(
+            update={"serve": config.serve.model_copy(update={"inference_log": settings})}
+        )
+        writer = InferenceLog(logged)
+        labels, probability = np.zeros(1, dtype=np.int64), np.full(1, 0.5)
+        for i in range(rows):
+            writer.record(x, labels, probability, None, (), "v1", f"r{i}")
+        started = time.perf_counter()
+        writer.flush()
+        elapsed = time.perf_counter() - started
+    return round(rows / elapsed) if elapsed > 0 else 0.0
+
+
+def inference_log(
+    config: Config,
+    root: Path,
+    params: Path,
+    tmp: Path,
+    bodies: list[str],
+    *,
+    seconds: float,
+    rounds: int,
+    memory_requests: tuple[int, ...] = MEMORY_REQUESTS,
+) -> dict:
+    """The log off vs on side by side, the logging server's memory, the writer's rows/s."""
+    folder = tmp / "inference-log"
+    ports = (free_port(), free_port())
+    with contextlib.ExitStack() as servers:
+        off = servers.enter_context(running_server(root, params, ports[0], tmp / "off.log"))
+        on = servers.enter_context(
+            running_server(root, params, ports[1], tmp / "on.log", inference_log=folder)
+        )
+        plan = {"mode": "pair", "ports": ports, "pids": (off[1], on[1]), "bodies": bodies}
+        pair = client({**plan, "seconds": seconds, "rounds": rounds}, seconds * 3 + 60)
+    logged_rows = parquet_rows(folder)
+    memory_folder = tmp / "memory-log"
+    port = free_port()
+    with running_server(root, params, port, tmp / "mem.log", inference_log=memory_folder) as (
+        _,
+        pid,
+    ):
+        plan = {"mode": "memory", "port": port, "pid": pid, "bodies": bodies}
+        memory = client({**plan, "counts": list(memory_requests)}, 3600)
+    first, last = (memory[str(count)] for count in (memory_requests[0], memory_requests[-1]))
+    growth = (
+        round(last["rss_mib"] - first["rss_mib"], 1)
+        if first.get("rss_mib") is not None and last.get("rss_mib") is not None
+        else None
+    )
+    off_phase, on_phase = pair["off"], pair["on"]
+    ratio = round(on_phase["rps"] / off_phase["rps"], 3) if off_phase["rps"] else 0.0
+    p99_ratio = round(on_phase["p99_ms"] / off_phase["p99_ms"], 3) if off_phase["p99_ms"] else None
+    cpu_off, cpu_on = (p.get("server_cpu_ms_per_request") for p in (off_phase, on_phase))
+    return {
+        "ratio": ratio,
+        # Server CPU per request, off / on: less sensitive than requests/s to other load.
+        "cpu_ratio": round(cpu_off / cpu_on, 3) if cpu_off and cpu_on else None,
+        "log_off": off_phase,
+        "log_on": on_phase,
+        "p99_ratio": p99_ratio,
+        "rows_logged_during_load": logged_rows,
+        "rows_per_second_written": on_phase["rps"],  # single-row requests: one row each
+        "writer_rows_per_second": writer_rows_per_second(config),
+        "memory": {
+            "requests": memory,
+            "rss_mib_after": {
+                str(count): memory[str(count)].get("rss_mib") for count in memory_requests
+            },
+            "rss_growth_mib": growth,
+            "rows_logged": parquet_rows(memory_folder),
+        },
+        "bytes_per_million_rows": _bytes_per_million(memory_folder),
+        "goal": LOG_GOAL,
+        "meets_goal": bool(
+            ratio >= LOG_GOAL["ratio_at_least"]
+            and p99_ratio is not None
+            and p99_ratio <= 1 + LOG_GOAL["p99_within"]
+            and growth is not None
+            and growth < LOG_GOAL["rss_growth_mib_below"]
+        ),
+    }
+
+
+def _bytes_per_million(folder: Path) -> int | None:
+    rows = parquet_rows(folder)
+    size = sum(path.stat().st_size for path in folder.rglob("*.parquet"))
+    return round(size * 1_000_000 / rows) if rows else None
+
+
+def measure(
+    config: Config,
+    seconds: float = 10.0,
+    rounds: int = 6,
+    memory_requests: tuple[int, ...] = MEMORY_REQUESTS,
+) -> dict:
+    """p50/p99 of sequential single rows, requests/s at concurrency 8 and the no-model ratio;
+    the inference log's cost (off vs on) and memory."""
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as name:
         tmp = Path(name)
         params = tmp / "params.yaml"
@@ -417,18 +622,20 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
             running_server(root, params, naive_port, naive_log, naive=True) as (_, naive_pid),
         ):
             plan["server_pid"], plan["naive_pid"] = pid, naive_pid
-            client = subprocess.run(
-                [sys.executable, "-m", "mlops.bench.serving"],
-                input=json.dumps(plan),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=seconds * 3 + 60,
-            )
+            result = client(plan, seconds * 3 + 60)
         server_log = (tmp / "server.log").read_text(encoding="utf-8").splitlines()
+        logged = inference_log(
+            config,
+            root,
+            params,
+            tmp,
+            plan["bodies"],
+            seconds=seconds,
+            rounds=rounds,
+            memory_requests=memory_requests,
+        )
     access_lines = sum('"event": "access"' in line for line in server_log)
     scored = [json.loads(line) for line in server_log if '"scored ' in line]
-    result = json.loads(client.stdout)
     predict, baseline = result["concurrent_predict"], result["concurrent_baseline"]
     v2, naive = result["concurrent_v2"], result["concurrent_naive"]
     ratio = round(predict["rps"] / baseline["rps"], 3) if baseline["rps"] else 0.0
@@ -484,6 +691,9 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
         "rows_per_model_call": scored[-1]["rows_per_call"] if scored else None,
         "access_log_lines": access_lines,
         "phases": result,
+        # The inference log on vs off, side by side (goal: >= 0.9, p99 within 10%).
+        "inference_log_ratio": logged["ratio"],
+        "inference_log": logged,
     }
     log.info(
         "serving: sequential p50 %.2f ms, p99 %.2f ms; %.0f req/s at concurrency %d = %.0f%% of "
@@ -500,6 +710,16 @@ def measure(config: Config, seconds: float = 10.0, rounds: int = 6) -> dict:
         v2_ratio,
         naive["rps"],
         naive_ratio,
+    )
+    log.info(
+        "inference log: %.0f%% of the throughput without it (p99 x%s), RSS +%s MiB from %d to %d "
+        "requests, writer %s rows/s",
+        logged["ratio"] * 100,
+        logged["p99_ratio"],
+        logged["memory"]["rss_growth_mib"],
+        memory_requests[0],
+        memory_requests[-1],
+        logged["writer_rows_per_second"],
     )
     return report
 

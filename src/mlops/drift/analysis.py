@@ -421,6 +421,7 @@ def analyse(
         "reference_rows": reference_rows,
         "current_rows": current_rows,
         "current_files": whole.files,
+        "labelled_rows": whole.labelled_rows,  # rows of the batch with a label (all rows)
         # statistics of every row per column (mlops.drift.exact), and the verdicts they overruled
         "current_stats": {name: whole.summary(name) for name in columns},
         "exact_overruled": overruled,

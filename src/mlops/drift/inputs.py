@@ -10,6 +10,7 @@ import pandas as pd
 from mlops import files
 from mlops.config import Config
 from mlops.drift import stream
+from mlops.drift.labels import read as read_labels
 from mlops.drift.stream import Batch
 from mlops.errors import InputError
 
@@ -17,7 +18,11 @@ METRICS = Path("reports/metrics.json")
 
 
 def load_current(
-    config: Config, current: Path | None, reference: pd.DataFrame, model_info: dict
+    config: Config,
+    current: Path | str | None,
+    reference: pd.DataFrame,
+    model_info: dict,
+    labels: Path | str | None = None,
 ) -> Batch:
     """The batch a CURRENT= names (a file, folder or glob of CSV or Parquet), streamed and checked
     row by row (mlops.drift.stream), or the current split.
@@ -28,8 +33,11 @@ def load_current(
     features = model_info.get("features") or config.features
     categories = model_info.get("categories") or config.categorical
     categories = {name: values for name, values in categories.items() if name in features}
+    if labels is not None and current is None:
+        raise InputError("LABELS= joins ground truth to a CURRENT= batch: name the batch too")
     if current is not None:
-        return stream.read(config, current, reference, features, categories)
+        joined = read_labels(config, labels) if labels is not None else None
+        return stream.read(config, current, reference, features, categories, labels=joined)
     path = config.data.processed_dir / "current.parquet"
     if not path.is_file():
         raise InputError(f"{path}: not found (run `make data` first)")

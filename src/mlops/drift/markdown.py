@@ -52,7 +52,10 @@ def performance_line(perf: dict) -> str:
         if error is not None:
             text += f" (estimate off by {error:+.3f})"
         parts.append(text)
-    judged = "labels" if perf["judged_by"] == "measured" else "no labels: CBPE estimate"
+    judged = {"measured": "labels", "estimated": "no labels: CBPE estimate"}.get(
+        perf["judged_by"],
+        f"labels on {perf.get('labelled_rows', 0):,} sampled rows, CBPE estimate on the rest",
+    )
     return f"- **Performance** ({judged}): {state}; " + "; ".join(parts) + "."
 
 

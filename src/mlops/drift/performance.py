@@ -205,6 +205,10 @@ def performance(
         "degraded": False,
         "degraded_metrics": [],
     }
+    known = None if y is None else _labelled(y)
+    if known is not None and not known.any():
+        y, known = None, None
+    result["labelled_rows"] = 0 if known is None else int(known.sum())
     if y is None:
         result["note"] = (
             f"the batch has no {config.schema.target!r} column: performance estimated, not measured"
@@ -213,19 +217,42 @@ def performance(
         result["drops"], result["degraded_metrics"] = estimated_drops, estimated_degraded
     else:
         # Labels are the truth: the estimate then only shows how close it came.
-        scores = measured(y, current)
+        labelled = current if known.all() else current.take(known)
+        y = y[known]
+        scores = measured(y, labelled)
         result["current"] = {m: rounded(v) for m, v in scores.items()}
         result["judged_by"] = "measured"
         result["drops"], result["degraded_metrics"] = judge(
-            estimator.reference, scores, measured_errors(scores, y, current), tolerance
+            estimator.reference, scores, measured_errors(scores, y, labelled), tolerance
         )
         result["estimated"]["error"] = {
             m: rounded(estimated[m] - scores[m])
             for m in METRICS
             if estimated.get(m) is not None and scores.get(m) is not None
         }
+        if not known.all():  # labels that arrived for some rows: the rest is estimated
+            rest, rest_errors = estimator.estimate(current.take(~known))
+            rest_drops, rest_degraded = judge(estimator.reference, rest, rest_errors, tolerance)
+            result["judged_by"] = "measured+estimated"
+            result["unlabelled"] = {
+                "rows": int((~known).sum()),
+                **{m: rounded(v) for m, v in rest.items()},
+                "drops": rest_drops,
+                "degraded_metrics": rest_degraded,
+            }
+            for metric in rest_degraded:
+                if metric not in result["degraded_metrics"]:
+                    result["degraded_metrics"].append(metric)
+                    result["drops"][metric] = rest_drops[metric]
     result["degraded"] = bool(result["degraded_metrics"])
     return result
+
+
+def _labelled(y: np.ndarray) -> np.ndarray:
+    """Which rows have a label (labels joined later leave the others missing)."""
+    import pandas as pd
+
+    return np.asarray(pd.notna(y), dtype=bool)
 
 
 def rounded(value: float | None, digits: int = 6) -> float | None:

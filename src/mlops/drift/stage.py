@@ -26,7 +26,9 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
     files.write_text(prefix.with_suffix(".md"), markdown(result, html.name))
 
 
-def report(config: Config, current: Path | None, *, prefix: Path) -> dict:
+def report(
+    config: Config, current: Path | str | None, *, prefix: Path, labels: Path | str | None = None
+) -> dict:
     """Stream and check the batch, analyse it, write the reports, record the run; return
     drift.json's content."""
     reference = load_reference(config)
@@ -40,7 +42,7 @@ def report(config: Config, current: Path | None, *, prefix: Path) -> dict:
                 f"{name}: missing column(s) {', '.join(missing)} that the {model_info['source']} "
                 "model was trained with: promote a model trained on this schema, or roll back"
             )
-    batch = load_current(config, current, reference, model_info)
+    batch = load_current(config, current, reference, model_info, labels)
     log.info(
         "comparing %s (%d rows in %d file(s)%s) with %s (%d rows); model: %s",
         batch.name,
@@ -84,11 +86,13 @@ def report(config: Config, current: Path | None, *, prefix: Path) -> dict:
     return result
 
 
-def run(config: Config, current: Path | None = None) -> dict:
-    """`make drift [CURRENT=<file|folder|glob>]`: exit 1 (CheckFailed) on an alert with
-    fail_on_drift."""
+def run(
+    config: Config, current: Path | str | None = None, labels: Path | str | None = None
+) -> dict:
+    """`make drift [CURRENT=<file|folder|glob|s3://...> [LABELS=...]]`: exit 1 (CheckFailed) on
+    an alert with fail_on_drift."""
     import_evidently()
-    result = report(config, current, prefix=REPORTS / "drift")
+    result = report(config, current, prefix=REPORTS / "drift", labels=labels)
     if result["status"] == "alert":
         message = "; ".join(result["alerts"]) + " (see reports/drift.html)"
         if config.drift.fail_on_drift:

@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from mlops import batches, cluster, rowchecks
 from mlops.config import Config
 from mlops.drift.exact import CategoricalStats, Grid, NumericStats
+from mlops.drift.labels import Labels
+from mlops.drift.labels import join as labels_join
 from mlops.errors import InputError
 
 SMALL_CODES = 1 << 16  # integer categories spanning less are counted with np.bincount
@@ -44,6 +46,7 @@ class Plan:
     categorical: list[str]  # categorical features
     categories: dict[str, list]  # the model's, for unseen values
     checked: bool
+    labels: Labels | None = None  # LABELS=: joined to each chunk by its key columns
 
     @classmethod
     def of(
@@ -55,9 +58,13 @@ class Plan:
         *,
         available: Iterable[str],
         checked: bool = True,
+        labels: Labels | None = None,
     ) -> Plan:
         extra = [config.schema.target, config.data.time_column]
         names = set(available)
+        if labels is not None:  # the keys are read; the label is there once joined
+            names |= {config.schema.target}
+            extra = [*labels.keys, *extra]
         columns = [*features, *(c for c in extra if c and c in names and c not in features)]
         categorical = [name for name in features if name in config.categorical]
         return cls(
@@ -67,6 +74,7 @@ class Plan:
             categorical=categorical,
             categories={n: categories[n] for n in categorical if n in categories},
             checked=checked,
+            labels=labels,
         )
 
 
@@ -97,6 +105,7 @@ class Batch:
     unseen: dict[str, dict[str, int]]
     grids: dict[str, Grid]
     files: int = 1
+    labelled_rows: int = 0
 
     def missing_share(self, name: str) -> float:
         stats = self.numeric.get(name) or self.categorical[name]
@@ -129,6 +138,8 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
     part.categorical = {name: CategoricalStats() for name in plan.categorical}
     target = config.schema.target
     for chunk in chunks:
+        if plan.labels is not None:
+            chunk = labels_join(chunk, plan.labels, target)
         suspect = False  # a cheap sign from the statistics that a row check fails
         for name, grid in plan.grids.items():
             stats = part.numeric[name]
@@ -294,11 +305,19 @@ def read(
     categories: dict[str, list],
     *,
     checked: bool = True,
+    labels: Labels | None = None,
 ) -> Batch:
-    """The batch a CURRENT= names (a file, folder or glob), streamed with drift.engine."""
-    dataset = batches.open_batch(spec, features)
+    """The batch a CURRENT= names (a file, folder or glob), streamed with drift.engine; with
+    LABELS=, each chunk gets its labels joined by key."""
+    dataset = batches.open_batch(spec, [*features, *(labels.keys if labels else ())])
     plan = Plan.of(
-        config, reference, features, categories, available=dataset.schema.names, checked=checked
+        config,
+        reference,
+        features,
+        categories,
+        available=dataset.schema.names,
+        checked=checked,
+        labels=labels,
     )
     total = Part()
     for part in _parts(dataset, plan):
@@ -334,7 +353,8 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
         yield from cluster.in_order(fragment_part, calls, plan)
         return
     workers = min(cluster.local_workers(), len(calls), POOL_PROCESSES)
-    if workers > 1 and sum(Path(f).stat().st_size for f in dataset.files) >= POOL_BYTES:
+    size = sum(info.size for info in dataset.filesystem.get_file_info(dataset.files))
+    if workers > 1 and size >= POOL_BYTES:
         # The pass is one Python thread per process (np.bincount holds the GIL): a large batch
         # of several files is read on every core, one file per process, merged in file order.
         yield from cluster.in_processes(fragment_part, calls, plan, workers)
@@ -391,4 +411,5 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
         unseen=_unseen(total.categorical, plan.categories),
         grids=plan.grids,
         files=files,
+        labelled_rows=total.labelled_rows,
     )

@@ -1,7 +1,8 @@
 """`make serve`: the production model behind a strict, fast HTTP API (FastAPI + uvicorn).
 
 schema: the request model generated from params.yaml; model: verified loading, reloads and
-batching; logs: JSON log lines and the access log; app: the routes and the server; oip: the Open
+batching; logs: JSON log lines and the access log; metrics: GET /metrics (Prometheus);
+inference_log: every scored row as Parquet; app: the routes and the server; oip: the Open
 Inference Protocol (V2) routes.
 """
 

@@ -28,7 +28,9 @@ from threadpoolctl import threadpool_limits
 
 from mlops.config import Config
 from mlops.errors import InputError
+from mlops.serve.inference_log import InferenceLog
 from mlops.serve.logs import AccessLog, log_config
+from mlops.serve.metrics import Metrics
 from mlops.serve.model import Batcher, ModelSlot
 from mlops.serve.oip import add_oip_routes
 from mlops.serve.schema import (
@@ -49,13 +51,35 @@ def create_app(
     poll_seconds: float = 1.0,
     own_process: bool = False,
 ) -> FastAPI:
-    """The API: /health, /ready, /metadata, /predict and the /v2 (OIP) routes for the production
-    model in models_dir.
+    """The API: /health, /ready, /metadata, /predict, /metrics and the /v2 (OIP) routes for the
+    production model in models_dir.
 
     own_process (the server, not tests): SIGHUP reloads, and the garbage collector is tuned.
+    serve.inference_log.enabled: an unwritable log destination is an InputError here.
     """
     slot = ModelSlot(config, models_dir)
     batcher = Batcher(slot)
+    # --- monitoring: GET /metrics and the inference log. Every scoring route calls answered().
+    inference = InferenceLog(config) if config.serve.inference_log.enabled else None
+    if inference is not None:
+        inference.check()
+    monitor = Metrics(slot, inference)
+
+    def answered(
+        x: np.ndarray,
+        labels: np.ndarray,
+        probability: np.ndarray,
+        proba: np.ndarray,
+        version: str,
+        request_id: str,
+    ) -> None:
+        """One scored request: x as the Batcher took it, its answer, the X-Request-ID."""
+        monitor.scored(labels)
+        if inference is not None:
+            classes = slot.current.classes if slot.current is not None else ()
+            inference.record(x, labels, probability, proba, classes, version, request_id)
+
+    # --- end of monitoring set-up
     payload_model = request_model(config)
     names = [f"f{i}" for i in range(len(config.features))]
     row_values = attrgetter(*names) if len(names) > 1 else lambda row: (getattr(row, names[0]),)
@@ -76,6 +100,8 @@ def create_app(
             except Exception:  # a bug: keep serving and keep watching
                 log.exception("checking the registry failed")
                 continue
+            if swapped:
+                monitor.reloads.inc()
             if swapped and own_process:
                 gc.freeze()  # the new model's objects: out of the collector's way, as below
 
@@ -100,9 +126,13 @@ def create_app(
         if on_signal:
             loop.add_signal_handler(signal.SIGHUP, wake.set)
         watcher = asyncio.create_task(watch(wake))
+        if inference is not None:
+            inference.start()
         try:
             yield
         finally:
+            if inference is not None:  # SIGTERM: every queued row is written before exit
+                await asyncio.to_thread(inference.stop)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
@@ -124,7 +154,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.slot, app.state.batcher = slot, batcher
-    app.add_middleware(AccessLog, slot=slot)
+    app.state.answered, app.state.metrics, app.state.inference_log = answered, monitor, inference
+    app.add_middleware(AccessLog, slot=slot, observe=monitor.observe)
 
     def unavailable() -> JSONResponse:
         return JSONResponse({"status": "not ready", "reason": slot.problem}, status_code=503)
@@ -183,6 +214,11 @@ def create_app(
         }
         return JSONResponse(body, headers={"x-model-version": loaded.version})
 
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    async def metrics() -> Response:
+        body, content_type = monitor.exposition()
+        return Response(body, media_type=content_type)
+
     def bad_request(items: list[dict[str, str]]) -> JSONResponse:
         return JSONResponse({"detail": items}, status_code=422)
 
@@ -219,6 +255,7 @@ def create_app(
         except Exception:  # a bug or a broken model, never the request: log it, answer JSON
             log.exception("prediction failed (model %s)", slot.version)
             return JSONResponse({"detail": "prediction failed; see the server log"}, 500)
+        answered(x, labels, probability, proba, version, getattr(request.state, "request_id", ""))
         predictions = [
             {"label": label, "probability": p}
             for label, p in zip(labels.tolist(), probability.tolist(), strict=True)
@@ -255,9 +292,30 @@ def create_app(
     return app
 
 
-def make_server(config: Config, host: str | None = None, port: int | None = None) -> Any:
+def with_inference_log(config: Config, destination: str | None) -> Config:
+    """--inference-log (or $MLOPS_INFERENCE_LOG): a folder or URL turns the log on there, `off`
+    turns it off; empty or None keeps params.yaml's serve.inference_log."""
+    if not destination:
+        return config
+    settings = config.serve.inference_log
+    if destination.lower() in ("off", "false", "no", "0"):
+        settings = settings.model_copy(update={"enabled": False})
+    else:
+        settings = settings.model_copy(update={"enabled": True, "dir": destination})
+    serve = config.serve.model_copy(update={"inference_log": settings})
+    return config.model_copy(update={"serve": serve})
+
+
+def make_server(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    inference_log: str | None = None,
+) -> Any:
     """A uvicorn server (1 worker, JSON logs on stdout, no uvicorn access log) for the app."""
     import uvicorn
+
+    config = with_inference_log(config, inference_log)
 
     host = host or config.serve.host
     port = config.serve.port if port is None else port
@@ -276,9 +334,14 @@ def make_server(config: Config, host: str | None = None, port: int | None = None
     return uvicorn.Server(settings)
 
 
-def serve_command(config: Config, host: str | None = None, port: int | None = None) -> None:
+def serve_command(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    inference_log: str | None = None,
+) -> None:
     """CLI: serve the production model until SIGTERM/SIGINT (graceful); SIGHUP reloads it."""
-    server = make_server(config, host, port)
+    server = make_server(config, host, port, inference_log)
     log.info("serving on http://%s:%d (API docs at /docs)", server.config.host, server.config.port)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn re-raises it once shut down
         server.run()

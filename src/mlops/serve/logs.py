@@ -52,9 +52,12 @@ class AccessLog:
     Logged: request id, method, path, status, latency, model version, client. Never the body.
     """
 
-    def __init__(self, app: Any, slot: ModelSlot) -> None:
+    def __init__(
+        self, app: Any, slot: ModelSlot, observe: Callable[[dict, int, float], None] | None = None
+    ) -> None:
         self.app = app
         self.slot = slot
+        self.observe = observe  # (scope, status, seconds) of every request: the metrics
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -67,6 +70,7 @@ class AccessLog:
                 text = value.decode("latin-1")
                 request_id = text if REQUEST_ID.fullmatch(text) else ""
         request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
         seen: dict[str, Any] = {"status": 500, "version": None}
 
         async def send_with_id(message: dict) -> None:
@@ -86,6 +90,9 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            if self.observe is not None:
+                self.observe(scope, seen["status"], seconds)
             client = scope.get("client")
             fields = {
                 "event": "access",
@@ -93,7 +100,7 @@ class AccessLog:
                 "method": scope["method"],
                 "path": scope["path"],
                 "status": seen["status"],
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "latency_ms": round(seconds * 1000, 3),
                 "model_version": seen["version"] or self.slot.version,
                 "client": f"{client[0]}:{client[1]}" if client else None,
             }
