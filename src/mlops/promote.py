@@ -81,7 +81,7 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
     The production model is loaded sha256-verified (a tampered file is an InputError).
     """
     from mlops.evaluate import _plain, score
-    from mlops.predictions import model_matrix, model_positive
+    from mlops.predictions import matrix_model, model_matrix, model_positive
 
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:
@@ -97,7 +97,8 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
         )
         return version, None, metadata["model_sha256"], note
     y = test[config.schema.target].to_numpy()
-    scores = score(model, model_matrix(test, metadata, config), y, model_positive(model, metadata))
+    x, positive = model_matrix(test, metadata, config), model_positive(model, metadata)
+    scores = score(matrix_model(model, metadata), x, y, positive)
     metrics = {key: _plain(scores[key]) for key in registry.SUMMARY_METRICS}
     return (
         version,
