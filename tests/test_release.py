@@ -249,9 +249,15 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
     usage = (bundle / "MODEL.md").read_text()
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert usage.startswith("# Model v1: how to use the file\n")
-    for text in ('model = joblib.load("model.joblib")', "model.predict_proba(rows)",
-                 metadata["data_sha256"], "| MAR | category (int) | 1, 2, 3, 4, 5 |", "| AGEP | number |",
-                 "classes 0, 1", "| accuracy | 0.79"):
+    for text in (
+        'model = joblib.load("model.joblib")',
+        "model.predict_proba(rows)",
+        metadata["data_sha256"],
+        "| MAR | category (int) | 1, 2, 3, 4, 5 |",
+        "| AGEP | number |",
+        "classes 0, 1",
+        "| accuracy | 0.79",
+    ):
         assert text in usage, text
     test = files.read_parquet(config.data.processed_dir / "test.parquet").head(500)
     rows = test[config.features].sample(frac=1.0, axis=1, random_state=3).assign(note="extra")
@@ -268,8 +274,15 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
     )
     out = tmp_path / "proba.npy"
     done = subprocess.run(
-        [str(python), "-I", "-c", script, str(bundle / "model.joblib"), str(tmp_path / "rows.pkl"),
-         str(out)],
+        [
+            str(python),
+            "-I",
+            "-c",
+            script,
+            str(bundle / "model.joblib"),
+            str(tmp_path / "rows.pkl"),
+            str(out),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -283,4 +296,5 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
     missing = subprocess.run(
         [str(python), "-I", "-c", "import mlops"], capture_output=True, text=True, cwd=tmp_path
     )
-    assert missing.returncode != 0 and "No module named 'mlops'" in missing.stderr
+    assert missing.returncode != 0
+    assert "No module named 'mlops'" in missing.stderr
