@@ -437,7 +437,9 @@ def analyse(
         "drift_share": policy.drift_share,
         "reference": policy.reference,
         "batch": batch,
-        "model": {k: v for k, v in model_info.items() if k not in ("features", "categories")},
+        "model": {
+            k: v for k, v in model_info.items() if k not in ("features", "categories", "input")
+        },
         "policy": policy.model_dump(mode="json"),
         "created_at": created.isoformat(timespec="seconds"),
     }
