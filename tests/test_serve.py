@@ -330,6 +330,15 @@ def test_a_model_for_other_features_is_refused(served):
     assert "trained on features" in ready.json()["reason"]
 
 
+def test_a_matrix_model_that_claims_raw_rows_is_refused(served):
+    """Metadata saying "input": "raw_frame" on a file without feature_names_in_: not served."""
+    install(served, lambda path: joblib.dump(legacy_model(served), path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as other:
+        ready = other.get("/ready")
+    assert ready.status_code == 503
+    assert "takes raw rows, but by columns none" in ready.json()["reason"]
+
+
 def test_docs_list_the_real_fields(client):
     served = client.config
     spec = client.get("/openapi.json").json()
