@@ -753,3 +753,23 @@ def test_batcher_skips_requests_that_went_away(client):
 def test_error_items_without_position():
     items = serve.error_items([{"type": "json_invalid", "loc": (), "msg": "Invalid JSON: bad"}])
     assert items == [{"field": "body", "reason": "malformed JSON: bad", "type": "json_invalid"}]
+
+
+def test_a_raw_rows_model_coding_other_categories_is_refused(served):
+    """Its first step's encoder must hold the declared categories the fast path codes by."""
+    frame = files.read_parquet(served.data.processed_dir / "train.parquet").head(2000)
+    schema = served.schema.model_copy(
+        update={
+            "categorical": {
+                **served.schema.categorical,
+                "MAR": served.schema.categorical["MAR"].model_copy(update={"values": [1, 2, 3, 4]}),
+            }
+        }
+    )
+    other = served.model_copy(update={"schema_": schema})
+    pipeline = train.build_pipeline(other).fit(frame[served.features], frame["employed"])
+    install(served, lambda path: joblib.dump(pipeline, path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
+        ready = test_client.get("/ready")
+    assert ready.status_code == 503
+    assert "encodes other categories" in ready.json()["reason"]

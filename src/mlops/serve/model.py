@@ -74,6 +74,12 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
         raise InputError(
             f"model {version} takes raw rows, but by columns {found}, not {config.features}"
         )
+    if raw and _encoded_categories(model) != [
+        encoding.encoder_categories(values) for values in config.categorical.values()
+    ]:
+        raise InputError(
+            f"model {version} encodes other categories than params.yaml declares (its first step)"
+        )
     classes = np.asarray(getattr(model, "classes_", []))
     if not hasattr(model, "predict_proba") or len(classes) < 2:
         raise InputError(f"model {version} gives no class probabilities")
@@ -95,6 +101,13 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
     if proba.shape != (1, len(classes)) or not np.all(np.isfinite(proba)):
         raise InputError(f"model {version}: trial prediction returned {proba!r}")
     return loaded
+
+
+def _encoded_categories(model: Any) -> list[list[Any]] | None:
+    """The category lists of a raw-rows pipeline's encoder (None when it has none)."""
+    encoder = getattr(model[0], "named_transformers_", {}).get("categorical")
+    categories = getattr(encoder, "categories_", None)
+    return None if categories is None else [list(values.tolist()) for values in categories]
 
 
 class ModelSlot:
