@@ -11,7 +11,7 @@ from typing import Any
 from helpers import built_once
 from mlops import evaluate, files, registry, train
 from mlops.config import Config
-from mlops.encoding import feature_matrix
+from mlops.predictions import matrix_model, model_matrix
 
 # Measured on the embedded data (test split of 7,500 rows), HistGradientBoosting on raw codes:
 # default (max_iter 100) 0.7936 accuracy; 80: 0.7948; 30: 0.7931; 20: 0.7897; 5: 0.7813; 4: 0.7708.
@@ -43,11 +43,9 @@ def write_metrics(config: Config) -> dict[str, Any]:
     model, metadata = train.load_candidate()
     test_path = config.data.processed_dir / "test.parquet"
     test = files.read_parquet(test_path)
-    x, y = (
-        feature_matrix(test, config.features, config.categorical),
-        test[config.schema.target].to_numpy(),
-    )
-    metrics = {key: evaluate._plain(value) for key, value in evaluate.score(model, x, y).items()}
+    x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
+    scored = evaluate.score(matrix_model(model, metadata), x, y)
+    metrics = {key: evaluate._plain(value) for key, value in scored.items()}
     report = {
         "status": "success",
         **metrics,

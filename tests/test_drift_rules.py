@@ -90,9 +90,7 @@ def test_unlabelled_degradation_is_estimated(parts):
     """The rows the model is least sure about, without labels: CBPE expects far lower accuracy;
     with their labels the measured figure agrees."""
     current = parts["current"]
-    probability = parts["model"].predict_proba(
-        analysis.model_input(current, parts["config"].features, parts["config"].categorical)
-    )[:, 1]
+    probability = parts["model"].predict_proba(current)[:, 1]  # the model file takes raw rows
     unsure = current[(probability > 0.3) & (probability < 0.7)].reset_index(drop=True)
     assert len(unsure) > 1_000
     result = analyse(parts, unsure.drop(columns="employed"))
@@ -318,7 +316,7 @@ def test_expected_roc_auc_with_certain_labels_is_sklearns():
 
 def test_cbpe_on_the_test_split_reproduces_its_accuracy(parts):
     test, config, model = parts["test"], parts["config"], parts["model"]
-    said = predict(model, analysis.model_input(test, config.features, config.categorical), 1)
+    said = predict(model, test[config.features], 1)  # the model file takes raw rows
     estimator = Estimator.fit(test["employed"].to_numpy(), said)
     scores, errors = estimator.estimate(said)
     assert scores["accuracy"] == pytest.approx(estimator.reference["accuracy"], abs=0.005)

@@ -288,3 +288,71 @@ def test_make_drift_flags_a_drifted_batch(walked, tmp_path):
     name = next(iter(walked.table.categorical))
     assert walked.table.null_column in report["drifted_columns"]
     assert name in report["drifted_columns"]
+
+
+def json_rows(frame: pd.DataFrame, features: list[str], categories: dict) -> list[dict]:
+    """Raw rows as a client sends them: None where missing, a category as declared (an integer
+    category read as a float because of gaps goes back to an integer)."""
+    rows = []
+    for record in frame[features].to_dict(orient="records"):
+        row = {}
+        for name, value in record.items():
+            if pd.isna(value):
+                value = None
+            elif hasattr(value, "item"):
+                value = value.item()
+            allowed = categories.get(name) or []
+            if isinstance(value, float) and value.is_integer() and int(value) in allowed:
+                value = int(value)
+            row[name] = value
+        rows.append(row)
+    return rows
+
+
+def test_every_test_row_served_equals_the_model_file_on_raw_rows(walked):
+    """Parity on an own table (strings, missing values): the real server's answers on every row
+    of the test split equal the model file's predict_proba on the raw rows, columns shuffled."""
+    import joblib
+
+    assert walked.all.returncode == 0, "make all failed; see test_accept_data_and_make_all_succeed"
+    metadata = json.loads((walked.root / "models" / "v1" / "metadata.json").read_text())
+    model = joblib.load(walked.root / "models" / "v1" / "model.joblib")
+    test = pd.read_parquet(walked.root / "data" / "processed" / "test.parquet")
+    assert metadata["input"] == "raw_frame"
+    assert test[metadata["features"]].isna().any().any()  # missing values among them
+    rows = json_rows(test, metadata["features"], metadata["categories"])
+    proba = model.predict_proba(test.sample(frac=1.0, axis=1, random_state=5))
+    classes = metadata["classes"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        ["make", "serve", "HOST=127.0.0.1", f"PORT={port}", VENV],
+        cwd=walked.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"{url}/ready")
+        found = []
+        for start in range(0, len(rows), 500):
+            answer = httpx.post(
+                f"{url}/predict", json={"instances": rows[start : start + 500]}, timeout=60
+            )
+            assert answer.status_code == 200, answer.text
+            found += answer.json()["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert len(found) == len(test)
+    if len(classes) == 2:
+        column = classes.index(metadata["positive"])
+        labels = np.where(proba[:, column] >= 0.5, classes[column], classes[1 - column])
+        served = np.array([p["probability"] for p in found])
+        np.testing.assert_allclose(served, proba[:, column], rtol=0, atol=1e-9)
+    else:
+        labels = np.array(classes)[proba.argmax(axis=1)]
+        served = np.array([[p["probabilities"][str(c)] for c in classes] for p in found])
+        np.testing.assert_allclose(served, proba, rtol=0, atol=1e-9)
+    assert [p["label"] for p in found] == labels.tolist()

@@ -170,9 +170,13 @@ def test_optional_floors(project, config):
     with pytest.raises(CheckFailed, match=r"recall 0\.\d+ < 0\.99 \(promotion\.min_recall\)"):
         promote.run(with_policy(config, min_recall=0.99))
     names = [item["name"] for item in report()["criteria"]]
-    assert names == ["min_accuracy", "validation", "min_roc_auc", "min_recall"]
+    assert names == ["min_accuracy", "validation", "min_roc_auc", "min_recall", "raw_rows_parity"]
     promote.run(with_policy(config, min_roc_auc=None))
-    assert [item["name"] for item in report()["criteria"]] == ["min_accuracy", "validation"]
+    assert [item["name"] for item in report()["criteria"]] == [
+        "min_accuracy",
+        "validation",
+        "raw_rows_parity",
+    ]
 
 
 def test_min_roc_auc_can_fail(project, config):
@@ -571,3 +575,37 @@ def test_validation_status_other_than_passed_or_failed_is_input_error(
     files.write_json(promote.VALIDATION_REPORT, content)
     with pytest.raises(InputError, match=r"reports/validation.json: status '?\w*'? is neither"):
         promote.validation_status()
+
+
+def test_a_model_file_that_disagrees_with_the_fast_path_is_refused(project, config):
+    """raw_rows_parity: the candidate's metadata drops category MAR 5, so the fast path codes it
+    as unseen while the model file encodes it: the gate names the largest difference, refuses
+    (exit 1), and FORCE_REASON cannot override it."""
+    path = Path("models/candidate/metadata.json")
+    metadata = json.loads(path.read_text())
+    metadata["categories"]["MAR"] = [1, 2, 3, 4]
+    path.write_text(json.dumps(metadata))
+    before = snapshot(project / "models", skip=("runs.jsonl",))
+    pattern = r"differs from the fast path: largest probability difference 0\.\d+ \(test row \d+"
+    with pytest.raises(CheckFailed, match=pattern):
+        promote.run(config)
+    item = next(item for item in report()["criteria"] if item["name"] == "raw_rows_parity")
+    assert item["passed"] is False
+    assert item["value"] > 1e-9
+    assert item["labels_differ"] >= 0
+    assert "| raw_rows_parity |" in Path("reports/promotion.md").read_text()
+    with pytest.raises(CheckFailed, match="never overrides raw_rows_parity"):
+        promote.run(config, force_reason="ship it")
+    assert snapshot(project / "models", skip=("runs.jsonl",)) == before
+    metadata.pop("input")
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(CheckFailed, match="does not take raw rows by column name"):
+        promote.run(config)
+
+
+def test_parity_holds_on_the_test_split(project, config):
+    promote.run(config)
+    item = next(item for item in report()["criteria"] if item["name"] == "raw_rows_parity")
+    assert item["passed"] is True
+    assert item["value"] <= 1e-9
+    assert item["labels_differ"] == 0

@@ -12,7 +12,6 @@ import pytest
 from candidates import BETTER, CLOSE, add_candidate, snapshot, train_candidate
 from helpers import run_cli
 from mlops import files, promote, registry, train
-from mlops.encoding import feature_matrix
 from mlops.errors import InputError
 
 
@@ -47,7 +46,7 @@ def test_load_production_returns_the_promoted_model(project, config):
     model, metadata = registry.load_production()
     candidate, _ = train.load_candidate()
     test = files.read_parquet(config.data.processed_dir / "test.parquet")
-    x = feature_matrix(test.head(200), config.features, config.categorical)
+    x = test.head(200)  # the model file takes raw rows
     assert np.array_equal(model.predict_proba(x), candidate.predict_proba(x))
     assert metadata["version"] == "v1"
     assert metadata["features"] == config.features
@@ -107,7 +106,7 @@ def test_rollback_restores_byte_identical_files_and_is_recorded(project, config)
     model, metadata = registry.load_production()
     assert metadata["version"] == "v1"
     test = files.read_parquet(config.data.processed_dir / "test.parquet")
-    x = feature_matrix(test.head(200), config.features, config.categorical)
+    x = test.head(200)  # the model file takes raw rows
     assert np.array_equal(model.predict_proba(x), v1_model.predict_proba(x))
     last = registry.read_registry()["history"][-1]
     assert (last["event"], last["from"], last["to"]) == ("rolled_back", "v2", "v1")

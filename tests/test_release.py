@@ -199,3 +199,110 @@ def test_release_commands_through_the_cli(project, config, tmp_path, capsys):
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0
     assert "model.joblib: sha256 does not match" in refused.stderr
+
+
+# What the model file needs, at the lock's versions: scikit-learn and its own dependencies,
+# joblib (+ cloudpickle) for the file format, pandas for the rows (and its dependencies).
+SKLEARN_ONLY = (
+    "sklearn",
+    "scikit_learn",
+    "numpy",
+    "scipy",
+    "joblib",
+    "cloudpickle",
+    "narwhals",
+    "threadpoolctl",
+    "pandas",
+    "dateutil",
+    "python_dateutil",
+    "pytz",
+    "tzdata",
+    "six",
+)
+
+
+def sklearn_only_python(root: Path) -> Path:
+    """A fresh virtual environment (no pip, offline) that sees only SKLEARN_ONLY's folders and
+    dist-info of this venv's site-packages, through one .pth file; its python."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    shelf = root / "packages"
+    shelf.mkdir(parents=True)
+    for entry in site.iterdir():
+        stem = entry.name.split("-")[0].removesuffix(".py").removesuffix(".libs")
+        if stem in SKLEARN_ONLY:
+            (shelf / entry.name).symlink_to(entry)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    target = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(target, "sklearn_only.pth").write_text(f"{shelf}\n")
+    return python
+
+
+def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, config, tmp_path):
+    """make release-export's model file, in a venv without this package: the three lines of its
+    MODEL.md on raw rows (shuffled columns, an extra one) give production's answers."""
+    from mlops.predictions import model_matrix, predict
+
+    promote.run(config)
+    bundle = tmp_path / "bundle"
+    assert release.export_bundle(bundle) == "model-v1"
+    usage = (bundle / "MODEL.md").read_text()
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    assert usage.startswith("# Model v1: how to use the file\n")
+    for text in (
+        'model = joblib.load("model.joblib")',
+        "model.predict_proba(rows)",
+        metadata["data_sha256"],
+        "| MAR | category (int) | 1, 2, 3, 4, 5 |",
+        "| AGEP | number |",
+        "classes 0, 1",
+        "| accuracy | 0.79",
+    ):
+        assert text in usage, text
+    test = files.read_parquet(config.data.processed_dir / "test.parquet").head(500)
+    rows = test[config.features].sample(frac=1.0, axis=1, random_state=3).assign(note="extra")
+    rows.to_pickle(tmp_path / "rows.pkl")  # pandas alone reads it back (no pyarrow there)
+    python = sklearn_only_python(tmp_path / "env")
+    script = (
+        "import sys\n"
+        "try:\n    import mlops\nexcept ImportError:\n    pass\n"
+        "else:\n    raise SystemExit('mlops is importable')\n"
+        "import joblib, numpy, pandas\n"
+        "rows = pandas.read_pickle(sys.argv[2])\n"
+        "model = joblib.load(sys.argv[1])\n"
+        "numpy.save(sys.argv[3], model.predict_proba(rows))\n"
+    )
+    out = tmp_path / "proba.npy"
+    done = subprocess.run(
+        [
+            str(python),
+            "-I",
+            "-c",
+            script,
+            str(bundle / "model.joblib"),
+            str(tmp_path / "rows.pkl"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    import numpy as np
+
+    model, meta = registry.load_production()
+    _, want = predict(model[1:], model_matrix(test, meta, config), None)
+    np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-9)
+    missing = subprocess.run(
+        [str(python), "-I", "-c", "import mlops"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert missing.returncode != 0
+    assert "No module named 'mlops'" in missing.stderr

@@ -29,8 +29,8 @@ def scoring(promoted_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def expected(frame: pd.DataFrame) -> tuple[list, list]:
     config = load_config()
     model, metadata = registry.load_production(registry.MODELS_DIR)
-    x = predictions.model_matrix(frame, metadata, config)
-    labels, proba = predictions.predict(model, x, predictions.model_positive(model, metadata))
+    rows = frame[config.features[::-1]]  # the model file itself, on raw rows by name
+    labels, proba = predictions.predict(model, rows, predictions.model_positive(model, metadata))
     return labels.tolist(), proba[:, 1].tolist()
 
 

@@ -20,8 +20,11 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
 
 from mlops import files, promote, registry, serve, train
 from mlops.config import Config, load_config
@@ -75,36 +78,54 @@ def restored_logging() -> Iterator[None]:
             logger.level, logger.disabled = level, disabled
 
 
-def sample_rows(config: Config, count: int, root: Path = Path()) -> tuple[list[dict], np.ndarray]:
-    """The first rows of the test split as request instances, and as the model's matrix."""
+def sample_rows(
+    config: Config, count: int | None, root: Path = Path()
+) -> tuple[list[dict], pd.DataFrame]:
+    """The first rows of the test split (all: None) as request instances, and as raw rows."""
     frame = files.read_parquet(root / config.data.processed_dir / "test.parquet").head(count)
     rows = [
         {name: row[name].item() for name in config.features}
         for _, row in frame[config.features].iterrows()
     ]
-    return rows, feature_matrix(frame, config.features, config.categorical)
+    return rows, frame
 
 
-def expected(x: np.ndarray, models_dir: Path = MODELS) -> tuple[list, list]:
-    """Labels and positive-class probabilities of production, computed in-process."""
+def shuffled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The raw rows with their columns in another order (extra columns kept)."""
+    return frame.sample(frac=1.0, axis=1, random_state=1)
+
+
+def expected(frame: pd.DataFrame, models_dir: Path = MODELS) -> tuple[list, list]:
+    """Labels and positive-class probabilities of production's model file on the raw rows."""
     model, _ = registry.load_production(models_dir)
-    return model.predict(x).tolist(), model.predict_proba(x)[:, 1].tolist()
+    rows = shuffled(frame)
+    return model.predict(rows).tolist(), model.predict_proba(rows)[:, 1].tolist()
 
 
 def add_small_version(config: Config, max_iter: int = 5) -> str:
     """A second real model (fewer trees: other predictions) promoted as the next version."""
     frame = files.read_parquet(config.data.processed_dir / "train.parquet")
-    x = feature_matrix(frame, config.features, config.categorical)
     small = config.train.model_copy(
         update={"hyperparameters": {"hist_gradient_boosting": {"max_iter": max_iter}}}
     )
     pipeline = train.build_pipeline(config.model_copy(update={"train": small}))
-    pipeline.fit(x, frame[config.schema.target].to_numpy())
+    pipeline.fit(frame[config.features], frame[config.schema.target].to_numpy())
     return install(config, lambda path: joblib.dump(pipeline, path))
 
 
-def install(config: Config, write) -> str:
-    """Register the file write(path) produces as the next production version (forced)."""
+def legacy_model(config: Config, max_iter: int = 5) -> Pipeline:
+    """A model as versions before raw rows were: Pipeline(passthrough → estimator) on the
+    legacy codes (numeric categories as their own value), no feature_names_in_."""
+    frame = files.read_parquet(config.data.processed_dir / "train.parquet")
+    x = feature_matrix(frame, config.features, config.categorical, legacy=True)
+    model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=config.seed)
+    pipeline = Pipeline([("preprocess", "passthrough"), ("model", model)])
+    return pipeline.fit(x, frame[config.schema.target].to_numpy())
+
+
+def install(config: Config, write, raw: bool = True) -> str:
+    """Register the file write(path) produces as the next production version (forced); raw:
+    its metadata says it takes raw rows (else it is a matrix model, as older versions were)."""
     path = Path("scratch-model.joblib")
     write(path)
     metadata = {
@@ -112,6 +133,8 @@ def install(config: Config, write) -> str:
         "model_sha256": files.sha256_file(path),
         "metrics": {"accuracy": 0.5},
     }
+    if not raw:
+        metadata.pop("input")
     return registry.add_version(
         MODELS,
         path,
@@ -193,6 +216,49 @@ def test_predict_equals_in_process_predictions(client):
     assert single["predictions"] == [{"label": labels[0], "probability": probabilities[0]}]
 
 
+def answers(client: TestClient, rows: list[dict], batch: int) -> list[dict]:
+    """/predict's predictions for rows, sent batch rows per request."""
+    found = []
+    for start in range(0, len(rows), batch):
+        answer = client.post("/predict", json={"instances": rows[start : start + batch]})
+        assert answer.status_code == 200, answer.text
+        found += answer.json()["predictions"]
+    return found
+
+
+def test_every_test_row_equals_the_model_file_on_raw_rows(client):
+    """Parity, proven: the API (coded rows, the fast path) on every row of the test split gives
+    the labels of pipeline.predict_proba on the raw rows in shuffled column order, and its
+    probabilities within 1e-9."""
+    rows, frame = sample_rows(client.config, None, client.root)
+    labels, probabilities = expected(frame, client.root / MODELS)
+    found = answers(client, rows, client.config.serve.max_batch)
+    assert len(found) == len(frame) == 7_500
+    assert [p["label"] for p in found] == labels
+    np.testing.assert_allclose([p["probability"] for p in found], probabilities, rtol=0, atol=1e-9)
+
+
+def test_a_legacy_version_still_serves_and_scores_identically(served):
+    """A version trained before raw rows (a matrix model on the legacy codes, no "input" in its
+    metadata) is served and scored with the legacy coding: the answers it always gave."""
+    from mlops import score
+
+    model = legacy_model(served)
+    version = install(served, lambda path: joblib.dump(model, path), raw=False)
+    rows, frame = sample_rows(served, 300)
+    x = feature_matrix(frame, served.features, served.categorical, legacy=True)
+    assert not hasattr(model, "feature_names_in_")
+    want = model.predict_proba(x)[:, 1]
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
+        assert test_client.get("/ready").json()["model_version"] == version
+        found = answers(test_client, rows, 100)
+    assert [p["probability"] for p in found] == want.tolist()
+    assert [p["label"] for p in found] == model.predict(x).tolist()
+    loaded, metadata = registry.load_production(MODELS)
+    scored = score.predictions_frame(loaded, metadata, frame, served)
+    assert scored["probability"].tolist() == want.tolist()
+
+
 def test_a_full_batch_is_accepted(served):
     config = served.model_copy(update={"serve": served.serve.model_copy(update={"max_batch": 3})})
     rows, x = sample_rows(config, 3)
@@ -262,6 +328,15 @@ def test_a_model_for_other_features_is_refused(served):
         ready = other.get("/ready")
     assert ready.status_code == 503
     assert "trained on features" in ready.json()["reason"]
+
+
+def test_a_matrix_model_that_claims_raw_rows_is_refused(served):
+    """Metadata saying "input": "raw_frame" on a file without feature_names_in_: not served."""
+    install(served, lambda path: joblib.dump(legacy_model(served), path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as other:
+        ready = other.get("/ready")
+    assert ready.status_code == 503
+    assert "takes raw rows, but by columns none" in ready.json()["reason"]
 
 
 def test_docs_list_the_real_fields(client):
@@ -445,7 +520,7 @@ class NaNModel:
 
 
 def test_a_model_that_fails_its_trial_prediction_is_refused(served):
-    install(served, lambda path: joblib.dump(NaNModel(), path))
+    install(served, lambda path: joblib.dump(NaNModel(), path), raw=False)
     with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
         ready = test_client.get("/ready")
     assert ready.status_code == 503
@@ -628,7 +703,7 @@ class Fails:
 
 
 def test_a_model_without_the_positive_label_is_refused(served):
-    install(served, lambda path: joblib.dump(OtherLabels(), path))
+    install(served, lambda path: joblib.dump(OtherLabels(), path), raw=False)
     with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
         reason = test_client.get("/ready").json()["reason"]
     assert "no probability for label 1" in reason
@@ -639,7 +714,7 @@ def test_a_failing_model_is_a_logged_json_500(served, caplog):
     app = serve.create_app(served, poll_seconds=3600)
     with TestClient(app) as test_client, caplog.at_level(logging.ERROR, "mlops.serve"):
         slot = app.state.slot
-        slot.current = dataclasses.replace(slot.current, model=Fails())
+        slot.current = dataclasses.replace(slot.current, coded=Fails())
         answer = test_client.post("/predict", json={"instances": rows})
     assert answer.status_code == 500
     assert answer.json() == {"detail": "prediction failed; see the server log"}
@@ -658,7 +733,8 @@ def test_a_registry_without_production_keeps_the_served_model(served, caplog):
 
 def test_batcher_skips_requests_that_went_away(client):
     app = serve.create_app(client.config, client.root / MODELS, poll_seconds=3600)
-    _, x = sample_rows(client.config, 2, client.root)
+    _, frame = sample_rows(client.config, 2, client.root)
+    x = feature_matrix(frame, client.config.features, client.config.categorical)
 
     async def scenario():
         async with app.router.lifespan_context(app):
@@ -671,9 +747,29 @@ def test_batcher_skips_requests_that_went_away(client):
 
     _, probabilities, _, version = asyncio.run(scenario())
     assert version == "v1"
-    assert probabilities.tolist() == expected(x[1:], client.root / MODELS)[1]
+    assert probabilities.tolist() == expected(frame.iloc[1:], client.root / MODELS)[1]
 
 
 def test_error_items_without_position():
     items = serve.error_items([{"type": "json_invalid", "loc": (), "msg": "Invalid JSON: bad"}])
     assert items == [{"field": "body", "reason": "malformed JSON: bad", "type": "json_invalid"}]
+
+
+def test_a_raw_rows_model_coding_other_categories_is_refused(served):
+    """Its first step's encoder must hold the declared categories the fast path codes by."""
+    frame = files.read_parquet(served.data.processed_dir / "train.parquet").head(2000)
+    schema = served.schema.model_copy(
+        update={
+            "categorical": {
+                **served.schema.categorical,
+                "MAR": served.schema.categorical["MAR"].model_copy(update={"values": [1, 2, 3, 4]}),
+            }
+        }
+    )
+    other = served.model_copy(update={"schema_": schema})
+    pipeline = train.build_pipeline(other).fit(frame[served.features], frame["employed"])
+    install(served, lambda path: joblib.dump(pipeline, path))
+    with TestClient(serve.create_app(served, poll_seconds=3600)) as test_client:
+        ready = test_client.get("/ready")
+    assert ready.status_code == 503
+    assert "encodes other categories" in ready.json()["reason"]

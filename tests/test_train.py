@@ -103,3 +103,63 @@ def test_native_categorical_mode(project):
     assert pipeline.named_steps["model"].categorical_features[0] is True
     train.run(config)
     assert evaluate.run(config)["accuracy"] > 0.78
+
+
+def own_config(target: str, estimator: str, native: bool):
+    """params.yaml with tests/owndata.py's schema (strings, booleans, gaps) and one estimator."""
+    import yaml
+
+    from mlops.config import Config
+    from owndata import ROOT, schema
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["schema"] = schema(target)
+    params["train"].update(estimator=estimator, native_categorical=native)
+    params["train"]["hyperparameters"]["random_forest"] = {"n_estimators": 10}
+    return Config.model_validate(params)
+
+
+CASES = [
+    (target, estimator, native)
+    for target in ("churn", "plan")
+    for estimator, native in (
+        ("hist_gradient_boosting", False),
+        ("hist_gradient_boosting", True),
+        ("random_forest", False),
+        ("logistic_regression", False),
+    )
+]
+
+
+@pytest.mark.parametrize(("target", "estimator", "native"), CASES)
+def test_the_model_takes_raw_rows_by_name(target, estimator, native):
+    """Every estimator, binary and multiclass, native categorical on and off: the fitted pipeline
+    takes the raw frame in any column order with extra columns, names a missing column, and its
+    steps after the first give the same answers on mlops.encoding's matrix."""
+    import numpy as np
+
+    from mlops.encoding import feature_matrix
+    from owndata import table
+
+    config = own_config(target, estimator, native)
+    frame = table(600, 7, "2024-01-01")
+    frame.loc[frame.index[:5], "plan" if target == "churn" else "churn"] = None  # a gap
+    pipeline = train.build_pipeline(config).fit(frame[config.features], frame[target])
+    assert pipeline.steps[0][0] == "columns"
+    assert list(pipeline.feature_names_in_) == config.features
+    rows = frame.sample(frac=1, axis=1, random_state=0)  # shuffled columns, extra ones kept
+    expected = pipeline.predict_proba(frame[config.features])
+    np.testing.assert_array_equal(pipeline.predict_proba(rows), expected)
+    matrix = feature_matrix(frame, config.features, config.categorical)
+    np.testing.assert_allclose(pipeline[1:].predict_proba(matrix), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="spend"):
+        pipeline.predict_proba(rows.drop(columns="spend"))
+
+
+def test_stored_model_is_a_raw_rows_pipeline(pipeline_dir):
+    import joblib
+
+    metadata = json.loads((pipeline_dir / "models/candidate/metadata.json").read_text())
+    model = joblib.load(pipeline_dir / "models/candidate/model.joblib")
+    assert metadata["input"] == "raw_frame"
+    assert list(model.feature_names_in_) == metadata["features"]

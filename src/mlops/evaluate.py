@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops import __version__, files, plots
 from mlops.config import Config
-from mlops.predictions import model_matrix, model_positive, predict
+from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.train import load_candidate
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,10 @@ def run(config: Config) -> dict:
         test = files.read_parquet(config.data.processed_dir / "test.parquet")
         x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
         positive = model_positive(model, metadata)
-        result = {key: _plain(value) for key, value in score(model, x, y, positive).items()}
-        predicted = predict(model, x, positive)[0]
-        importance = plots.write_all(model, x, y, predicted, config, positive)
+        coded = matrix_model(model, metadata)  # the pipeline after its raw-columns step
+        result = {key: _plain(value) for key, value in score(coded, x, y, positive).items()}
+        predicted = predict(coded, x, positive)[0]
+        importance = plots.write_all(coded, x, y, predicted, config, positive)
     except Exception as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         files.write_json(REPORT, {**base, "status": "error", "error": error})

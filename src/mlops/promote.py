@@ -6,7 +6,9 @@ Criteria (params.yaml `promotion`), all on the current test split (data/processe
   is a fraction OF production's accuracy (relative, as the issue says: 0.005 of 0.80 allows
   0.004), and production is re-scored on the same split, so a new test split is a fair comparison;
 - validation: reports/validation.json has status "passed";
-- min_roc_auc, min_recall: optional floors, skipped when null.
+- min_roc_auc, min_recall: optional floors, skipped when null;
+- raw_rows_parity: the model file called on the raw test split (columns shuffled) gives the
+  fast path's answers (mlops.parity); force cannot override it.
 
 Decisions: "promoted" (exit 0), "unchanged" when the candidate's sha256 equals any known version
 (production, or one that was rolled back: never silently re-promoted; exit 0) and production still
@@ -23,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlops import files, registry, runlog
+from mlops import files, parity, registry, runlog
 from mlops.config import Config
 from mlops.errors import CheckFailed, InputError
 from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE
@@ -81,7 +83,7 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
     The production model is loaded sha256-verified (a tampered file is an InputError).
     """
     from mlops.evaluate import _plain, score
-    from mlops.predictions import model_matrix, model_positive
+    from mlops.predictions import matrix_model, model_matrix, model_positive
 
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:
@@ -97,13 +99,30 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
         )
         return version, None, metadata["model_sha256"], note
     y = test[config.schema.target].to_numpy()
-    scores = score(model, model_matrix(test, metadata, config), y, model_positive(model, metadata))
+    x, positive = model_matrix(test, metadata, config), model_positive(model, metadata)
+    scores = score(matrix_model(model, metadata), x, y, positive)
     metrics = {key: _plain(scores[key]) for key in registry.SUMMARY_METRICS}
     return (
         version,
         metrics,
         metadata["model_sha256"],
         f"production {version} re-scored on the test split",
+    )
+
+
+def parity_criterion(config: Config) -> dict[str, Any]:
+    """The candidate file on the raw test split against the fast path (mlops.parity)."""
+    from mlops.train import load_candidate
+
+    model, metadata = load_candidate()
+    test = files.read_parquet(config.data.processed_dir / "test.parquet")
+    found = parity.check(model, metadata, test, config)
+    return criterion(
+        "raw_rows_parity",
+        found["max_difference"],
+        parity.TOLERANCE,
+        found["passed"],
+        **{key: value for key, value in found.items() if key not in ("passed", "max_difference")},
     )
 
 
@@ -206,6 +225,14 @@ def failure_reason(item: dict[str, Any]) -> str:
     name, value, threshold = item["name"], item["value"], item["threshold"]
     if name == "validation":
         return f"validation {value} (see reports/validation.json)"
+    if name == "raw_rows_parity":
+        if not item["takes_raw_rows"]:
+            return "the model file does not take raw rows by column name (retrain: make train)"
+        return (
+            f"the model file on raw rows differs from the fast path: largest probability "
+            f"difference {value:.3g} (test row {item['row']}, tolerance {threshold:g}), "
+            f"{item['labels_differ']} label(s) differ"
+        )
     if name == "max_regression":
         if threshold is None:
             return f"cannot compare with production {item['production']}: {item['note']}"
@@ -276,6 +303,8 @@ def markdown(report: dict[str, Any]) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "n/a" if value is None else str(value)
+    if isinstance(value, float) and 0 < abs(value) < 1e-4:
+        return f"{value:.1e}"  # raw_rows_parity's difference and tolerance
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -293,7 +322,9 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     registry_data = registry.read_registry(models_dir)
     production, production_metrics, production_sha, note = score_production(config)
     criteria = judge(config, metrics, validation, production, production_metrics, note)
+    criteria.append(parity_criterion(config))
     failed = [item for item in criteria if not item["passed"]]
+    unforceable = [item for item in failed if item["name"] == "raw_rows_parity"]
     identical = registry.find_by_sha(registry_data, metadata["model_sha256"])
     forced = False
     version = None
@@ -320,8 +351,10 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         version = identical
         if force_reason:
             reasons.append("--force-reason ignored: force never re-promotes a known model")
-    elif failed and not force_reason:
+    elif failed and (not force_reason or unforceable):
         decision, reasons = "rejected", [failure_reason(item) for item in failed]
+        if force_reason:
+            reasons.append("--force-reason ignored: it never overrides raw_rows_parity")
     else:
         decision = "promoted"
         forced = bool(failed)

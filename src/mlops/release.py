@@ -2,7 +2,9 @@
 
 `make release-export DIR=d` writes the version this run's gate promoted (or VERSION=vN) into d:
 model.joblib, metadata.json, metrics.json, registry.json (a snapshot: every version's summary and
-the whole history), MODEL_CARD.md (the release notes) and, last, TAG (e.g. "model-v3"); when the
+the whole history), MODEL_CARD.md (the release notes), MODEL.md (the short card for whoever serves
+the model file elsewhere: features, classes, metrics, the three lines that call it) and, last, TAG
+(e.g. "model-v3"); when the
 gate promoted nothing it writes nothing. `make release-import DIR=d` installs such a bundle
 (downloaded release assets) as the production version, sha256-verified, merging the snapshot so
 version numbers never repeat and a model that was rolled back is still known; an empty or missing
@@ -13,6 +15,7 @@ metadata) are merged as versions known by summary only.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -26,11 +29,20 @@ from mlops.registry import METADATA_FILE, MODEL_FILE, MODELS_DIR
 log = logging.getLogger(__name__)
 PROMOTION_REPORT = Path("reports/promotion.json")
 CARD_FILE = "MODEL_CARD.md"
+USAGE_FILE = "MODEL.md"
 TAG_FILE = "TAG"
 METRICS_FILE = "metrics.json"
 SNAPSHOT_FILE = "registry.json"
 RELEASES_DIR = "releases"
-BUNDLE_FILES = (TAG_FILE, MODEL_FILE, METADATA_FILE, METRICS_FILE, SNAPSHOT_FILE, CARD_FILE)
+BUNDLE_FILES = (
+    TAG_FILE,
+    MODEL_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    SNAPSHOT_FILE,
+    CARD_FILE,
+    USAGE_FILE,
+)
 
 
 def tag_for(version: str) -> str:
@@ -51,6 +63,76 @@ def promoted_version(report_path: Path = PROMOTION_REPORT) -> str | None:
 
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "n/a" if value is None else str(value)
+
+
+def usage_lines(metadata: dict[str, Any]) -> list[str]:
+    """How to call the model file: the three lines (raw rows by name), or the legacy input."""
+    from mlops.predictions import takes_raw_frame
+
+    libraries = metadata.get("libraries") or {}
+    saved = "Libraries it was saved with: " + ", ".join(f"{k} {v}" for k, v in libraries.items())
+    if not takes_raw_frame(metadata):
+        return [
+            "Input: a float64 matrix of the features above, in that order, categories coded "
+            f"by this project (mlops.encoding, legacy coding). {saved}."
+        ]
+    return [
+        "A scikit-learn Pipeline that takes raw rows by column name (`feature_names_in_`): a "
+        "pandas DataFrame with the features below (any column order, extra columns ignored; "
+        "missing values and unknown categories allowed), with scikit-learn alone, no `mlops`. "
+        f"{saved}; load it with the same scikit-learn version.",
+        "",
+        "```python",
+        "import joblib",
+        'model = joblib.load("model.joblib")',
+        "probabilities = model.predict_proba(rows)  # rows: a pandas DataFrame, columns by name",
+        "```",
+    ]
+
+
+def _features_table(metadata: dict[str, Any]) -> list[str]:
+    categories = metadata.get("categories") or {}
+    lines = ["| feature | type | values |", "|---|---|---|"]
+    for name in metadata.get("features") or []:
+        values = categories.get(name)
+        if values is None:
+            lines.append(f"| {name} | number | any (missing: NaN) |")
+        else:
+            kinds = sorted({type(value).__name__ for value in values})
+            shown = ", ".join(json.dumps(value) for value in values)
+            lines.append(f"| {name} | category ({'/'.join(kinds)}) | {shown} |")
+    return lines
+
+
+def usage_card(version: str, metadata: dict[str, Any]) -> str:
+    """MODEL.md: what a team serving the file elsewhere needs, and nothing else."""
+    metrics = metadata.get("metrics") or {}
+    classes = metadata.get("classes") or []
+    positive = metadata.get("positive")
+    lines = [
+        f"# Model {version}: how to use the file",
+        "",
+        *usage_lines(metadata),
+        "",
+        f"Predicts `{metadata.get('target')}`: classes {', '.join(map(json.dumps, classes))} "
+        "(the columns of `predict_proba`, in that order)"
+        + (f"; positive class {json.dumps(positive)}." if positive is not None else "."),
+        "",
+        "## Features",
+        "",
+        *_features_table(metadata),
+        "",
+        "## Test metrics",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *(f"| {key} | {_cell(metrics.get(key))} |" for key in registry.SUMMARY_METRICS),
+        "",
+        f"Model sha256 `{metadata.get('model_sha256')}`; train data sha256 "
+        f"`{metadata.get('data_sha256')}`; test data sha256 `{metadata.get('test_data_sha256')}`.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def model_card(version: str, metadata: dict[str, Any], registry_data: dict[str, Any]) -> str:
@@ -106,12 +188,12 @@ def model_card(version: str, metadata: dict[str, Any], registry_data: dict[str, 
             for c in gate["criteria"]
         ]
         lines.append("")
-    libraries = metadata.get("libraries") or {}
     lines += [
         "## Use",
         "",
-        "Input: a float64 matrix of the features above, in that order. Libraries it was saved "
-        "with: " + ", ".join(f"{k} {v}" for k, v in libraries.items()) + ".",
+        *usage_lines(metadata),
+        "",
+        f"Features, their types and the three lines in {USAGE_FILE}. "
         "Verify before use: `sha256sum model.joblib` must print the sha256 above; "
         "`make release-import DIR=<downloaded assets>` checks it and installs the model.",
         "Limits: scored on one held-out split of the training periods; watch `make drift` on new "
@@ -156,6 +238,7 @@ def export_bundle(
     )
     files.write_json(directory / SNAPSHOT_FILE, registry_data)
     files.write_text(directory / CARD_FILE, model_card(version, metadata, registry_data))
+    files.write_text(directory / USAGE_FILE, usage_card(version, metadata))
     files.write_text(directory / TAG_FILE, tag + "\n")
     log.info("release bundle %s written to %s", tag, directory)
     return tag

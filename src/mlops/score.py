@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from mlops import batches, cluster, files, registry, storage
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.predictions import model_matrix, model_positive, predict
+from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.rowchecks import problems
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def predictions_frame(
     positive = model_positive(model, metadata)
     matrix = model_matrix(frame, metadata, config)
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
-        labels, proba = predict(model, matrix, positive)
+        labels, proba = predict(matrix_model(model, metadata), matrix, positive)
     classes = model.classes_.tolist()
     out = pd.DataFrame({"label": labels}, index=frame.index)
     if len(classes) == 2:

@@ -21,9 +21,10 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlops import files
 from mlops.config import Config
-from mlops.encoding import feature_matrix
+from mlops.encoding import encoder_categories
 from mlops.errors import InputError
 from mlops.estimators import estimator_class
+from mlops.predictions import RAW_FRAME
 
 log = logging.getLogger(__name__)
 CANDIDATE_DIR = Path("models/candidate")
@@ -49,8 +50,36 @@ def scoring(config: Config) -> str:
     return "roc_auc_ovr" if config.multiclass else "roc_auc"
 
 
+def columns_step(config: Config) -> ColumnTransformer:
+    """The stored pipeline's first step: raw columns by name → the coded float64 matrix.
+
+    Categorical columns become their position in encoder_categories() (unseen and missing:
+    NaN), numeric ones pass through, in config.features order; extra columns are ignored and a
+    missing one raises an error naming it. mlops.encoding.feature_matrix computes the same.
+    """
+    categorical, numeric = list(config.categorical), list(config.numeric)
+    encoder = OrdinalEncoder(
+        categories=[encoder_categories(values) for values in config.categorical.values()],
+        handle_unknown="use_encoded_value",
+        unknown_value=np.nan,
+        encoded_missing_value=np.nan,
+        dtype=np.float64,
+    )
+    steps = [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)]
+    return ColumnTransformer(
+        [step for step in steps if step[2]], sparse_threshold=0.0, verbose_feature_names_out=False
+    )
+
+
 def build_pipeline(config: Config) -> Pipeline:
-    """Preprocessing suited to the configured estimator, then the estimator itself."""
+    """Raw columns → coded matrix (columns_step), preprocessing suited to the configured
+    estimator, then the estimator itself: one stock scikit-learn Pipeline."""
+    coded = build_matrix_pipeline(config)
+    return Pipeline([("columns", columns_step(config)), *coded.steps])
+
+
+def build_matrix_pipeline(config: Config) -> Pipeline:
+    """The steps after columns_step: preprocessing and estimator on the coded matrix."""
     n_cat, n_features = len(config.categorical), len(config.features)
     categorical, numeric = list(range(n_cat)), list(range(n_cat, n_features))
     name = config.train.estimator
@@ -86,7 +115,7 @@ def build_pipeline(config: Config) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("model", estimator_class(name)(**params))])
 
 
-def cross_validation(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: Config) -> dict:
+def cross_validation(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, config: Config) -> dict:
     """k-fold scores of the configured pipeline on train (or {} when switched off)."""
     if config.train.cv_folds < 2:
         return {}
@@ -102,7 +131,7 @@ def cross_validation(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: C
 
 
 def search(
-    pipeline: Pipeline, x: np.ndarray, y: np.ndarray, config: Config
+    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, config: Config
 ) -> tuple[Pipeline, dict]:
     """Grid search over train.search, refitting the best; return it and the best params."""
     grid = {f"model__{key}": values for key, values in config.train.search.items()}
@@ -136,10 +165,7 @@ def run(config: Config) -> dict:
     """Fit on data/processed/train.parquet; write models/candidate/{model.joblib,metadata.json}."""
     train_path = config.data.processed_dir / "train.parquet"
     frame = files.read_parquet(train_path)
-    x, y = (
-        feature_matrix(frame, config.features, config.categorical),
-        frame[config.schema.target].to_numpy(),
-    )
+    x, y = frame[config.features], frame[config.schema.target].to_numpy()
     pipeline = build_pipeline(config)
     started = time.perf_counter()
     cv = cross_validation(pipeline, x, y, config)
@@ -154,6 +180,7 @@ def run(config: Config) -> dict:
     metadata = {
         "model_sha256": files.sha256_file(model_path),
         "estimator": config.train.estimator,
+        "input": RAW_FRAME,
         "params": {"seed": config.seed, "train": config.train.model_dump(mode="json")},
         "features": config.features,
         "categories": config.categorical,

@@ -415,15 +415,8 @@ def naive_app(config: Config, models_dir: Path = Path("models")) -> Any:
 
     @app.post("/predict")
     def predict(body: dict) -> dict:
-        frame = pd.DataFrame(body["instances"])
-        if hasattr(model, "feature_names_in_"):
-            # A pipeline that takes raw rows by column name: what any other server would call.
-            proba = model.predict_proba(frame)
-        else:
-            # Older stored pipelines take this package's coded float matrix instead.
-            from mlops.predictions import model_matrix
-
-            proba = model.predict_proba(model_matrix(frame, metadata, config))
+        # The model file takes raw rows by column name: what any other server would call.
+        proba = model.predict_proba(pd.DataFrame(body["instances"]))
         labels = model.classes_[proba.argmax(axis=1)]
         return {
             "predictions": [

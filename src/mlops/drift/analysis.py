@@ -40,11 +40,13 @@ def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=size, random_state=seed).reset_index(drop=True)
 
 
-def model_input(frame: pd.DataFrame, features: list[str], categories: dict) -> np.ndarray:
+def model_input(
+    frame: pd.DataFrame, features: list[str], categories: dict, legacy: bool = False
+) -> np.ndarray:
     """The model's input matrix, coded with the categories it was trained with."""
     from mlops.encoding import feature_matrix
 
-    return feature_matrix(frame, features, categories)
+    return feature_matrix(frame, features, categories, legacy)
 
 
 # --- importance, missing values, unseen categories ----------------------------------------------
@@ -330,9 +332,12 @@ def analyse(
     reference = sample(reference, policy.sample_size, config.seed)
     current, rows = whole.sample, whole.rows
 
+    from mlops.predictions import matrix_model, takes_raw_frame
+
     positive = positive_label(model, model_info)
+    legacy, scorer = not takes_raw_frame(model_info), matrix_model(model, model_info)
     said = {
-        name: predict(model, model_input(frame, features, categories), positive)
+        name: predict(scorer, model_input(frame, features, categories, legacy), positive)
         for name, frame in (("current", current), ("test", test))
     }
     estimator = Estimator.fit(test[target].to_numpy(), said["test"])
@@ -433,7 +438,9 @@ def analyse(
         "drift_share": policy.drift_share,
         "reference": policy.reference,
         "batch": batch,
-        "model": {k: v for k, v in model_info.items() if k not in ("features", "categories")},
+        "model": {
+            k: v for k, v in model_info.items() if k not in ("features", "categories", "input")
+        },
         "policy": policy.model_dump(mode="json"),
         "created_at": created.isoformat(timespec="seconds"),
     }

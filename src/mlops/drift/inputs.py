@@ -104,6 +104,8 @@ def load_model(config: Config | None = None) -> tuple[Any, dict]:
     }
     if "positive" in metadata:  # older versions: evaluate.model_positive decides
         info["positive"] = metadata["positive"]
+    if "input" in metadata:  # the model file takes raw rows (older versions: the legacy matrix)
+        info["input"] = metadata["input"]
     if note:
         info["note"] = note
     return model, info

@@ -30,7 +30,7 @@ import numpy as np
 
 from mlops import storage
 from mlops.config import Config
-from mlops.encoding import numeric_codes
+from mlops.encoding import encoder_categories
 from mlops.errors import InputError
 
 log = logging.getLogger("mlops.serve")
@@ -66,6 +66,8 @@ class InferenceLog:
     def __init__(self, config: Config, destination: str | None = None) -> None:
         settings = config.serve.inference_log
         self.config = config
+        # Each categorical feature's values by code: what the log writes back for a code.
+        self.decoded = {name: encoder_categories(vs) for name, vs in config.categorical.items()}
         self.destination = str(destination or settings.dir)
         self.flush_rows = settings.flush_rows
         self.flush_seconds = settings.flush_seconds
@@ -275,13 +277,9 @@ class InferenceLog:
             if name not in categorical:
                 columns[name] = pa.array(values, mask=missing, type=pa.float64())
                 continue
-            allowed = categorical[name]
-            if numeric_codes(allowed):
-                kind = pa.int64() if all(isinstance(v, int) for v in allowed) else pa.float64()
-                columns[name] = pa.array(values, mask=missing).cast(kind)
-            else:
-                positions = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
-                columns[name] = pa.array(allowed).take(positions)
+            # A code is the value's position in the model's encoder (mlops.encoding).
+            positions = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
+            columns[name] = pa.array(self.decoded[name]).take(positions)
         lengths = [len(entry.x) for entry in entries]
         labels = np.concatenate([entry.labels for entry in entries])
         columns["prediction"] = pa.array(labels.tolist())

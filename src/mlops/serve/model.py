@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from mlops import encoding
 from mlops.config import Config
 from mlops.errors import InputError
+from mlops.predictions import matrix_model, takes_raw_frame
 from mlops.serve.schema import example_instance, request_model
 
 log = logging.getLogger("mlops.serve")
@@ -25,13 +27,26 @@ FLUSH_PASSES = 2
 
 @dataclass(frozen=True)
 class Loaded:
-    """A verified production model and what the API needs to answer with it."""
+    """A verified production model and what the API needs to answer with it.
+
+    `model` is the stored file (a pipeline that takes raw rows by name, or a version trained
+    before that); `predict_proba(x)` scores the coded matrix serve.schema's validators build
+    (mlops.encoding codes, one row per request row) the fast way, without pandas.
+    """
 
     model: Any
     metadata: dict
     version: str
     classes: np.ndarray
     positive: int | None  # binary: the column of predict_proba holding the positive label
+    coded: Any  # what scores the coded matrix: model[1:], or the legacy model itself
+    legacy: dict | None = None  # a legacy model's categories: codes are translated for it
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of coded rows (mlops.encoding codes, config.features order)."""
+        if self.legacy is not None:
+            x = encoding.to_legacy(x, self.legacy)
+        return self.coded.predict_proba(x)
 
 
 def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
@@ -52,6 +67,19 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
             f"model {version} was trained with other allowed values for {', '.join(changed)} "
             "than params.yaml declares"
         )
+    raw = takes_raw_frame(metadata)
+    names = getattr(model, "feature_names_in_", None)
+    if raw and (names is None or sorted(names) != sorted(config.features)):
+        found = "none" if names is None else list(names)
+        raise InputError(
+            f"model {version} takes raw rows, but by columns {found}, not {config.features}"
+        )
+    if raw and _encoded_categories(model) != [
+        encoding.encoder_categories(values) for values in config.categorical.values()
+    ]:
+        raise InputError(
+            f"model {version} encodes other categories than params.yaml declares (its first step)"
+        )
     classes = np.asarray(getattr(model, "classes_", []))
     if not hasattr(model, "predict_proba") or len(classes) < 2:
         raise InputError(f"model {version} gives no class probabilities")
@@ -63,12 +91,23 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
     row = np.array(
         [[getattr(instance, field) for field in type(instance).model_fields]], np.float64
     )
+    positive = None if len(classes) > 2 else classes.tolist().index(positive_label)
+    legacy = None if raw else dict(config.categorical)
+    loaded = Loaded(
+        model, metadata, version, classes, positive, matrix_model(model, metadata), legacy
+    )
     with threadpool_limits(limits=1):  # this may run in a worker thread (a reload)
-        proba = model.predict_proba(row)
+        proba = loaded.predict_proba(row)
     if proba.shape != (1, len(classes)) or not np.all(np.isfinite(proba)):
         raise InputError(f"model {version}: trial prediction returned {proba!r}")
-    positive = None if len(classes) > 2 else classes.tolist().index(positive_label)
-    return Loaded(model, metadata, version, classes, positive)
+    return loaded
+
+
+def _encoded_categories(model: Any) -> list[list[Any]] | None:
+    """The category lists of a raw-rows pipeline's encoder (None when it has none)."""
+    encoder = getattr(model[0], "named_transformers_", {}).get("categorical")
+    categories = getattr(encoder, "categories_", None)
+    return None if categories is None else [list(values.tolist()) for values in categories]
 
 
 class ModelSlot:
@@ -157,7 +196,7 @@ class Batcher:
             if loaded is None:
                 raise RuntimeError("no model loaded")
             x = pending[0][0] if len(pending) == 1 else np.concatenate([p[0] for p in pending])
-            proba = loaded.model.predict_proba(x)
+            proba = loaded.predict_proba(x)
         except Exception as exc:
             for _, future in pending:
                 if not future.done():
