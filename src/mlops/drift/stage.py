@@ -40,7 +40,7 @@ def report(config: Config, current: Path | None, *, prefix: Path) -> dict:
                 f"{name}: missing column(s) {', '.join(missing)} that the {model_info['source']} "
                 "model was trained with: promote a model trained on this schema, or roll back"
             )
-    batch = load_current(config, current, reference, model_info)
+    batch = load_current(config, current, reference, model_info, model)
     log.info(
         "comparing %s (%d rows in %d file(s)%s) with %s (%d rows); model: %s",
         batch.name,

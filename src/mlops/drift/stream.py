@@ -1,6 +1,7 @@
 """A drift batch of any size in one streaming pass: checked chunk by chunk, exact per-column
-statistics over all rows (mlops.drift.exact), and a seeded uniform sample of drift.sample_size rows
-for Evidently's panels, the predictions and the performance estimate.
+statistics over all rows (mlops.drift.exact), the model's predictions, labels and time values of
+every row (performance and chunks; a Scorer given), and a seeded uniform sample of
+drift.sample_size rows for Evidently's panels.
 
 The sample keeps the rows with the smallest keys, a key being a hash of (seed, file, row): a
 uniform sample without replacement that depends on neither the chunk size nor the engine. With
@@ -35,6 +36,27 @@ POOL_PROCESSES = 2
 
 
 @dataclass(frozen=True)
+class Scorer:
+    """The model, to predict every row of the pass (its own features and categories)."""
+
+    model: Any
+    positive: Any
+    features: list[str]
+    categories: dict[str, list]
+
+    def predict(self, chunk: batches.Chunk) -> tuple[np.ndarray, np.ndarray]:
+        from mlops.predictions import predict
+
+        return predict(self.model, _matrix(chunk, self.features, self.categories), self.positive)
+
+
+def scorer(model: Any, model_info: dict, features: list[str], categories: dict) -> Scorer:
+    from mlops.predictions import model_positive
+
+    return Scorer(model, model_positive(model, model_info), features, categories)
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a pass over one file needs (pickled to Dask workers with the engine `dask`)."""
 
@@ -44,6 +66,7 @@ class Plan:
     categorical: list[str]  # categorical features
     categories: dict[str, list]  # the model's, for unseen values
     checked: bool
+    scorer: Scorer | None = None
 
     @classmethod
     def of(
@@ -55,6 +78,7 @@ class Plan:
         *,
         available: Iterable[str],
         checked: bool = True,
+        scorer: Scorer | None = None,
     ) -> Plan:
         extra = [config.schema.target, config.data.time_column]
         names = set(available)
@@ -67,6 +91,7 @@ class Plan:
             categorical=categorical,
             categories={n: categories[n] for n in categorical if n in categories},
             checked=checked,
+            scorer=scorer,
         )
 
 
@@ -81,6 +106,8 @@ class Part:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     sample: pd.DataFrame | pa.RecordBatch | None = None  # an Arrow chunk while it is offered
+    # every row's {"labels", "proba", "target", "time"} (a Scorer given), a list per chunk
+    every: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,9 @@ class Batch:
     unseen: dict[str, dict[str, int]]
     grids: dict[str, Grid]
     files: int = 1
+    # every row in batch order (a Scorer given): predicted labels, probabilities, the label and
+    # time columns where present
+    every: dict[str, Any] | None = None
 
     def missing_share(self, name: str) -> float:
         stats = self.numeric.get(name) or self.categorical[name]
@@ -152,6 +182,8 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
             suspect |= unknown
         if plan.checked and suspect:
             check(chunk, config)  # find and name the failure
+        if plan.scorer is not None:
+            _keep_every(part, chunk, plan)
         candidates = Part(
             keys=keys(config.seed, file, chunk.first_row, len(chunk)),
             positions=np.arange(chunk.first_row, chunk.first_row + len(chunk), dtype=np.int64),
@@ -160,6 +192,50 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
         _keep_smallest(part, candidates, config.drift.sample_size)
         part.rows += len(chunk)
     return part
+
+
+def _keep_every(part: Part, chunk: batches.Chunk, plan: Plan) -> None:
+    """The chunk's predictions, labels and time values, kept for every row."""
+    labels, proba = plan.scorer.predict(chunk)
+    found = {"labels": labels, "proba": proba}
+    names = _names(chunk)
+    config = plan.config
+    for key, name in (("target", config.schema.target), ("time", config.data.time_column)):
+        if name and name in plan.columns and name in names:
+            found[key] = _values(chunk, name)
+    for key, values in found.items():
+        part.every.setdefault(key, []).append(values)
+
+
+def _values(chunk: batches.Chunk, name: str) -> np.ndarray:
+    if isinstance(chunk.data, pd.DataFrame):
+        return chunk.data[name].to_numpy()
+    return chunk.data.column(name).to_pandas().to_numpy()
+
+
+def _matrix(chunk: batches.Chunk, features: list[str], categories: dict) -> np.ndarray:
+    """The model's input (mlops.encoding.feature_matrix), numbers straight from Arrow."""
+    from mlops.encoding import encode_column, numeric_codes
+
+    if isinstance(chunk.data, pd.DataFrame):
+        from mlops.encoding import feature_matrix
+
+        return feature_matrix(chunk.data, features, categories)
+    matrix = np.empty((len(chunk), len(features)), dtype=np.float64)
+    for index, name in enumerate(features):
+        numbers = _numbers(chunk, name)
+        values = categories.get(name)
+        if values is None:
+            matrix[:, index] = (
+                numbers
+                if numbers is not None
+                else pd.to_numeric(_series(chunk, name), errors="coerce").to_numpy(np.float64)
+            )
+        elif numbers is not None and numeric_codes(values):
+            matrix[:, index] = np.where(np.isin(numbers, values), numbers, np.nan)
+        else:
+            matrix[:, index] = encode_column(_series(chunk, name), values)
+    return matrix
 
 
 # Columns straight from Arrow where their type allows: a chunk becomes a pandas frame only when a
@@ -275,6 +351,8 @@ def merge(total: Part, part: Part, size: int) -> None:
     """Add the next file's part to the parts before it (rows numbered on from theirs)."""
     shifted = Part(keys=part.keys, positions=part.positions + total.rows, sample=part.sample)
     _keep_smallest(total, shifted, size)
+    for key, values in part.every.items():
+        total.every.setdefault(key, []).extend(values)
     for name, stats in part.numeric.items():
         total.numeric.setdefault(name, NumericStats()).merge(stats)
     for name, stats in part.categorical.items():
@@ -294,11 +372,18 @@ def read(
     categories: dict[str, list],
     *,
     checked: bool = True,
+    scorer: Scorer | None = None,
 ) -> Batch:
     """The batch a CURRENT= names (a file, folder or glob), streamed with drift.engine."""
     dataset = batches.open_batch(spec, features)
     plan = Plan.of(
-        config, reference, features, categories, available=dataset.schema.names, checked=checked
+        config,
+        reference,
+        features,
+        categories,
+        available=dataset.schema.names,
+        checked=checked,
+        scorer=scorer,
     )
     total = Part()
     for part in _parts(dataset, plan):
@@ -315,10 +400,17 @@ def from_frame(
     *,
     name: str,
     checked: bool = False,
+    scorer: Scorer | None = None,
 ) -> Batch:
     """A batch already in memory, through the same pass (as one chunk)."""
     plan = Plan.of(
-        config, reference, features, categories, available=frame.columns, checked=checked
+        config,
+        reference,
+        features,
+        categories,
+        available=frame.columns,
+        checked=checked,
+        scorer=scorer,
     )
     chunk = batches.Chunk(frame[plan.columns].reset_index(drop=True), name, 0)
     total = Part()
@@ -391,4 +483,9 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
         unseen=_unseen(total.categorical, plan.categories),
         grids=plan.grids,
         files=files,
+        every={key: _joined(values) for key, values in total.every.items()} or None,
     )
+
+
+def _joined(values: list[np.ndarray]) -> np.ndarray:
+    return values[0] if len(values) == 1 else np.concatenate(values)
