@@ -158,25 +158,27 @@ def test_importance_rule_needs_1000_rows(parts, rows, alerts):
 
 @pytest.mark.parametrize(("delta", "degraded"), [(-EPSILON, False), (0.0, False), (EPSILON, True)])
 def test_degradation_boundary_is_beyond_tolerance_plus_noise(delta, degraded):
-    """Exact binary fractions: margin = 0.25 + 4 * 0.0625 = 0.5; a drop of exactly 0.5 is not
-    beyond it."""
-    assert NOISE_Z == 4.0
+    """Exact binary fractions: margin = 0.25 + 3 * 0.0625 = 0.4375; a drop of exactly that is not
+    beyond it, and the alert line is the reference less the margin."""
+    assert NOISE_Z == 3.0
     margin = 0.25 + NOISE_Z * 0.0625
     drops, found = judge(
         {"accuracy": 1.0}, {"accuracy": 1.0 - margin - delta}, {"accuracy": 0.0625}, 0.25
     )
     assert (found == ["accuracy"]) is degraded
-    assert drops["accuracy"]["margin"] == 0.5
+    assert drops["accuracy"]["margin"] == 0.4375
+    assert drops["accuracy"]["lower_alert"] == 0.5625
 
 
-def test_noise_margin_keeps_a_drop_within_four_standard_errors_quiet():
-    """Beyond the tolerance by 3.9 standard errors: not degraded (with no noise margin it would)."""
+def test_noise_margin_keeps_a_drop_within_three_standard_deviations_quiet():
+    """Beyond the tolerance by 2.9 standard deviations: not degraded (with no noise margin it
+    would)."""
     _, found = judge(
-        {"accuracy": 0.9}, {"accuracy": 0.9 - 0.02 - 3.9 * 0.01}, {"accuracy": 0.01}, 0.02
+        {"accuracy": 0.9}, {"accuracy": 0.9 - 0.02 - 2.9 * 0.01}, {"accuracy": 0.01}, 0.02
     )
     assert found == []
     _, found = judge(
-        {"accuracy": 0.9}, {"accuracy": 0.9 - 0.02 - 4.1 * 0.01}, {"accuracy": 0.01}, 0.02
+        {"accuracy": 0.9}, {"accuracy": 0.9 - 0.02 - 3.1 * 0.01}, {"accuracy": 0.01}, 0.02
     )
     assert found == ["accuracy"]
 
