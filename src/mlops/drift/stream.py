@@ -1,7 +1,7 @@
 """A drift batch of any size in one streaming pass: checked chunk by chunk, exact per-column
-statistics over all rows (mlops.drift.exact), the model's predictions, labels and time values of
-every row (performance and chunks; a Scorer given), and a seeded uniform sample of
-drift.sample_size rows for Evidently's panels.
+statistics over all rows (mlops.drift.exact), the model's input, labels and time values of every
+row (performance and chunks; a Scorer given), and a seeded uniform sample of drift.sample_size
+rows for Evidently's panels.
 
 The sample keeps the rows with the smallest keys, a key being a hash of (seed, file, row): a
 uniform sample without replacement that depends on neither the chunk size nor the engine. With
@@ -12,7 +12,8 @@ file. Either way the parts are merged in file order, so both engines give identi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,30 @@ class Scorer:
     positive: Any
     features: list[str]
     categories: dict[str, list]
+    threaded: bool = False  # in this process: predict on a thread as the pass goes on
 
-    def predict(self, chunk: batches.Chunk) -> tuple[np.ndarray, np.ndarray]:
-        from mlops.predictions import predict
+    def matrix(self, chunk: batches.Chunk) -> np.ndarray:
+        return _matrix(chunk, self.features, self.categories)
 
-        return predict(self.model, _matrix(chunk, self.features, self.categories), self.positive)
+    def rows(self, chunk: batches.Chunk) -> np.ndarray | Future:
+        """The chunk's model input; threaded, the future of its predictions instead (the model
+        releases the GIL: the second core predicts while this one reads and counts)."""
+        x = self.matrix(chunk)
+        if not self.threaded:
+            return x
+        from mlops.drift.performance import predict
+
+        return _predictor().submit(predict, self.model, x, self.positive)
+
+
+_PREDICTOR: list[ThreadPoolExecutor] = []
+
+
+def _predictor() -> ThreadPoolExecutor:
+    """One thread for the predictions of this process's passes (its queue keeps their order)."""
+    if not _PREDICTOR:
+        _PREDICTOR.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-predict"))
+    return _PREDICTOR[0]
 
 
 def scorer(model: Any, model_info: dict, features: list[str], categories: dict) -> Scorer:
@@ -106,7 +126,7 @@ class Part:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     sample: pd.DataFrame | pa.RecordBatch | None = None  # an Arrow chunk while it is offered
-    # every row's {"labels", "proba", "target", "time"} (a Scorer given), a list per chunk
+    # every row's {"x", "target", "time"} (a Scorer given), a list per chunk
     every: dict[str, list] = field(default_factory=dict)
 
 
@@ -124,8 +144,8 @@ class Batch:
     unseen: dict[str, dict[str, int]]
     grids: dict[str, Grid]
     files: int = 1
-    # every row in batch order (a Scorer given): predicted labels, probabilities, the label and
-    # time columns where present
+    # every row in batch order (a Scorer given): "x", per chunk read its model input or (a pass in
+    # this process) the future of its predictions; "target" and "time", as read
     every: dict[str, Any] | None = None
 
     def missing_share(self, name: str) -> float:
@@ -195,9 +215,9 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
 
 
 def _keep_every(part: Part, chunk: batches.Chunk, plan: Plan) -> None:
-    """The chunk's predictions, labels and time values, kept for every row."""
-    labels, proba = plan.scorer.predict(chunk)
-    found = {"labels": labels, "proba": proba}
+    """The chunk's model input, labels and time values, kept for every row (the analysis predicts
+    on a thread while Evidently runs: the model releases the GIL)."""
+    found = {"x": plan.scorer.rows(chunk)}
     names = _names(chunk)
     config = plan.config
     for key, name in (("target", config.schema.target), ("time", config.data.time_column)):
@@ -414,7 +434,7 @@ def from_frame(
     )
     chunk = batches.Chunk(frame[plan.columns].reset_index(drop=True), name, 0)
     total = Part()
-    merge(total, pass_chunks([chunk], 0, plan), config.drift.sample_size)
+    merge(total, pass_chunks([chunk], 0, _threaded(plan)), config.drift.sample_size)
     return finish(total, plan, name)
 
 
@@ -431,8 +451,16 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
         # of several files is read on every core, one file per process, merged in file order.
         yield from cluster.in_processes(fragment_part, calls, plan, workers)
         return
+    here = _threaded(plan)
     for call in calls:
-        yield fragment_part(*call, plan)
+        yield fragment_part(*call, here)
+
+
+def _threaded(plan: Plan) -> Plan:
+    """The plan for a pass in this process: predictions on a thread."""
+    if plan.scorer is None:
+        return plan
+    return replace(plan, scorer=replace(plan.scorer, threaded=True))
 
 
 def fragment_part(file: int, fragment: Any, schema: Any, rows: int, plan: Plan) -> Part:
@@ -483,7 +511,7 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
         unseen=_unseen(total.categorical, plan.categories),
         grids=plan.grids,
         files=files,
-        every={key: _joined(values) for key, values in total.every.items()} or None,
+        every={k: v if k == "x" else _joined(v) for k, v in total.every.items()} or None,
     )
 
 
