@@ -467,3 +467,30 @@ def test_verdict_lists_batch_then_chunk_alerts_and_names_every_drifted_column():
         ["column drift below the dataset thresholds: AGEP, SCHL"],
     )
     assert analysis.verdict({**warned, "drifted_columns": []}) == ("ok", [])
+
+
+def test_degradation_alert_names_the_figures_and_the_alert_line(parts):
+    """Measured: against the test split's figure; estimated: against CBPE's own figure on the
+    test split; the alert line where the drops carry one."""
+    drops = {"accuracy": {"drop": 0.05, "margin": 0.02, "lower_alert": 0.78}}
+    measured = {
+        "judged_by": "measured",
+        "degraded_metrics": ["accuracy"],
+        "current": {"accuracy": 0.75},
+        "reference": {"accuracy": 0.8},
+        "estimated": {"accuracy": 0.7, "reference": {"accuracy": 0.9}},
+        "drops": drops,
+    }
+    assert rules(parts, perf=measured) == [
+        "accuracy degraded (measured): 0.750 vs 0.800 on test "
+        "(below the alert line 0.780, drop 0.050 > 0.020)"
+    ]
+    estimated = {**measured, "judged_by": "estimated"}
+    assert rules(parts, perf=estimated) == [
+        "accuracy degraded (estimated): 0.700 vs 0.900 on test "
+        "(below the alert line 0.780, drop 0.050 > 0.020)"
+    ]
+    older = {**measured, "drops": {"accuracy": {"drop": 0.05, "margin": 0.02}}}
+    assert rules(parts, perf=older) == [
+        "accuracy degraded (measured): 0.750 vs 0.800 on test (drop 0.050 > 0.020)"
+    ]
