@@ -430,7 +430,7 @@ def analyse(
     if every is not None:  # every row: predicted on a thread while the sample is judged
         pool = ThreadPoolExecutor(max_workers=1)
         pending = pool.submit(predict_all, model, every.pop("x"), positive)
-        pool.shutdown(wait=False)
+        pool.shutdown(wait=False)  # the thread ends when its work is done
     said = {
         name: predict(model, model_input(frame, features, categories), positive)
         for name, frame in (("current", current), ("test", test))
@@ -591,12 +591,9 @@ def analyse(
 
 
 def predict_all(model: Any, parts: list, positive: Any) -> Predictions:
-    """Every row's predictions, part by part (as read: a model input, or the future of its
-    predictions from the pass), joined."""
-    found = [
-        part.result() if isinstance(part, Future) else predict(model, part, positive)
-        for part in parts
-    ]
+    """Every row's predictions, part by part as read (each Predictions, or its future from the
+    pass), joined."""
+    found = [part.result() if isinstance(part, Future) else part for part in parts]
     if len(found) == 1:
         return found[0]
     return of_probabilities(

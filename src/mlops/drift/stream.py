@@ -1,6 +1,6 @@
 """A drift batch of any size in one streaming pass: checked chunk by chunk, exact per-column
-statistics over all rows (mlops.drift.exact), the model's input, labels and time values of every
-row (performance and chunks; a Scorer given), and a seeded uniform sample of drift.sample_size
+statistics over all rows (mlops.drift.exact), the model's predictions, labels and time values of
+every row (performance and chunks; a Scorer given), and a seeded uniform sample of drift.sample_size
 rows for Evidently's panels.
 
 The sample keeps the rows with the smallest keys, a key being a hash of (seed, file, row): a
@@ -49,17 +49,22 @@ class Scorer:
     def matrix(self, chunk: batches.Chunk) -> np.ndarray:
         return _matrix(chunk, self.features, self.categories)
 
-    def rows(self, chunk: batches.Chunk) -> np.ndarray | Future:
-        """The chunk's model input; threaded, the future of its predictions instead (the model
-        releases the GIL: the second core predicts while this one reads and counts)."""
+    def rows(self, chunk: batches.Chunk) -> Any:
+        """The chunk's predictions (mlops.drift.performance.Predictions); threaded, their future
+        (the model releases the GIL: the second core predicts while this one reads and counts;
+        at most PENDING chunks wait, so memory stays bounded)."""
         x = self.matrix(chunk)
         if not self.threaded:
-            return x
-        from mlops.drift.performance import predict
+            return _predicted(self.model, x, self.positive)
+        while len(_PENDING) >= PENDING:
+            _PENDING.pop(0).result()
+        future = _predictor().submit(_predicted, self.model, x, self.positive)
+        _PENDING.append(future)
+        return future
 
-        return _predictor().submit(predict, self.model, x, self.positive)
 
-
+PENDING = 2
+_PENDING: list[Future] = []
 _PREDICTOR: list[ThreadPoolExecutor] = []
 
 
@@ -68,6 +73,14 @@ def _predictor() -> ThreadPoolExecutor:
     if not _PREDICTOR:
         _PREDICTOR.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-predict"))
     return _PREDICTOR[0]
+
+
+def _predicted(model: Any, x: np.ndarray, positive: Any) -> Any:
+    """Predictions with float32 probabilities (every row is kept: 8 bytes a class, not 16)."""
+    from mlops.drift.performance import predict
+
+    said = predict(model, x, positive)
+    return replace(said, proba=said.proba.astype(np.float32))
 
 
 def scorer(model: Any, model_info: dict, features: list[str], categories: dict) -> Scorer:
@@ -126,7 +139,7 @@ class Part:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     sample: pd.DataFrame | pa.RecordBatch | None = None  # an Arrow chunk while it is offered
-    # every row's {"x", "target", "time"} (a Scorer given), a list per chunk
+    # every row's {"x": predictions, "target", "time"} (a Scorer given), a list per chunk
     every: dict[str, list] = field(default_factory=dict)
 
 
@@ -144,8 +157,8 @@ class Batch:
     unseen: dict[str, dict[str, int]]
     grids: dict[str, Grid]
     files: int = 1
-    # every row in batch order (a Scorer given): "x", per chunk read its model input or (a pass in
-    # this process) the future of its predictions; "target" and "time", as read
+    # every row in batch order (a Scorer given): "x", per chunk read its predictions or (a pass in
+    # this process) their future; "target" and "time", as read
     every: dict[str, Any] | None = None
 
     def missing_share(self, name: str) -> float:
