@@ -376,7 +376,7 @@ def test_a_tiny_newest_period_gives_way_to_the_newest_large_enough():
     periods = pd.Series(pd.Categorical(["a"] * 500 + ["b"] * 300 + ["c"] * 63, ["a", "b", "c"]))
     chosen, why = schema.choose_current(periods, "latest", 200)
     assert chosen == "b"
-    assert why.startswith("newest period c holds 63 rows, fewer than drift needs (200")
+    assert why.startswith("newest period c holds 63 rows, fewer than drift needs (200, drift")
     assert "data.current set to b (300 rows)" in why
     assert schema.choose_current(periods, "latest", 63) == (None, None)  # large enough
     assert schema.choose_current(periods, "a", 200) == (None, None)  # a period chosen: kept

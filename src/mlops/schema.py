@@ -20,10 +20,11 @@ The rules, each printed per column with its numbers:
   min_label_share: half the rarest label's share, rounded down to a whole percent;
 - time: TIME's whole numbers are periods as they are; dates and timestamps are grouped by PERIOD,
   by default the longest of year, quarter, month, week, day that gives at least two periods;
-- data.current: with `latest`, when the newest period holds fewer rows than drift (drift.min_rows)
-  or validation (schema.min_rows) accept, the newest period that holds enough (after at least
-  one earlier period) becomes data.current, and the log says so; the periods after it are left
-  out (neither history nor current) until they grow.
+- data.current: with `latest`, when the newest period holds fewer rows than drift accepts
+  (drift.min_rows), the newest period that holds enough (after at least one earlier period)
+  becomes data.current, and the log says so; the periods after it are left out (neither history
+  nor current) until they grow. schema.min_rows, half the smallest split counting that period,
+  holds for it by construction.
 """
 
 from __future__ import annotations
@@ -336,13 +337,13 @@ def choose_current(periods: pd.Series, configured: Any, need: int) -> tuple[Any,
     enough = [label for label, rows in list(counts.items())[1:] if rows >= need]
     if not enough:
         return None, (
-            f"{newest} and no later-than-first period holds {need} (drift.min_rows / "
-            "schema.min_rows): `make drift` will refuse the current batch; try a longer PERIOD"
+            f"{newest} and no later-than-first period holds {need} (drift.min_rows): "
+            "`make drift` will refuse the current batch; try a longer PERIOD"
         )
     chosen = enough[-1]
     after = list(counts.index)[list(counts.index).index(chosen) + 1 :]
     return native(chosen), (
-        f"{newest}, fewer than drift needs ({need}, drift.min_rows / schema.min_rows): "
+        f"{newest}, fewer than drift needs ({need}, drift.min_rows): "
         f"data.current set to {chosen} ({int(counts[chosen])} rows), the newest period with "
         f"enough; {', '.join(map(str, after))} left out until it grows (re-run `make schema` then)"
     )
@@ -643,7 +644,9 @@ def run(
     except OSError as exc:
         raise InputError(f"{into}: unreadable ({exc.strerror})") from None
     current = yaml.safe_load(text).get("data", {})
-    need = max(config.drift.min_rows, config.schema.min_rows)
+    # drift.min_rows: the schema.min_rows in params.yaml is the old data's; the one written here
+    # is half the smallest split, the chosen period included, so that period always meets it.
+    need = config.drift.min_rows
     chosen, why = choose_current(periods, current.get("current", "latest"), need)
     if why:
         log.warning("%s", why)
