@@ -429,7 +429,7 @@ def analyse(
     pending = None
     if every is not None:  # every row: predicted on a thread while the sample is judged
         pool = ThreadPoolExecutor(max_workers=1)
-        pending = pool.submit(predict_all, model, every.pop("x"), positive)
+        pending = pool.submit(predict_all, model, every["x"], positive)
         pool.shutdown(wait=False)  # the thread ends when its work is done
     said = {
         name: predict(model, model_input(frame, features, categories), positive)
