@@ -70,7 +70,9 @@ def test_embedded_2018_batch_is_mild_drift_and_passes(project, config):
             "importance",
             "missing",
             "exact",
+            "threshold_source",  # 12,500 rows: the policy's thresholds are outside the noise
         }
+        assert column["threshold_source"] == "policy"
         assert 0 <= column["importance"] <= 1
         assert column["missing"] == 0
     assert sum(c["importance"] for c in saved["columns"].values()) == pytest.approx(1, abs=1e-5)

@@ -107,10 +107,20 @@ def test_real_drift_alerts_by_the_new_rules(loans, labelled):
     assert [c["rows"] for c in result["chunks"]][2] == [5_000, 7_499]
     assert any(a.startswith("chunk 3 (rows 5000-7499): ") for a in result["alerts"])
     perf = result["performance"]
-    assert not perf["degraded"]  # accuracy 0.94 -> 0.92: inside the tolerance, as the issue says
-    assert perf["judged_by"] == ("measured" if labelled else "estimated")
+    source = "measured" if labelled else "estimated"
+    assert perf["judged_by"] == source
     sources = {c["accuracy_source"] for c in result["chunks"]}
-    assert sources == {"measured" if labelled else "estimated"}
+    assert sources == {source}
+    # Realized accuracy 0.94 on test, 0.93-0.94 in the first half, 0.90-0.91 in the second
+    # (NannyML flags those): below the alert lines of a 2,500-row chunk, measured and estimated;
+    # the first half stays above them. The whole batch (0.92) is below its line too.
+    assert perf["degraded"]
+    assert "accuracy" in perf["degraded_metrics"]
+    for chunk in result["chunks"]:
+        line = chunk["metrics"]["accuracy"]
+        assert line["source"] == source
+        assert (line["value"] < line["lower_alert"]) is (chunk["chunk"] >= 3), chunk["metrics"]
+        assert ("accuracy" in chunk["degraded_metrics"]) is (chunk["chunk"] >= 3)
     if labelled:  # how close the estimate came, where labels show it
         assert perf["current"]["accuracy"] == pytest.approx(0.92, abs=0.01)
         assert abs(perf["estimated"]["error"]["accuracy"]) < 0.02

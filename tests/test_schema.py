@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -365,3 +367,52 @@ def test_yaml_round_trip_keeps_the_repository_params_byte_for_byte():
     handler.dump(handler.load(text), out)
     assert out.getvalue() == text
     assert yaml.safe_load(out.getvalue()) == yaml.safe_load(text)
+
+
+# ------------------------------------------------------- a newest period too small for drift
+
+
+def test_a_tiny_newest_period_gives_way_to_the_newest_large_enough():
+    periods = pd.Series(pd.Categorical(["a"] * 500 + ["b"] * 300 + ["c"] * 63, ["a", "b", "c"]))
+    chosen, why = schema.choose_current(periods, "latest", 200)
+    assert chosen == "b"
+    assert why.startswith("newest period c holds 63 rows, fewer than drift needs (200, drift")
+    assert "data.current set to b (300 rows)" in why
+    assert schema.choose_current(periods, "latest", 63) == (None, None)  # large enough
+    assert schema.choose_current(periods, "a", 200) == (None, None)  # a period chosen: kept
+    # The first period has no history before it: never the current one.
+    chosen, why = schema.choose_current(periods, "latest", 400)
+    assert chosen is None
+    assert "`make drift` will refuse the current batch" in why
+    # min_rows follows the period chosen: half the smaller of it and the test share before it.
+    frame = table(863)
+    assert schema.profile(frame, "label", periods, current="b").min_rows == 50  # 20% of 500 / 2
+
+
+def test_make_schema_then_make_all_on_a_table_whose_newest_month_is_tiny(tmp_path, capsys):
+    """Three months of 1,500 rows and a fourth of 63: `make schema PERIOD=month` says so and
+    monitors the third; every stage of `make all` (data → drift) then runs."""
+    import owndata
+    from mlops import data, drift
+
+    root = owndata.make_project(tmp_path / "project")
+    raw = root / "data" / "raw"
+    owndata.table(63, 9, "2024-04-01").to_csv(raw / "customers_2024-04.csv", index=False)
+    data.accept(raw)
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        argv = ("schema", "--target", "churn", "--time", "signup", "--period", "month")
+        code, err = run_cli(capsys, *argv)
+        assert code == 0, err
+        assert "newest period 2024-04 holds 63 rows" in err
+        assert "data.current set to 2024-03 (1500 rows)" in err
+        config = load_config()
+        assert config.data.current == "2024-03"
+        owndata.run_stages(root)
+        result = drift.run(load_config())
+    finally:
+        os.chdir(previous)
+    assert result["current_rows"] == 1_500
+    manifest = json.loads((root / "data" / "processed" / "manifest.json").read_text())
+    assert "2024-04" not in json.dumps(manifest.get("periods", {}))

@@ -218,7 +218,7 @@ class DriftConfig(Section):
     # Chunks of a batch judged one by one (by period when it holds several, else equal row ranges).
     chunks: Annotated[int, Field(ge=1, le=100)] = 4
     prediction: ColumnPolicy
-    performance_tolerance: Fraction = 0.02
+    performance_tolerance: Fraction = 0.0  # added to every alert margin (mlops.drift.performance)
     sample_size: Annotated[int, Field(ge=1_000)] = 30_000
     min_rows: Annotated[int, Field(ge=50)] = 200
     history_snapshots: Annotated[int, Field(ge=0)] = 100

@@ -63,6 +63,13 @@ def to_legacy(x: np.ndarray, categories: Mapping[str, Sequence[Any]]) -> np.ndar
     return out
 
 
+def numeric_positions(found: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+    """Numbers as their position among the allowed numbers (sorted); others and NaN as NaN."""
+    allowed = np.asarray(encoder_categories(values), dtype=np.float64)
+    positions = np.searchsorted(allowed, found).clip(0, len(allowed) - 1)
+    return np.where(allowed[positions] == found, positions, np.nan)
+
+
 def encode_column(column: pd.Series, values: Sequence[Any], legacy: bool = False) -> np.ndarray:
     """One categorical column as float codes; unseen or missing values as NaN."""
     import pandas as pd
@@ -71,10 +78,7 @@ def encode_column(column: pd.Series, values: Sequence[Any], legacy: bool = False
         numbers = pd.to_numeric(column, errors="coerce")
         if legacy:
             return numbers.where(numbers.isin(values)).to_numpy(dtype=np.float64, na_value=np.nan)
-        allowed = np.asarray(encoder_categories(values), dtype=np.float64)
-        found = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-        positions = np.searchsorted(allowed, found).clip(0, len(allowed) - 1)
-        return np.where(allowed[positions] == found, positions, np.nan)
+        return numeric_positions(numbers.to_numpy(dtype=np.float64, na_value=np.nan), values)
     ordered = list(values) if legacy else encoder_categories(values)
     positions = pd.Categorical(column, categories=ordered).codes.astype(np.float64)
     positions[positions < 0] = np.nan

@@ -19,7 +19,12 @@ The rules, each printed per column with its numbers:
   up to a whole percent, seen = the duplicate share of the most duplicated period;
   min_label_share: half the rarest label's share, rounded down to a whole percent;
 - time: TIME's whole numbers are periods as they are; dates and timestamps are grouped by PERIOD,
-  by default the longest of year, quarter, month, week, day that gives at least two periods.
+  by default the longest of year, quarter, month, week, day that gives at least two periods;
+- data.current: with `latest`, when the newest period holds fewer rows than drift accepts
+  (drift.min_rows), the newest period that holds enough (after at least one earlier period)
+  becomes data.current, and the log says so; the periods after it are left out (neither history
+  nor current) until they grow. schema.min_rows, half the smallest split counting that period,
+  holds for it by construction.
 """
 
 from __future__ import annotations
@@ -268,8 +273,10 @@ def profile(
     time_column: str | None = None,
     positive: str | None = None,
     test_size: float = 0.2,
+    current: Any = None,
 ) -> Profile:
-    """Decide the schema from every row of every file; periods = each row's period, in order."""
+    """Decide the schema from every row of every file; periods = each row's period, in order;
+    current = the period monitored (None: the newest)."""
     labels, chosen, why = choose_labels(frame[target], positive)
     columns = [Column(target, "target", why)]
     if time_column is not None:
@@ -285,7 +292,7 @@ def profile(
     duplicates = float(keyed.duplicated().groupby(periods.to_numpy(), observed=True).mean().max())
     shares = label_shares(frame[target])
     rarest = min(shares.values())
-    smallest = _smallest_split(periods, test_size)
+    smallest = _smallest_split(periods, test_size, current)
     return Profile(
         target=target,
         labels=labels,
@@ -311,12 +318,35 @@ def _periods_note(periods: pd.Series) -> str:
     )
 
 
-def _smallest_split(periods: pd.Series, test_size: float) -> int:
+def _smallest_split(periods: pd.Series, test_size: float, current: Any = None) -> int:
     """Rows in the smallest split: the test share of history, or the current period."""
     counts = periods.value_counts(sort=False)
-    current = int(counts.iloc[-1])
-    history = int(counts.iloc[:-1].sum()) or current
-    return min(current, math.floor(history * test_size))
+    position = len(counts) - 1 if current is None else list(counts.index).index(current)
+    rows = int(counts.iloc[position])
+    history = int(counts.iloc[:position].sum()) or rows
+    return min(rows, math.floor(history * test_size))
+
+
+def choose_current(periods: pd.Series, configured: Any, need: int) -> tuple[Any, str | None]:
+    """(the period data.current should name, or None to leave it; why): with `latest`, a newest
+    period under `need` rows gives way to the newest one with enough rows after some history."""
+    counts = periods.value_counts(sort=False)
+    if configured != "latest" or len(counts) < 2 or int(counts.iloc[-1]) >= need:
+        return None, None
+    newest = f"newest period {counts.index[-1]} holds {int(counts.iloc[-1])} rows"
+    enough = [label for label, rows in list(counts.items())[1:] if rows >= need]
+    if not enough:
+        return None, (
+            f"{newest} and no later-than-first period holds {need} (drift.min_rows): "
+            "`make drift` will refuse the current batch; try a longer PERIOD"
+        )
+    chosen = enough[-1]
+    after = list(counts.index)[list(counts.index).index(chosen) + 1 :]
+    return native(chosen), (
+        f"{newest}, fewer than drift needs ({need}, drift.min_rows): "
+        f"data.current set to {chosen} ({int(counts[chosen])} rows), the newest period with "
+        f"enough; {', '.join(map(str, after))} left out until it grows (re-run `make schema` then)"
+    )
 
 
 def _min_rows(smallest: int) -> int:
@@ -608,8 +638,26 @@ def run(
         raise InputError(f"TIME: {time!r} is the target; choose another column")
     periods, period = file_periods(frames, time, period)
     frame = pd.concat(frames.values(), ignore_index=True)
+    into = Path(into)
+    try:
+        text = into.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{into}: unreadable ({exc.strerror})") from None
+    current = yaml.safe_load(text).get("data", {})
+    # drift.min_rows: the schema.min_rows in params.yaml is the old data's; the one written here
+    # is half the smallest split, the chosen period included, so that period always meets it.
+    need = config.drift.min_rows
+    chosen, why = choose_current(periods, current.get("current", "latest"), need)
+    if why:
+        log.warning("%s", why)
     result = profile(
-        frame, target, periods, time_column=time, positive=positive, test_size=config.data.test_size
+        frame,
+        target,
+        periods,
+        time_column=time,
+        positive=positive,
+        test_size=config.data.test_size,
+        current=chosen,
     )
     width = max(len(c.name) for c in result.columns)
     for column in result.columns:
@@ -620,14 +668,11 @@ def run(
         result.max_duplicate_share,
         result.min_label_share,
     )
-    into = Path(into)
-    try:
-        text = into.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{into}: unreadable ({exc.strerror})") from None
-    current = yaml.safe_load(text).get("data", {})
     labels = list(periods.cat.categories)
-    updated = update_params(text, result, data_keys(current, time, period, labels), into)
+    keys = data_keys(current, time, period, labels)
+    if chosen is not None:
+        keys["current"] = chosen
+    updated = update_params(text, result, keys, into)
     if updated == text:
         log.info("%s: unchanged (the data gives the schema it already has)", into)
     else:

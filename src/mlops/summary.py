@@ -241,7 +241,7 @@ def performance_lines(performance: Any) -> list[str]:
             return ["- Performance on current data: no labels"]
         pairs = ", ".join(
             f"{name} {number(reference.get(name))} → {number(estimated.get(name))}"
-            for name in ("accuracy", "roc_auc")
+            for name in ("accuracy", "roc_auc", "f1")
             if estimated.get(name) is not None
         )
         return [f"- Performance on current data: no labels; estimated (CBPE) {verdict} ({pairs})"]

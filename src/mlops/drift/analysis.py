@@ -6,15 +6,22 @@ Rules (any one alerts; drift.json lists each that fired):
   model's permutation importance (negative importances count as 0), in batches of at least
   NOISY_BELOW rows (below, one chance flag of an important many-code column would alert);
 - prediction drift: the predicted probability's score reaches drift.prediction's threshold;
-- degradation: accuracy or ROC-AUC, measured (labels) or estimated (CBPE, no labels), drops
-  below the test split's by more than drift.performance_tolerance plus NOISE_Z standard errors;
+- degradation: accuracy, ROC-AUC or F1, measured (labels) or estimated (CBPE, no labels), falls
+  below its alert line: the test split's figure less NOISE_Z standard deviations of that metric
+  at the batch's or chunk's size (mlops.drift.performance);
 - a chunk alerts: the batch is also judged in drift.chunks parts over time, by the same rules.
 A drifted column without an alert is a warning.
+
+Predictions, performance and the chunk boundaries use every row of the batch (positions as read);
+the column tests use the sample (Evidently), and below RESAMPLE_BELOW compared rows a distance
+test's threshold is raised to the noise of random reference samples of that size
+(`threshold_source`), so that chance alone does not make a small table or chunk drift.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
@@ -22,15 +29,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.config import Config
+from mlops.config import P_VALUE_TESTS, ColumnPolicy, Config
 from mlops.drift import evidently_run, exact, stream
 from mlops.drift.evidently_run import PREDICTED_LABEL, PREDICTION
-from mlops.drift.performance import Estimator, Predictions, performance, positive_label, predict
+from mlops.drift.performance import (
+    Estimator,
+    Predictions,
+    of_probabilities,
+    performance,
+    positive_label,
+    predict,
+)
 from mlops.drift.stream import Batch
+from mlops.predictions import matrix_model, takes_raw_frame
 
 # Chunks smaller than this are not judged: per-column scores below it are mostly noise (measured).
 MIN_CHUNK_ROWS = 1_000
 NOISY_BELOW = MIN_CHUNK_ROWS
+# Distance tests on fewer compared rows than this: the threshold is at least the noise of random
+# reference samples of that size (mean + RESAMPLE_Z standard deviations over RESAMPLES draws).
+RESAMPLE_BELOW = 5_000
+RESAMPLES = 30
+RESAMPLE_Z = 3.0
+POLICY = "policy"
 
 
 def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -111,6 +132,63 @@ def decide_exactly(
     return overruled
 
 
+# --- size-aware column thresholds ----------------------------------------------------------------
+
+
+def noise_threshold(
+    reference: pd.DataFrame,
+    name: str,
+    test: ColumnPolicy,
+    categorical: set[str],
+    rows: int,
+    seed: int,
+) -> float:
+    """A distance test's score of random reference samples of `rows` rows against the reference:
+    mean + RESAMPLE_Z standard deviations over RESAMPLES seeded draws."""
+    rng = np.random.default_rng([seed, rows, sum(map(ord, name))])
+    column = reference[[name]]
+    found = []
+    for _ in range(RESAMPLES):
+        picked = rng.choice(len(column), size=rows, replace=rows > len(column))
+        scored = evidently_run.scores(reference, column.iloc[picked], {name: test}, categorical)
+        if name in scored:
+            found.append(scored[name]["score"])
+    if len(found) < 2:
+        return test.threshold
+    return float(np.mean(found) + RESAMPLE_Z * np.std(found, ddof=1))
+
+
+def size_aware(
+    columns: dict[str, dict],
+    reference: pd.DataFrame,
+    tests: dict[str, ColumnPolicy],
+    categorical: set[str],
+    rows: int,
+    *,
+    seed: int,
+    cache: dict,
+) -> None:
+    """Each column's `threshold_source`: below RESAMPLE_BELOW compared rows, a distance test whose
+    threshold lies inside the noise of reference samples of that size takes the noise as its
+    threshold (and is re-decided); p-value tests already account for the size."""
+    for name, column in columns.items():
+        column["threshold_source"] = POLICY
+        test = tests.get(name)
+        if test is None or test.method in P_VALUE_TESTS or rows >= RESAMPLE_BELOW or rows < 2:
+            continue
+        key = (name, rows)
+        if key not in cache:
+            cache[key] = noise_threshold(reference, name, test, categorical, rows, seed)
+        noise = round(cache[key], 6)
+        if noise > column["threshold"]:
+            column.update(
+                policy_threshold=column["threshold"],
+                threshold=noise,
+                threshold_source=f"reference resampling at {rows:,} rows",
+                drifted=bool(evidently_run.drifted(test.method, column["score"], noise)),
+            )
+
+
 # --- rules ----------------------------------------------------------------------------------------
 
 
@@ -152,11 +230,16 @@ def rule_alerts(
         )
     source = perf["judged_by"]
     figures = perf["current"] if source == "measured" else perf["estimated"]
+    references = perf.get("reference")
+    if source == "estimated":  # CBPE's own figure on the test split
+        references = perf["estimated"].get("reference", references)
     for metric in perf["degraded_metrics"]:
         drop = perf["drops"][metric]
+        line = drop.get("lower_alert")
+        below = "" if line is None else f"below the alert line {line:.3f}, "
         alerts.append(
             f"{metric} degraded ({source}): {figures[metric]:.3f} vs "
-            f"{perf['reference'][metric]:.3f} on test (drop {drop['drop']:.3f} > "
+            f"{references[metric]:.3f} on test ({below}drop {drop['drop']:.3f} > "
             f"{drop['margin']:.3f})"
         )
     return alerts
@@ -186,29 +269,28 @@ def chunk_name(chunk: dict) -> str:
 
 
 def chunk_plan(
-    current: pd.DataFrame, rows: np.ndarray, batch_rows: int, config: Config
+    times: pd.Series | None, total: int, config: Config
 ) -> tuple[list[tuple[Any, np.ndarray]], str]:
-    """([(period label or None, positions in `current`)] in batch order, how it was split).
+    """([(period label or None, row positions in the batch)] in batch order, how it was split).
 
-    By period when the batch holds the time column (one period: no chunks, since its rows
-    need not be in time order); else drift.chunks equal row ranges, the rows taken to be in
-    arrival order (fewer chunks when one would hold under MIN_CHUNK_ROWS rows).
+    By period when the batch holds the time column (`times`, every row; one period: no chunks,
+    since its rows need not be in time order); else drift.chunks equal row ranges, the rows taken
+    to be in arrival order (fewer chunks when one would hold under MIN_CHUNK_ROWS rows).
     """
     time_column = config.data.time_column
-    if time_column and time_column in current.columns:
-        periods = period_labels(current[time_column], getattr(config.data, "period", None))
+    if times is not None:
+        periods = period_labels(times, getattr(config.data, "period", None))
         order = pd.unique(periods.dropna().sort_values())
         if len(order) < 2:
             return [], f"one period in {time_column!r}: not split (its rows need not be in order)"
-        plan = [(label, np.flatnonzero(periods.to_numpy() == label)) for label in order]
+        values = periods.to_numpy()
+        plan = [(label, np.flatnonzero(values == label)) for label in order]
         return plan, f"by period of {time_column!r}"
-    count = min(config.drift.chunks, len(current) // MIN_CHUNK_ROWS)
+    count = min(config.drift.chunks, total // MIN_CHUNK_ROWS)
     if count < 2:
         return [], f"under {2 * MIN_CHUNK_ROWS:,} rows: not split"
-    edges = np.linspace(0, batch_rows, count + 1).round().astype(int)
-    plan = [
-        (None, np.flatnonzero((rows >= start) & (rows < end))) for start, end in pairwise(edges)
-    ]
+    edges = np.linspace(0, total, count + 1).round().astype(int)
+    plan = [(None, np.arange(start, end)) for start, end in pairwise(edges)]
     return plan, f"{count} equal row ranges, rows taken in arrival order"
 
 
@@ -232,22 +314,29 @@ def analyse_chunks(
     rows: np.ndarray,
     *,
     plan: list[tuple[Any, np.ndarray]],
+    total: int,
     features: list[str],
     shares: dict | None,
     estimator: Estimator,
     predictions: Predictions,
     y: np.ndarray | None,
+    cache: dict,
 ) -> list[dict]:
-    """Each chunk judged like a whole batch, with Evidently's stat tests (no report)."""
+    """Each chunk judged like a whole batch: performance and the prediction's test on every row
+    of the chunk, Evidently's column tests (no report) on its rows in the sample."""
     tests = evidently_run.column_tests(config, features)
     categorical = set(config.categorical)
     prediction_test = {PREDICTION: config.drift.prediction}
+    chunk_of = np.full(total, -1, dtype=np.int64)  # each row's chunk, to find the sampled ones
+    for number, (_, positions) in enumerate(plan):
+        chunk_of[positions] = number
+    sampled_chunk = chunk_of[rows]
     chunks = []
     for number, (period, positions) in enumerate(plan, 1):
         chunk: dict[str, Any] = {
             "chunk": number,
             "period": _plain(period),
-            "rows": [int(rows[positions[0]]), int(rows[positions[-1]])] if len(positions) else [],
+            "rows": [int(positions[0]), int(positions[-1])] if len(positions) else [],
             "rows_compared": len(positions),
         }
         chunks.append(chunk)
@@ -262,14 +351,15 @@ def analyse_chunks(
                 note=f"fewer than {MIN_CHUNK_ROWS:,} rows: not judged",
             )
             continue
-        part = current.iloc[positions]
-        columns = evidently_run.scores(reference, part, tests, categorical)
+        part = current.iloc[np.flatnonzero(sampled_chunk == number - 1)]
+        columns = evidently_run.scores(reference, part, tests, categorical) if len(part) else {}
+        size_aware(columns, reference, tests, categorical, len(part), seed=config.seed, cache=cache)
         drifted = [name for name, column in columns.items() if column["drifted"]]
         share = len(drifted) / max(len(columns), 1)
-        prediction = evidently_run.scores(reference, part, prediction_test, set())[PREDICTION]
-        perf = performance(
-            config, estimator, predictions.take(positions), None if y is None else y[positions]
-        )
+        said = predictions.take(positions)
+        scored = pd.DataFrame({PREDICTION: said.probability})
+        prediction = evidently_run.scores(reference, scored, prediction_test, set())[PREDICTION]
+        perf = performance(config, estimator, said, None if y is None else y[positions])
         importance = importance_drifted(shares, drifted)
         alerts = rule_alerts(
             config,
@@ -285,12 +375,14 @@ def analyse_chunks(
         figures = perf["current"] if source == "measured" else perf["estimated"]
         chunk.update(
             status="alert" if alerts else ("warning" if drifted else "ok"),
+            rows_sampled=len(part),
             share_drifted=round(share, 6),
             importance_drifted=importance,
             drifted_columns=drifted,
             prediction_drift=prediction,
             accuracy=figures["accuracy"],
             accuracy_source=source,
+            metrics=perf["metrics"],
             degraded_metrics=perf["degraded_metrics"],
             alerts=alerts,
         )
@@ -322,8 +414,14 @@ def analyse(
     features = model_info.get("features") or config.features
     categories = model_info.get("categories") or config.categorical
     categories = {k: v for k, v in categories.items() if k in features}
+    positive = positive_label(model, model_info)
+    # The model as it scores a coded matrix (mlops.predictions), and that matrix's coding.
+    legacy, coded_model = not takes_raw_frame(model_info), matrix_model(model, model_info)
     if isinstance(current, pd.DataFrame):
-        current = stream.from_frame(config, current, reference, features, categories, name=batch)
+        scorer = stream.Scorer(coded_model, positive, features, categories, legacy=legacy)
+        current = stream.from_frame(
+            config, current, reference, features, categories, name=batch, scorer=scorer
+        )
     whole: Batch = current
     sampled = len(reference) > policy.sample_size or whole.total > policy.sample_size
     reference_rows, current_rows = len(reference), whole.total
@@ -332,17 +430,26 @@ def analyse(
     reference = sample(reference, policy.sample_size, config.seed)
     current, rows = whole.sample, whole.rows
 
-    from mlops.predictions import matrix_model, takes_raw_frame
-
-    positive = positive_label(model, model_info)
-    legacy, scorer = not takes_raw_frame(model_info), matrix_model(model, model_info)
+    every = whole.every
+    pending = None
+    if every is not None:  # every row: predicted on a thread while the sample is judged
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending = pool.submit(predict_all, model, every["x"], positive)
+        pool.shutdown(wait=False)  # the thread ends when its work is done
     said = {
-        name: predict(scorer, model_input(frame, features, categories, legacy), positive)
+        name: predict(coded_model, model_input(frame, features, categories, legacy), positive)
         for name, frame in (("current", current), ("test", test))
     }
-    estimator = Estimator.fit(test[target].to_numpy(), said["test"])
-    y = current[target].to_numpy() if labelled else None
-    perf = performance(config, estimator, said["current"], y)
+    if every is not None:
+        y = every.get("target") if labelled else None
+        times = pd.Series(every["time"]) if "time" in every else None
+        total = whole.total
+    else:  # a batch read without the model: the sample stands for every row
+        y = current[target].to_numpy() if labelled else None
+        time_column = config.data.time_column
+        times = current[time_column] if time_column and time_column in current else None
+        rows, total = np.arange(len(current)), len(current)
+    estimator = Estimator.fit(test[target].to_numpy(), said["test"], seed=config.seed)
     # The reference's predictions are the model's outputs on the held-out test split, resampled
     # (seeded) to the reference's size: on its own training rows a model is over-confident (a
     # multiclass top-class probability of 0.9997 ± 0.0005 on train against 0.995 ± 0.035 on test,
@@ -371,6 +478,19 @@ def analyse(
     shares = importance_shares(model_info.get("feature_importance"), features)
     columns = found["columns"]
     overruled = decide_exactly(columns, full_reference, whole, config, sampled=sampled)
+    said["every"] = said["current"] if pending is None else pending.result()
+    perf = performance(config, estimator, said["every"], y)
+    resampled: dict = {}
+    tests = evidently_run.column_tests(config, features)
+    size_aware(
+        columns,
+        reference,
+        tests,
+        set(config.categorical),
+        len(current),
+        seed=config.seed,
+        cache=resampled,
+    )
     for name, column in columns.items():
         column["importance"] = None if shares is None else shares[name]
         column["missing"] = whole.missing_share(name)
@@ -381,7 +501,8 @@ def analyse(
     share = round(len(drifted) / max(len(columns), 1), 6)
     # Evidently's dataset test counts the sample's flags; the exact ones may differ from those.
     exact_used = sampled and any(column["exact"] for column in columns.values())
-    dataset_drift = share >= policy.drift_share or (found["dataset_drift"] and not exact_used)
+    own = exact_used or any(c["threshold_source"] != POLICY for c in columns.values())
+    dataset_drift = share >= policy.drift_share or (found["dataset_drift"] and not own)
     importance = importance_drifted(shares, drifted)
     prediction = {
         **found["prediction"],
@@ -393,18 +514,20 @@ def analyse(
         prediction["predicted_label"] = found["predicted_label"]
         prediction["probability_drifted"] = prediction["drifted"]
         prediction["drifted"] = prediction["drifted"] or found["predicted_label"]["drifted"]
-    plan, chunking = chunk_plan(current, rows, current_rows, config)
+    plan, chunking = chunk_plan(times, total, config)
     chunks = analyse_chunks(
         config,
         reference,
         current,
         rows,
         plan=plan,
+        total=total,
         features=features,
         shares=shares,
         estimator=estimator,
-        predictions=said["current"],
+        predictions=said["every"],
         y=y,
+        cache=resampled,
     )
     result: dict[str, Any] = {
         "status": "ok",
@@ -473,6 +596,20 @@ def analyse(
         "chunks": round(finished - evidently_done, 2),
     }
     return result, found_snapshot
+
+
+def predict_all(model: Any, parts: list, positive: Any) -> Predictions:
+    """Every row's predictions, part by part as read (each Predictions, or its future from the
+    pass), joined."""
+    found = [part.result() if isinstance(part, Future) else part for part in parts]
+    if len(found) == 1:
+        return found[0]
+    return of_probabilities(
+        np.concatenate([p.labels for p in found]),
+        np.concatenate([p.proba for p in found]),
+        found[0].classes,
+        positive,
+    )
 
 
 def _with_predictions(frame: pd.DataFrame, said: Predictions) -> pd.DataFrame:

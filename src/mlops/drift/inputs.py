@@ -23,25 +23,30 @@ def load_current(
     reference: pd.DataFrame,
     model_info: dict,
     labels: Path | str | None = None,
+    model: Any = None,
 ) -> Batch:
     """The batch a CURRENT= names (a file, folder or glob of CSV or Parquet), streamed and checked
     row by row (mlops.drift.stream), or the current split.
 
     The current split from `make data` was validated by `make validate` before this stage runs
-    (Make's order), so only its columns and size are checked again.
+    (Make's order), so only its columns and size are checked again. With the model, every row is
+    predicted in the same pass (performance and chunks judge all rows).
     """
     features = model_info.get("features") or config.features
     categories = model_info.get("categories") or config.categorical
     categories = {name: values for name, values in categories.items() if name in features}
     if labels is not None and current is None:
         raise InputError("LABELS= joins ground truth to a CURRENT= batch: name the batch too")
+    scorer = None if model is None else stream.scorer(model, model_info, features, categories)
     if current is not None:
         joined = read_labels(config, labels) if labels is not None else None
-        return stream.read(config, current, reference, features, categories, labels=joined)
+        return stream.read(
+            config, current, reference, features, categories, labels=joined, scorer=scorer
+        )
     path = config.data.processed_dir / "current.parquet"
     if not path.is_file():
         raise InputError(f"{path}: not found (run `make data` first)")
-    return stream.read(config, path, reference, features, categories, checked=False)
+    return stream.read(config, path, reference, features, categories, checked=False, scorer=scorer)
 
 
 def read_frame(config: Config, current: Path | None) -> pd.DataFrame:

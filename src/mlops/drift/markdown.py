@@ -51,6 +51,9 @@ def performance_line(perf: dict) -> str:
         error = (estimated.get("error") or {}).get(metric)
         if error is not None:
             text += f" (estimate off by {error:+.3f})"
+        line = perf["drops"].get(metric, {}).get("lower_alert")
+        if line is not None:
+            text += f", alert line {line:.3f}"
         parts.append(text)
     judged = {"measured": "labels", "estimated": "no labels: CBPE estimate"}.get(
         perf["judged_by"],
@@ -149,21 +152,30 @@ def markdown(result: dict, html_name: str) -> str:
     return "\n".join(lines)
 
 
+def metrics_text(chunk: dict) -> str:
+    """Every metric of a chunk against its alert line: "accuracy 0.901 (line 0.905), ..."."""
+    metrics = chunk.get("metrics")
+    if not metrics:  # drift.json of an older version
+        return f"{chunk['accuracy']:.3f} ({chunk['accuracy_source']})"
+    parts = [
+        f"{name} {number(line['value'])} (line {number(line['lower_alert'])})"
+        for name, line in metrics.items()
+        if line["value"] is not None
+    ]
+    return ", ".join(parts) + f" ({chunk['accuracy_source']})"
+
+
 def chunk_lines(chunks: list[dict], chunking: str) -> list[str]:
     lines = [f"Chunks over time: {chunking}.", ""]
     if not chunks:
         return lines
     lines += [
-        "| chunk | status | share drifted | importance drifted | prediction score | accuracy |",
-        "|---|---|---:|---:|---:|---:|",
+        "| chunk | status | share drifted | importance drifted | prediction score | performance |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for chunk in chunks:
         prediction = chunk["prediction_drift"] or {}
-        accuracy = (
-            f"{chunk['accuracy']:.3f} ({chunk['accuracy_source']})"
-            if chunk["accuracy"] is not None
-            else "n/a"
-        )
+        accuracy = metrics_text(chunk) if chunk["accuracy"] is not None else "n/a"
         lines.append(
             f"| {chunk_name(chunk)} | {chunk['status']} | {number(chunk['share_drifted'])} | "
             f"{number(chunk['importance_drifted'])} | {number(prediction.get('score'))} | "

@@ -1,44 +1,86 @@
-"""Model performance on a batch: measured where labels exist, estimated from probabilities (CBPE).
+"""Model performance on a batch: measured where labels exist, estimated from probabilities (CBPE),
+each judged against an alert line drawn from the test split's own variability.
+
+Metrics, every task: accuracy, ROC-AUC and F1 (binary: of the positive class; multiclass: the
+one-vs-rest macro ROC-AUC and the macro F1).
 
 Estimation is confidence-based performance estimation (CBPE; NannyML, after Guo et al. 2017 on
 calibration): the production model's probabilities are calibrated on the labelled test split
-(isotonic regression), and each row of the batch then counts as correct with its calibrated
-probability. The expected accuracy is the mean of those; the expected ROC-AUC (binary) is the
-area under the curve where each row is a fractional positive (weight = calibrated P(positive)).
-Assumption: no concept drift. P(label | features) is what it was on the test split; only the
-mix of inputs moved. A change in that relation is invisible without labels.
+(isotonic regression), and each row of the batch then counts as correct, positive or of class k
+with its calibrated probability. Accuracy: the mean of P(correct) (binary: from P(positive);
+multiclass: from the top-class probability). ROC-AUC: the area under the curve where each row is
+a fractional positive (multiclass: per class, one-vs-rest, then the mean). F1: from the expected
+true and false positives and false negatives. Assumption: no concept drift. P(label | features)
+is what it was on the test split; only the mix of inputs moved. A change in that relation is
+invisible without labels.
+
+Alert lines (NannyML's way, with a bootstrap): a metric of a batch or chunk of n rows alerts when
+it falls below `lower_alert` = the test split's figure - drift.performance_tolerance - NOISE_Z
+standard deviations, the standard deviation being how much that metric varies over DRAWS seeded
+bootstrap samples of n rows of the test split (at most EXACT_UP_TO rows drawn, scaled by
+sqrt(drawn / n) above), and never less than the test split's own (the same at its size): the
+figure it is compared with is itself an estimate, so a batch far larger than the test split is
+not held to a finer line than the test split can draw. A random sample of the test split crosses
+a line with probability about 0.13% per metric (NOISE_Z = 3); new rows of the test split's
+distribution, whose own figure differs from the test split's by chance too, at most about 1.7%
+(a chunk as large as the test split; less for smaller or larger chunks).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from mlops.config import Config
 
-METRICS = ("accuracy", "roc_auc")
-# Degradation must exceed the tolerance by this many standard errors of the current figure,
-# so that a small batch does not raise an alarm by chance.
-NOISE_Z = 4.0
+METRICS = ("accuracy", "roc_auc", "f1")
+NOISE_Z = 3.0  # standard deviations of the metric at the chunk's size below the test split's
+DRAWS = 100  # bootstrap samples of the test split per size
+EXACT_UP_TO = 5_000  # bootstrap at the chunk's own size up to this many rows; scaled above
+THRESHOLDS = (
+    f"test split's figure - tolerance - {NOISE_Z:g} standard deviations of the metric over "
+    f"{DRAWS} seeded bootstrap samples of the chunk's size (at most {EXACT_UP_TO:,} rows drawn, "
+    "scaled by sqrt(drawn / rows) above), never less than at the test split's own size"
+)
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """What the model said about some rows: the predicted labels and the monitored probability
-    (binary: P(positive); multiclass: the top-class probability)."""
+    """What the model said about some rows: predicted labels and every class's probability."""
 
     labels: np.ndarray
-    probability: np.ndarray
+    proba: np.ndarray  # (rows, classes), in `classes` order
+    classes: np.ndarray
     positive: Any  # binary: the positive label; multiclass: None
 
     def take(self, rows: np.ndarray | slice) -> Predictions:
-        return Predictions(self.labels[rows], self.probability[rows], self.positive)
+        return Predictions(self.labels[rows], self.proba[rows], self.classes, self.positive)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @cached_property
+    def probability(self) -> np.ndarray:
+        """The monitored probability: binary P(positive); multiclass the top-class one."""
+        if self.positive is None:
+            return self.proba.max(axis=1)
+        return self.proba[:, list(self.classes).index(self.positive)]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(rows, k) the scores ROC-AUC ranks: binary P(positive); multiclass every class's."""
+        return self.probability[:, None] if self.positive is not None else self.proba
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(rows, k) whether each row was predicted as the positive class (binary) or class k."""
+        if self.positive is not None:
+            return (self.labels == self.positive)[:, None]
+        return self.labels[:, None] == self.classes[None, :]
 
 
 def positive_label(model: Any, model_info: dict) -> Any:
@@ -52,13 +94,105 @@ def predict(model: Any, x: np.ndarray, positive: Any) -> Predictions:
     from mlops.predictions import predict as labels_and_probabilities
 
     labels, proba = labels_and_probabilities(model, x, positive)
-    if positive is None:
-        return Predictions(labels, proba.max(axis=1), None)
-    return Predictions(labels, proba[:, list(model.classes_).index(positive)], positive)
+    return of_probabilities(labels, proba, np.asarray(model.classes_), positive)
+
+
+def of_probabilities(
+    labels: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: Any
+) -> Predictions:
+    if positive is None and len(classes) == 2:
+        positive = classes[1]
+    return Predictions(labels, proba, classes, positive)
+
+
+# --- metrics as sums over rows --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Per-row quantities every metric is built from: measured (0/1 from labels) or expected
+    (calibrated probabilities). k columns: the positive class (binary), every class (multiclass)."""
+
+    correct: np.ndarray  # (rows,) correct, or P(correct)
+    truth: np.ndarray  # (rows, k) of the class, or P(class)
+    predicted: np.ndarray  # (rows, k) predicted as the class
+    groups: np.ndarray  # (rows, k) rank group of the row's score for the class (ties share one)
+    sizes: tuple[int, ...]  # groups per column
+
+    def take(self, rows: np.ndarray) -> Rows:
+        picked = (self.correct, self.truth, self.predicted, self.groups)
+        return Rows(*(values[rows] for values in picked), self.sizes)
+
+    def metrics(self) -> dict[str, float | None]:
+        """Accuracy, ROC-AUC (macro over classes with both outcomes) and F1 (macro)."""
+        aucs, f1s = [], []
+        for k, size in enumerate(self.sizes):
+            truth, predicted = self.truth[:, k], self.predicted[:, k]
+            auc = grouped_auc(self.groups[:, k], size, truth)
+            if auc is not None:
+                aucs.append(auc)
+            tp = float(truth[predicted].sum())
+            fp = float(predicted.sum()) - tp
+            fn = float(truth.sum()) - tp
+            if 2 * tp + fp + fn > 0:
+                f1s.append(2 * tp / (2 * tp + fp + fn))
+        return {
+            "accuracy": float(np.mean(self.correct)) if len(self.correct) else None,
+            "roc_auc": float(np.mean(aucs)) if aucs else None,
+            "f1": float(np.mean(f1s)) if f1s else None,
+        }
+
+
+def rank_groups(scores: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Per column, each row's index among the column's sorted distinct scores."""
+    groups = np.empty(scores.shape, dtype=np.int64)
+    sizes = []
+    for k in range(scores.shape[1]):
+        values, groups[:, k] = np.unique(scores[:, k], return_inverse=True)
+        sizes.append(len(values))
+    return groups, tuple(sizes)
+
+
+def grouped_auc(group: np.ndarray, size: int, positive: np.ndarray) -> float | None:
+    """ROC-AUC with row i a positive of weight positive[i], scores given as rank groups."""
+    pos = np.bincount(group, weights=positive, minlength=size)
+    neg = np.bincount(group, minlength=size) - pos
+    total_pos, total_neg = float(pos.sum()), float(neg.sum())
+    if total_pos <= 1e-12 or total_neg <= 1e-12:
+        return None
+    below = np.cumsum(neg) - neg
+    return float(np.sum(pos * (below + 0.5 * neg)) / (total_pos * total_neg))
+
+
+def expected_roc_auc(score: np.ndarray, positive: np.ndarray) -> tuple[float | None, float]:
+    """ROC-AUC when row i is a positive with probability positive[i]: (AUC, expected positives).
+
+    Pairs (i, j) count positive[i] * (1 - positive[j]) when score[i] > score[j], half on ties.
+    """
+    values, group = np.unique(score, return_inverse=True)
+    return grouped_auc(group, len(values), np.asarray(positive, dtype=np.float64)), float(
+        np.sum(positive)
+    )
+
+
+def measured_rows(y: np.ndarray, predicted: Predictions, groups: tuple | None = None) -> Rows:
+    if predicted.positive is not None:
+        truth = (y == predicted.positive)[:, None].astype(np.float64)
+    else:
+        truth = (y[:, None] == predicted.classes[None, :]).astype(np.float64)
+    groups = groups or rank_groups(predicted.scores)
+    correct = (y == predicted.labels).astype(np.float64)
+    return Rows(correct, truth, predicted.predicted, *groups)
+
+
+def measured(y: np.ndarray, predicted: Predictions) -> dict[str, float | None]:
+    """Accuracy, ROC-AUC and F1 from labels (ROC-AUC: None unless both outcomes occur)."""
+    return measured_rows(y, predicted).metrics()
 
 
 def standard_error(metric: str, value: float, n: int, n_pos: float) -> float:
-    """Sampling standard error of accuracy (binomial) or ROC-AUC (Hanley & McNeil 1982)."""
+    """Sampling standard error of accuracy (binomial) or ROC-AUC (Hanley & McNeil 1982): the
+    analytic forms the bootstrap agrees with (tests/test_drift_rules.py)."""
     if metric == "accuracy":
         return math.sqrt(max(value * (1 - value), 0.0) / n)
     n_neg = n - n_pos
@@ -69,96 +203,105 @@ def standard_error(metric: str, value: float, n: int, n_pos: float) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
-def measured(y: np.ndarray, predicted: Predictions) -> dict[str, float | None]:
-    """Accuracy and (binary, both labels present) ROC-AUC."""
-    from sklearn import metrics
-
-    accuracy = float(np.mean(y == predicted.labels))
-    roc = None
-    if predicted.positive is not None and len(np.unique(y)) == 2:
-        roc = float(metrics.roc_auc_score(y == predicted.positive, predicted.probability))
-    return {"accuracy": accuracy, "roc_auc": roc}
+# --- the estimator and the alert lines ------------------------------------------------------------
 
 
-def measured_errors(scores: dict, y: np.ndarray, predicted: Predictions) -> dict[str, float]:
-    n_pos = float(np.sum(y == predicted.positive)) if predicted.positive is not None else 0.0
-    return {m: standard_error(m, v, len(y), n_pos) for m, v in scores.items() if v is not None}
-
-
-@dataclass(frozen=True)
+@dataclass
 class Estimator:
-    """CBPE calibrated on the test split: P(positive | probability) for a binary model,
-    P(correct | top-class probability) for a multiclass one."""
+    """CBPE calibrated on the test split, and the test split's variability at any size."""
 
-    calibrator: Any
-    reference: dict[str, float | None]
-    reference_errors: dict[str, float]
+    calibrator: Any  # binary: P(positive | score); multiclass: P(correct | top-class probability)
+    per_class: list[Any] | None  # multiclass: P(class k | its probability), one per class
+    reference: dict[str, float | None]  # measured on the test split
+    reference_estimated: dict[str, float | None]  # CBPE on the test split
+    test_rows: dict[str, Rows]  # {"measured": ..., "estimated": ...} of the test split
+    seed: int = 0
+    _spreads: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def fit(cls, y: np.ndarray, predicted: Predictions) -> Estimator:
+    def fit(cls, y: np.ndarray, predicted: Predictions, seed: int = 0) -> Estimator:
         from sklearn.isotonic import IsotonicRegression
 
-        if predicted.positive is not None:
-            target = y == predicted.positive
-        else:
-            target = y == predicted.labels
-        calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        calibrator.fit(predicted.probability, target.astype(np.float64))
-        reference = measured(y, predicted)
-        return cls(calibrator, reference, measured_errors(reference, y, predicted))
+        def isotonic(score: np.ndarray, target: np.ndarray) -> Any:
+            model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            return model.fit(score, target.astype(np.float64))
 
-    def estimate(self, predicted: Predictions) -> tuple[dict, dict]:
-        """(expected metrics, their standard errors) on rows without labels."""
+        per_class = None
+        if predicted.positive is not None:
+            calibrator = isotonic(predicted.probability, y == predicted.positive)
+        else:
+            calibrator = isotonic(predicted.probability, y == predicted.labels)
+            per_class = [
+                isotonic(predicted.proba[:, k], y == label)
+                for k, label in enumerate(predicted.classes)
+            ]
+        estimator = cls(calibrator, per_class, {}, {}, {}, seed)
+        groups = rank_groups(predicted.scores)
+        estimator.test_rows = {
+            "measured": measured_rows(y, predicted, groups),
+            "estimated": estimator.expected_rows(predicted, groups),
+        }
+        estimator.reference = estimator.test_rows["measured"].metrics()
+        estimator.reference_estimated = estimator.test_rows["estimated"].metrics()
+        return estimator
+
+    def expected_rows(self, predicted: Predictions, groups: tuple | None = None) -> Rows:
+        """CBPE's per-row expectations on rows without labels."""
         calibrated = self.calibrator.predict(predicted.probability)
         if predicted.positive is None:
             correct = calibrated
-        else:
-            correct = np.where(predicted.labels == predicted.positive, calibrated, 1 - calibrated)
-        n = len(correct)
-        accuracy = float(np.mean(correct))
-        # The batch's own sampling error and the calibration's (the test split's error).
-        errors = {
-            "accuracy": math.hypot(
-                math.sqrt(float(np.sum(correct * (1 - correct)))) / n,
-                self.reference_errors["accuracy"],
+            truth = np.column_stack(
+                [c.predict(predicted.proba[:, k]) for k, c in enumerate(self.per_class or [])]
             )
-        }
-        scores: dict[str, float | None] = {"accuracy": accuracy, "roc_auc": None}
-        if predicted.positive is not None:
-            roc, positives = expected_roc_auc(predicted.probability, calibrated)
-            if roc is not None:
-                scores["roc_auc"] = roc
-                errors["roc_auc"] = math.hypot(
-                    standard_error("roc_auc", roc, n, positives),
-                    self.reference_errors.get("roc_auc", 0.0),
-                )
-        return scores, errors
+            total = truth.sum(axis=1, keepdims=True)
+            truth = np.divide(truth, total, out=np.zeros_like(truth), where=total > 0)
+        else:
+            is_positive = predicted.labels == predicted.positive
+            correct = np.where(is_positive, calibrated, 1 - calibrated)
+            truth = calibrated[:, None]
+        groups = groups or rank_groups(predicted.scores)
+        return Rows(correct, truth, predicted.predicted, *groups)
 
+    def estimate(self, predicted: Predictions) -> tuple[dict, dict]:
+        """(expected metrics, their standard deviations at this many rows) without labels."""
+        scores = self.expected_rows(predicted).metrics()
+        return scores, self.spread("estimated", len(predicted))
 
-def expected_roc_auc(score: np.ndarray, positive: np.ndarray) -> tuple[float | None, float]:
-    """ROC-AUC when row i is a positive with probability positive[i]: (AUC, expected positives).
+    def spread(self, source: str, rows: int) -> dict[str, float]:
+        """Per metric: its standard deviation over test-split samples of `rows` rows, never less
+        than at the test split's own size (see the module docstring)."""
+        own = self._bootstrap(source, rows)
+        test = self._bootstrap(source, len(self.test_rows[source].correct))
+        return {m: max(own[m], test.get(m, 0.0)) for m in own}
 
-    Pairs (i, j) count positive[i] * (1 - positive[j]) when score[i] > score[j], half on ties.
-    """
-    values, group = np.unique(score, return_inverse=True)
-    pos = np.bincount(group, weights=positive, minlength=len(values))
-    neg = np.bincount(group, weights=1 - positive, minlength=len(values))
-    total_pos, total_neg = float(pos.sum()), float(neg.sum())
-    if total_pos <= 0 or total_neg <= 0:
-        return None, total_pos
-    below = np.cumsum(neg) - neg
-    return float(np.sum(pos * (below + 0.5 * neg)) / (total_pos * total_neg)), total_pos
+    def _bootstrap(self, source: str, rows: int) -> dict[str, float]:
+        drawn = max(min(rows, EXACT_UP_TO), 2)
+        key = (source, drawn)
+        if key not in self._spreads:
+            base = self.test_rows[source]
+            rng = np.random.default_rng([self.seed, drawn, source == "estimated"])
+            draws = [
+                base.take(rng.integers(0, len(base.correct), drawn)).metrics() for _ in range(DRAWS)
+            ]
+            self._spreads[key] = {
+                m: float(np.std(values, ddof=1))
+                for m in METRICS
+                if len(values := [d[m] for d in draws if d[m] is not None]) > 1
+            }
+        scale = math.sqrt(drawn / max(rows, 1))
+        return {m: sd * scale for m, sd in self._spreads[key].items()}
 
 
 def judge(
     reference: dict, current: dict, errors: dict, tolerance: float
 ) -> tuple[dict[str, dict], list[str]]:
-    """Per metric: the drop vs the reference and its margin; the metrics degraded beyond it."""
+    """Per metric: the drop vs the reference, its margin (tolerance + NOISE_Z standard
+    deviations) and the alert line; the metrics that fell below their line."""
     drops: dict[str, dict] = {}
     degraded = []
     for metric in METRICS:
         now, before = current.get(metric), reference.get(metric)
-        if now is None or before is None:
+        if now is None or before is None or metric not in errors:
             continue
         margin = tolerance + NOISE_Z * errors[metric]
         drop = before - now
@@ -166,10 +309,23 @@ def judge(
             "drop": rounded(drop),
             "margin": rounded(margin),
             "standard_error": rounded(errors[metric]),
+            "lower_alert": rounded(before - margin),
         }
         if drop > margin:
             degraded.append(metric)
     return drops, degraded
+
+
+def metric_lines(values: dict, drops: dict, source: str) -> dict[str, dict]:
+    """{metric: {value, source, lower_alert}} of one batch or chunk, every metric of the task."""
+    return {
+        metric: {
+            "value": rounded(values.get(metric)),
+            "source": source,
+            "lower_alert": drops.get(metric, {}).get("lower_alert"),
+        }
+        for metric in METRICS
+    }
 
 
 def performance(
@@ -178,12 +334,14 @@ def performance(
     current: Predictions,
     y: np.ndarray | None,
 ) -> dict:
-    """Measured (labels) and estimated (always) accuracy and ROC-AUC on a batch vs the test
-    split; degraded when either drops beyond tolerance plus NOISE_Z of its standard errors."""
+    """Measured (labels) and estimated (always) accuracy, ROC-AUC and F1 on a batch vs the test
+    split; degraded when one falls below its alert line (see the module docstring)."""
     tolerance = config.drift.performance_tolerance
-    estimated, estimated_errors = estimator.estimate(current)
+    groups = rank_groups(current.scores)
+    estimated = estimator.expected_rows(current, groups).metrics()
+    estimated_errors = estimator.spread("estimated", len(current))
     estimated_drops, estimated_degraded = judge(
-        estimator.reference, estimated, estimated_errors, tolerance
+        estimator.reference_estimated, estimated, estimated_errors, tolerance
     )
     result: dict[str, Any] = {
         "reference": {m: rounded(v) for m, v in estimator.reference.items()},
@@ -193,11 +351,13 @@ def performance(
         "labelled": y is not None,
         "tolerance": tolerance,
         "noise_z": NOISE_Z,
+        "thresholds": THRESHOLDS,
         "drops": {},
         "estimated": {
             "method": "CBPE (isotonic calibration on the test split)",
             "assumption": "no concept drift: P(label | features) as on the test split",
             **{m: rounded(v) for m, v in estimated.items()},
+            "reference": {m: rounded(v) for m, v in estimator.reference_estimated.items()},
             "standard_errors": {m: rounded(v) for m, v in estimated_errors.items()},
             "drops": estimated_drops,
             "degraded_metrics": estimated_degraded,
@@ -215,16 +375,19 @@ def performance(
         )
         result["judged_by"] = "estimated"
         result["drops"], result["degraded_metrics"] = estimated_drops, estimated_degraded
+        result["metrics"] = metric_lines(estimated, estimated_drops, "estimated")
     else:
         # Labels are the truth: the estimate then only shows how close it came.
         labelled = current if known.all() else current.take(known)
         y = y[known]
-        scores = measured(y, labelled)
+        labelled_groups = groups if known.all() else None  # None: ranked for these rows
+        scores = measured_rows(y, labelled, labelled_groups).metrics()
         result["current"] = {m: rounded(v) for m, v in scores.items()}
         result["judged_by"] = "measured"
         result["drops"], result["degraded_metrics"] = judge(
-            estimator.reference, scores, measured_errors(scores, y, labelled), tolerance
+            estimator.reference, scores, estimator.spread("measured", len(labelled)), tolerance
         )
+        result["metrics"] = metric_lines(scores, result["drops"], "measured")
         result["estimated"]["error"] = {
             m: rounded(estimated[m] - scores[m])
             for m in METRICS
@@ -232,7 +395,9 @@ def performance(
         }
         if not known.all():  # labels that arrived for some rows: the rest is estimated
             rest, rest_errors = estimator.estimate(current.take(~known))
-            rest_drops, rest_degraded = judge(estimator.reference, rest, rest_errors, tolerance)
+            rest_drops, rest_degraded = judge(
+                estimator.reference_estimated, rest, rest_errors, tolerance
+            )
             result["judged_by"] = "measured+estimated"
             result["unlabelled"] = {
                 "rows": int((~known).sum()),

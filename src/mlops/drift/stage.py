@@ -42,7 +42,7 @@ def report(
                 f"{name}: missing column(s) {', '.join(missing)} that the {model_info['source']} "
                 "model was trained with: promote a model trained on this schema, or roll back"
             )
-    batch = load_current(config, current, reference, model_info, labels)
+    batch = load_current(config, current, reference, model_info, labels, model)
     log.info(
         "comparing %s (%d rows in %d file(s)%s) with %s (%d rows); model: %s",
         batch.name,

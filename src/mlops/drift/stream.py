@@ -1,6 +1,7 @@
 """A drift batch of any size in one streaming pass: checked chunk by chunk, exact per-column
-statistics over all rows (mlops.drift.exact), and a seeded uniform sample of drift.sample_size rows
-for Evidently's panels, the predictions and the performance estimate.
+statistics over all rows (mlops.drift.exact), the model's predictions, labels and time values of
+every row (performance and chunks; a Scorer given), and a seeded uniform sample of drift.sample_size
+rows for Evidently's panels.
 
 The sample keeps the rows with the smallest keys, a key being a hash of (seed, file, row): a
 uniform sample without replacement that depends on neither the chunk size nor the engine. With
@@ -11,7 +12,8 @@ file. Either way the parts are merged in file order, so both engines give identi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,63 @@ POOL_PROCESSES = 2
 
 
 @dataclass(frozen=True)
+class Scorer:
+    """The model, to predict every row of the pass (its own features and categories)."""
+
+    model: Any
+    positive: Any
+    features: list[str]
+    categories: dict[str, list]
+    threaded: bool = False  # in this process: predict on a thread as the pass goes on
+    legacy: bool = False  # a model file from before raw rows: its own coding (mlops.encoding)
+
+    def matrix(self, chunk: batches.Chunk) -> np.ndarray:
+        return _matrix(chunk, self.features, self.categories, self.legacy)
+
+    def rows(self, chunk: batches.Chunk) -> Any:
+        """The chunk's predictions (mlops.drift.performance.Predictions); threaded, their future
+        (the model releases the GIL: the second core predicts while this one reads and counts;
+        at most PENDING chunks wait, so memory stays bounded)."""
+        x = self.matrix(chunk)
+        if not self.threaded:
+            return _predicted(self.model, x, self.positive)
+        while len(_PENDING) >= PENDING:
+            _PENDING.pop(0).result()
+        future = _predictor().submit(_predicted, self.model, x, self.positive)
+        _PENDING.append(future)
+        return future
+
+
+PENDING = 2
+_PENDING: list[Future] = []
+_PREDICTOR: list[ThreadPoolExecutor] = []
+
+
+def _predictor() -> ThreadPoolExecutor:
+    """One thread for the predictions of this process's passes (its queue keeps their order)."""
+    if not _PREDICTOR:
+        _PREDICTOR.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-predict"))
+    return _PREDICTOR[0]
+
+
+def _predicted(model: Any, x: np.ndarray, positive: Any) -> Any:
+    """Predictions with float32 probabilities (every row is kept: 8 bytes a class, not 16)."""
+    from mlops.drift.performance import predict
+
+    said = predict(model, x, positive)
+    return replace(said, proba=said.proba.astype(np.float32))
+
+
+def scorer(model: Any, model_info: dict, features: list[str], categories: dict) -> Scorer:
+    """The model file as it scores the coded matrix, with that matrix's coding."""
+    from mlops.predictions import matrix_model, model_positive, takes_raw_frame
+
+    positive = model_positive(model, model_info)
+    coded, legacy = matrix_model(model, model_info), not takes_raw_frame(model_info)
+    return Scorer(coded, positive, features, categories, legacy=legacy)
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a pass over one file needs (pickled to Dask workers with the engine `dask`)."""
 
@@ -47,6 +106,7 @@ class Plan:
     categories: dict[str, list]  # the model's, for unseen values
     checked: bool
     labels: Labels | None = None  # LABELS=: joined to each chunk by its key columns
+    scorer: Scorer | None = None
 
     @classmethod
     def of(
@@ -59,6 +119,7 @@ class Plan:
         available: Iterable[str],
         checked: bool = True,
         labels: Labels | None = None,
+        scorer: Scorer | None = None,
     ) -> Plan:
         extra = [config.schema.target, config.data.time_column]
         names = set(available)
@@ -75,6 +136,7 @@ class Plan:
             categories={n: categories[n] for n in categorical if n in categories},
             checked=checked,
             labels=labels,
+            scorer=scorer,
         )
 
 
@@ -89,6 +151,8 @@ class Part:
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     sample: pd.DataFrame | pa.RecordBatch | None = None  # an Arrow chunk while it is offered
+    # every row's {"x": predictions, "target", "time"} (a Scorer given), a list per chunk
+    every: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +170,9 @@ class Batch:
     grids: dict[str, Grid]
     files: int = 1
     labelled_rows: int = 0
+    # every row in batch order (a Scorer given): "x", per chunk read its predictions or (a pass in
+    # this process) their future; "target" and "time", as read
+    every: dict[str, Any] | None = None
 
     def missing_share(self, name: str) -> float:
         stats = self.numeric.get(name) or self.categorical[name]
@@ -163,6 +230,8 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
             suspect |= unknown
         if plan.checked and suspect:
             check(chunk, config)  # find and name the failure
+        if plan.scorer is not None:
+            _keep_every(part, chunk, plan)
         candidates = Part(
             keys=keys(config.seed, file, chunk.first_row, len(chunk)),
             positions=np.arange(chunk.first_row, chunk.first_row + len(chunk), dtype=np.int64),
@@ -171,6 +240,56 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
         _keep_smallest(part, candidates, config.drift.sample_size)
         part.rows += len(chunk)
     return part
+
+
+def _keep_every(part: Part, chunk: batches.Chunk, plan: Plan) -> None:
+    """The chunk's model input, labels and time values, kept for every row (the analysis predicts
+    on a thread while Evidently runs: the model releases the GIL)."""
+    found = {"x": plan.scorer.rows(chunk)}
+    names = _names(chunk)
+    config = plan.config
+    for key, name in (("target", config.schema.target), ("time", config.data.time_column)):
+        if name and name in plan.columns and name in names:
+            found[key] = _values(chunk, name)
+    for key, values in found.items():
+        part.every.setdefault(key, []).append(values)
+
+
+def _values(chunk: batches.Chunk, name: str) -> np.ndarray:
+    if isinstance(chunk.data, pd.DataFrame):
+        return chunk.data[name].to_numpy()
+    return chunk.data.column(name).to_pandas().to_numpy()
+
+
+def _matrix(
+    chunk: batches.Chunk, features: list[str], categories: dict, legacy: bool = False
+) -> np.ndarray:
+    """The model's input (mlops.encoding.feature_matrix), numbers straight from Arrow."""
+    from mlops.encoding import encode_column, numeric_codes, numeric_positions
+
+    if isinstance(chunk.data, pd.DataFrame):
+        from mlops.encoding import feature_matrix
+
+        return feature_matrix(chunk.data, features, categories, legacy)
+    matrix = np.empty((len(chunk), len(features)), dtype=np.float64)
+    for index, name in enumerate(features):
+        numbers = _numbers(chunk, name)
+        values = categories.get(name)
+        if values is None:
+            matrix[:, index] = (
+                numbers
+                if numbers is not None
+                else pd.to_numeric(_series(chunk, name), errors="coerce").to_numpy(np.float64)
+            )
+        elif numbers is not None and numeric_codes(values):
+            matrix[:, index] = (
+                np.where(np.isin(numbers, values), numbers, np.nan)
+                if legacy
+                else numeric_positions(numbers, values)
+            )
+        else:
+            matrix[:, index] = encode_column(_series(chunk, name), values, legacy)
+    return matrix
 
 
 # Columns straight from Arrow where their type allows: a chunk becomes a pandas frame only when a
@@ -286,6 +405,8 @@ def merge(total: Part, part: Part, size: int) -> None:
     """Add the next file's part to the parts before it (rows numbered on from theirs)."""
     shifted = Part(keys=part.keys, positions=part.positions + total.rows, sample=part.sample)
     _keep_smallest(total, shifted, size)
+    for key, values in part.every.items():
+        total.every.setdefault(key, []).extend(values)
     for name, stats in part.numeric.items():
         total.numeric.setdefault(name, NumericStats()).merge(stats)
     for name, stats in part.categorical.items():
@@ -306,6 +427,7 @@ def read(
     *,
     checked: bool = True,
     labels: Labels | None = None,
+    scorer: Scorer | None = None,
 ) -> Batch:
     """The batch a CURRENT= names (a file, folder or glob), streamed with drift.engine; with
     LABELS=, each chunk gets its labels joined by key."""
@@ -318,6 +440,7 @@ def read(
         available=dataset.schema.names,
         checked=checked,
         labels=labels,
+        scorer=scorer,
     )
     total = Part()
     for part in _parts(dataset, plan):
@@ -334,14 +457,21 @@ def from_frame(
     *,
     name: str,
     checked: bool = False,
+    scorer: Scorer | None = None,
 ) -> Batch:
     """A batch already in memory, through the same pass (as one chunk)."""
     plan = Plan.of(
-        config, reference, features, categories, available=frame.columns, checked=checked
+        config,
+        reference,
+        features,
+        categories,
+        available=frame.columns,
+        checked=checked,
+        scorer=scorer,
     )
     chunk = batches.Chunk(frame[plan.columns].reset_index(drop=True), name, 0)
     total = Part()
-    merge(total, pass_chunks([chunk], 0, plan), config.drift.sample_size)
+    merge(total, pass_chunks([chunk], 0, _threaded(plan)), config.drift.sample_size)
     return finish(total, plan, name)
 
 
@@ -359,8 +489,16 @@ def _parts(dataset: Any, plan: Plan) -> Iterator[Part]:
         # of several files is read on every core, one file per process, merged in file order.
         yield from cluster.in_processes(fragment_part, calls, plan, workers)
         return
+    here = _threaded(plan)
     for call in calls:
-        yield fragment_part(*call, plan)
+        yield fragment_part(*call, here)
+
+
+def _threaded(plan: Plan) -> Plan:
+    """The plan for a pass in this process: predictions on a thread."""
+    if plan.scorer is None:
+        return plan
+    return replace(plan, scorer=replace(plan.scorer, threaded=True))
 
 
 def fragment_part(file: int, fragment: Any, schema: Any, rows: int, plan: Plan) -> Part:
@@ -412,4 +550,9 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
         grids=plan.grids,
         files=files,
         labelled_rows=total.labelled_rows,
+        every={k: v if k == "x" else _joined(v) for k, v in total.every.items()} or None,
     )
+
+
+def _joined(values: list[np.ndarray]) -> np.ndarray:
+    return values[0] if len(values) == 1 else np.concatenate(values)
