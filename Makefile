@@ -23,7 +23,7 @@ RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
 .PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
-	release-export release-import \
+	release-export release-import mlflow-sync mlflow-ui \
 	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
@@ -143,6 +143,13 @@ drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT,
 
 rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN; REASON="..." is recorded)
 	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)") $(if $(REASON),--reason "$$REASON")
+
+# MLflow mirrors models/registry.json, models/runs.jsonl and the drift history (docs/runbook.md).
+mlflow-sync: $(INSTALLED) ## Log to MLflow what it lacks (MLFLOW_TRACKING_URI, else mlruns/); a 2nd sync writes nothing
+	@$(MLOPS) mlflow-sync
+
+mlflow-ui: $(INSTALLED) ## Sync into the embedded store mlruns/ and serve MLflow's UI on 127.0.0.1:5000 (HOST, PORT)
+	@$(MLOPS) mlflow-ui $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
 
 release-export: $(INSTALLED) ## Bundle the model this gate promoted (or VERSION=vN) into DIR for a GitHub Release
 	@$(MLOPS) release-export "$(or $(DIR),dist/release)" $(if $(VERSION),--version "$(VERSION)")

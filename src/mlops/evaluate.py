@@ -11,7 +11,7 @@ import numpy as np
 from sklearn import metrics
 from sklearn.pipeline import Pipeline
 
-from mlops import __version__, files, plots
+from mlops import __version__, files, plots, tracking
 from mlops.config import Config
 from mlops.predictions import model_matrix, model_positive, predict
 from mlops.train import load_candidate
@@ -92,6 +92,8 @@ def run(config: Config) -> dict:
         report["f1"],
         len(test),
     )
+    if tracking.enabled(config):
+        tracking.log_candidate(config, model, metadata, report)
     return report
 
 
