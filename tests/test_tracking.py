@@ -24,7 +24,7 @@ from mlops.config import load_config
 from mlops.errors import CheckFailed, InputError
 
 pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
+from mlflow import MlflowClient
 
 NAME = "mlops"
 
@@ -95,9 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def tracked(
-    server: Server, tmp_path_factory: pytest.TempPathFactory, promoted_dir: Path
-) -> Path:
+def tracked(server: Server, tmp_path_factory: pytest.TempPathFactory, promoted_dir: Path) -> Path:
     """A project where `make all` ran with MLFLOW_TRACKING_URI set: evaluate (the candidate's
     run, its plots and model), promote (v1, champion) and drift (a monitoring run)."""
     root = made_copy(promoted_dir, tmp_path_factory.mktemp("tracked") / "project")
@@ -113,8 +111,10 @@ def tracked(
         env={**os.environ, "MLFLOW_TRACKING_URI": server.uri, "DO_NOT_TRACK": "1"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "MLflow: candidate" in done.stderr and "MLflow: drift check" in done.stderr
-    assert "Traceback" not in done.stderr and "View run" not in done.stdout
+    assert "MLflow: candidate" in done.stderr
+    assert "MLflow: drift check" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "View run" not in done.stdout
     return root
 
 
@@ -172,7 +172,8 @@ def test_make_all_logs_the_candidate_version_and_drift_check(inside, server):
     model = mlflow.get_logged_model(run.data.tags[tracking.MODEL_TAG].rsplit("/", 1)[-1])
     assert model.source_run_id == run.info.run_id
     (version,) = mlflow.search_model_versions(f"name = '{NAME}'")
-    assert version.run_id == run.info.run_id and champion(mlflow) == "v1"
+    assert version.run_id == run.info.run_id
+    assert champion(mlflow) == "v1"
     (check,) = runs(mlflow, f"{NAME}-monitoring")
     assert check.data.tags["drift.status"] == "ok"
     assert check.data.metrics["share_drifted"] == 0.0
@@ -262,16 +263,18 @@ def test_bad_or_unreachable_uri_is_one_line_exit_2_when_required(
     required = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"required": True})}
     )
-    with pytest.raises(InputError, match="tracking.required") as error:
+    with pytest.raises(InputError, match=r"tracking\.required") as error:
         promote.run(required)
-    assert expected in str(error.value) and "secret" not in str(error.value)
+    assert expected in str(error.value)
+    assert "secret" not in str(error.value)
     assert registry.production_version() == "v1"  # the gate's files were written first
     assert runlog.read_runs()[0]["decision"] == "promoted"
     tracking._DOWN.clear()
     result = run_module(project, "promote", env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0
     (line,) = [line for line in result.stderr.splitlines() if "MLflow" in line]
-    assert expected in line and "secret" not in result.stderr
+    assert expected in line
+    assert "secret" not in result.stderr
 
 
 def test_a_name_mlflow_refuses_is_one_line(project, monkeypatch):
@@ -318,7 +321,9 @@ def test_signature_and_input_example_come_from_the_schema(config):
     signature = tracking.signature(config)
     columns = {spec.name: spec.type.to_numpy().kind for spec in signature.inputs.inputs}
     assert list(columns) == config.features
-    assert columns["AGEP"] == "f" and columns["SCHL"] == "i"
+    assert columns["AGEP"] == "f"
+    assert columns["SCHL"] == "i"
     example = tracking.input_example(config)
     assert list(example.columns) == config.features
-    assert example.loc[0, "AGEP"] == 53.0 and example.loc[0, "SCHL"] == 0
+    assert example.loc[0, "AGEP"] == 53.0
+    assert example.loc[0, "SCHL"] == 0

@@ -16,6 +16,7 @@ is missing, and changes nothing when the mirror is complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -121,7 +122,7 @@ def probe(uri: str) -> None:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_SECONDS):  # noqa: S310 (http/https only)
+        with urllib.request.urlopen(url, timeout=PROBE_SECONDS):
             pass
     except urllib.error.HTTPError:
         return  # it answers; refusals (401, 403) are reported by the call that is refused
@@ -169,7 +170,7 @@ def guarded(config: Config, what: str, action: Callable[[MlflowClient], Any]) ->
         client = connect(uri)
         connected = True
         return action(client)
-    except Exception as exc:  # noqa: BLE001 (any tracking failure: one line, never a traceback)
+    except Exception as exc:  # any tracking failure: one line, never a traceback
         message = f"MLflow at {shown(uri)}: {one_line(exc, uri)}"
         if config.tracking.required:
             raise InputError(f"{message} (tracking.required is true)") from None
@@ -355,9 +356,7 @@ class Mirror:
         have_metrics = data.metrics if data else {}
         have_tags = data.tags if data else {}
         new_params = [Param(k, v) for k, v in params.items() if k not in have_params]
-        new_metrics = [
-            Metric(k, v, now, 0) for k, v in metrics.items() if have_metrics.get(k) != v
-        ]
+        new_metrics = [Metric(k, v, now, 0) for k, v in metrics.items() if have_metrics.get(k) != v]
         new_tags = [RunTag(k, v) for k, v in tags.items() if have_tags.get(k) != v]
         if new_params or new_metrics or new_tags:
             self.client.log_batch(run_id, metrics=new_metrics, params=new_params, tags=new_tags)
@@ -731,7 +730,7 @@ def sync_command(config: Config) -> int:
         changes = sync_into(client, config)
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InputError(f"MLflow at {shown(uri)}: {one_line(exc, uri)}") from None
     log.info(
         "MLflow at %s: %s",
@@ -766,7 +765,5 @@ def ui_command(config: Config, host: str | None = None, port: int | None = None)
         "--workers",
         "1",
     ]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(command, check=False)
-    except KeyboardInterrupt:
-        pass
