@@ -235,13 +235,16 @@ format: $(INSTALLED) ## Apply ruff fixes and formatting
 # The dev lock is resolved first; requirements.lock takes its versions (what the tests ran is what
 # the pipeline image runs), and requirements-serve.lock, the `serve` dependency group alone, takes
 # requirements.lock's (the served model must load with the scikit-learn it was trained with).
+# requirements-mlflow.lock (the compose file's MLflow server and tracked pipeline) takes the dev
+# lock's versions too; keep its spec in step with pyproject's `mlflow` extra.
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links
 SERVE_GROUP := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["serve"], sep="\n")
-lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock and requirements-serve.lock from pyproject.toml
+lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -mlflow.lock from pyproject.toml
 	@$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
 	@$(PIP_COMPILE) --constraint requirements-dev.lock -o requirements.lock pyproject.toml
 	@$(PY) -c '$(SERVE_GROUP)' | $(PIP_COMPILE) --constraint requirements.lock -o requirements-serve.lock -
+	@echo 'mlflow>=3.1,<4' | $(PIP_COMPILE) --constraint requirements-dev.lock -o requirements-mlflow.lock -
 
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
