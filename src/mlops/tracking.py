@@ -21,11 +21,8 @@ import logging
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Callable
-from importlib import metadata as distributions
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -99,6 +96,8 @@ def one_line(exc: BaseException, uri: str) -> str:
 
 def check_version() -> str:
     """The installed mlflow's version, refused outside the extra's range."""
+    from importlib import metadata as distributions
+
     try:
         found = distributions.version("mlflow")
     except distributions.PackageNotFoundError:
@@ -118,6 +117,9 @@ def check_version() -> str:
 
 def probe(uri: str) -> None:
     """A tracking server answers at all (any HTTP status), within PROBE_SECONDS."""
+    import urllib.error
+    import urllib.request
+
     parts = urlsplit(uri)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
@@ -417,6 +419,8 @@ class Mirror:
         return existing is None or MODEL_TAG not in existing.data.tags
 
     def _log_model(self, run_id: str, model: Any) -> None:
+        from importlib import metadata as distributions
+
         import mlflow
         import mlflow.sklearn
 
