@@ -324,3 +324,38 @@ def test_signature_and_input_example_come_from_the_schema(config):
     assert list(example.columns) == config.features
     assert example.loc[0, "AGEP"] == 53.0
     assert example.loc[0, "SCHL"] == 0
+
+
+def test_mlflow_ui_syncs_into_the_embedded_store_and_serves_it(promoted_dir, tmp_path):
+    """`make mlflow-ui` with nothing set up (even with a team's URI in the environment): the
+    registry synced into mlruns/ (SQLite) and MLflow's UI and API on loopback."""
+    root = shutil.copytree(promoted_dir, tmp_path / "project")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "DO_NOT_TRACK": "1"}
+    command = [sys.executable, "-m", "mlops", "mlflow-ui", "--port", str(port)]
+    with (tmp_path / "ui.log").open("wb") as output:
+        ui = subprocess.Popen(
+            command, cwd=root, env=env, stdout=output, stderr=output, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert ui.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "make mlflow-ui did not answer in 300 s"
+                time.sleep(0.5)
+        mlflow = MlflowClient(tracking_uri=base, registry_uri=base)
+        (run,) = runs(mlflow, NAME)
+        assert run.data.tags["gate.decision"] == "promoted"
+        assert champion(mlflow) == "v1"
+        with urllib.request.urlopen(base, timeout=10) as page:  # the UI itself
+            assert b"<html" in page.read().lower()
+    finally:
+        os.killpg(ui.pid, signal.SIGKILL)
+        ui.wait()
+    assert (root / "mlruns" / "mlflow.db").is_file()
+    assert "[mlflow-ui] MLflow UI on http://127.0.0.1:" in (tmp_path / "ui.log").read_text()

@@ -130,6 +130,8 @@ def probe(uri: str) -> None:
         return  # it answers; refusals (401, 403) are reported by the call that is refused
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
+        if type(reason).__module__ == "ssl":  # it answers; TLS is MLflow's to check
+            return  # (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS)
         raise Unavailable(f"unreachable ({one_line(reason, uri)})") from None
 
 
