@@ -680,8 +680,10 @@ def sync_into(client: MlflowClient, config: Config, *, drift: bool = True) -> in
     metrics_file = REPORTS / "metrics.json"
     scored = files.read_json(metrics_file) if metrics_file.is_file() else {}
     by_sha = {entry["sha256"]: name for name, entry in registry_data["versions"].items()}
+    latest: dict[str, dict[str, Any]] = {}  # a model gated twice: its run shows the last decision
     for item in runlog.read_runs(runlog.RUNS_FILE):
-        sha = item["model_sha256"]
+        latest[item["model_sha256"]] = item
+    for sha, item in latest.items():
         model_file = None
         if sha in by_sha and registry_data["versions"][by_sha[sha]].get("local", True):
             model_file = registry.MODELS_DIR / by_sha[sha] / MODEL_FILE
