@@ -156,10 +156,10 @@ USER 10001:0
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=2)"]
-# --allowed-hosts: the other containers reach it as mlflow:5000, the host as 127.0.0.1:5000.
+# --allowed-hosts: the other containers reach it as mlflow:5000, the host on any published port.
 CMD ["mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db", \
     "--artifacts-destination", "/mlflow/artifacts", "--host", "0.0.0.0", "--port", "5000", \
-    "--workers", "1", "--allowed-hosts", "mlflow:5000,localhost:5000,127.0.0.1:5000"]
+    "--workers", "1", "--allowed-hosts", "mlflow:5000,localhost:*,127.0.0.1:*"]
 
 # ---- serve (the default target): the production model in models/ on port 8000 ----
 FROM runtime AS serve

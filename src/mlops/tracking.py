@@ -155,7 +155,8 @@ def connect(uri: str) -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its progress lines; ours say enough
+    # its progress lines and notes (no git in an image); our own line says what went where
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
