@@ -60,6 +60,8 @@ def run(config: Config) -> dict:
     """Score the candidate on data/processed/test.parquet; write reports/metrics.json and PNGs."""
     started = time.perf_counter()
     base = {"version": __version__, "seed": config.seed, "rows_processed": 0}
+    if tracking.enabled(config):
+        tracking.prepare(config)
     try:
         model, metadata = load_candidate()
         test = files.read_parquet(config.data.processed_dir / "test.parquet")

@@ -625,6 +625,20 @@ def candidate_artifacts() -> tuple[Path, ...]:
     return (*(REPORTS / name for name in PLOTS), REPORTS / "validation.json")
 
 
+def prepare(config: Config) -> None:
+    """Start importing mlflow (and skops, its model format) on another thread, so that the
+    evaluate stage's scoring and plots hide most of it (mlops.imports)."""
+    from mlops.imports import import_in_background
+
+    if not enabled(config) or tracking_uri() in _DOWN:
+        return
+    try:
+        check_version()  # an mlflow outside the range is reported when used, not imported here
+    except Unavailable:
+        return
+    import_in_background("mlflow", "mlflow.sklearn", "mlflow.models", "skops.io")
+
+
 def log_candidate(config: Config, model: Any, metadata: dict, metrics: dict) -> None:
     """evaluate: the candidate's run with its params, metrics, plots, validation and model."""
 
