@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -637,6 +638,16 @@ def prepare(config: Config) -> None:
     except Unavailable:
         return
     import_in_background("mlflow", "mlflow.sklearn", "mlflow.models", "skops.io")
+    threading.Thread(target=_warm_requirements, name="mlflow requirements", daemon=True).start()
+
+
+def _warm_requirements() -> None:
+    """mlflow maps every installed distribution to its modules the first time it checks a
+    model's requirements (about a second in a large venv): done here, beside evaluate's work."""
+    with contextlib.suppress(Exception):
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_packages_to_modules_map()
 
 
 def log_candidate(config: Config, model: Any, metadata: dict, metrics: dict) -> None:
