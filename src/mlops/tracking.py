@@ -17,6 +17,7 @@ is missing, and changes nothing when the mirror is complete.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -629,25 +630,26 @@ def candidate_artifacts() -> tuple[Path, ...]:
 def prepare(config: Config) -> None:
     """Start importing mlflow (and skops, its model format) on another thread, so that the
     evaluate stage's scoring and plots hide most of it (mlops.imports)."""
-    from mlops.imports import import_in_background
-
     if not enabled(config) or tracking_uri() in _DOWN:
         return
     try:
         check_version()  # an mlflow outside the range is reported when used, not imported here
     except Unavailable:
         return
-    import_in_background("mlflow", "mlflow.sklearn", "mlflow.models", "skops.io")
-    threading.Thread(target=_warm_requirements, name="mlflow requirements", daemon=True).start()
+    threading.Thread(target=_warm, name="import mlflow", daemon=True).start()
 
 
-def _warm_requirements() -> None:
-    """mlflow maps every installed distribution to its modules the first time it checks a
-    model's requirements (about a second in a large venv): done here, beside evaluate's work."""
-    with contextlib.suppress(Exception):
-        from mlflow.utils import requirements_utils
+def _warm() -> None:
+    """Import mlflow, its sklearn flavour and skops (the model format), then let mlflow map every
+    installed distribution to its modules (what it does the first time it checks a model's
+    requirements, about a second in a large venv); in one thread, in this order: a second
+    thread importing parts of mlflow at the same time can meet it half-initialised."""
+    from mlops.imports import heavy_imports
 
-        requirements_utils._init_packages_to_modules_map()
+    with contextlib.suppress(Exception), heavy_imports():
+        for name in ("mlflow", "mlflow.models", "mlflow.sklearn", "skops.io"):
+            importlib.import_module(name)
+        importlib.import_module("mlflow.utils.requirements_utils")._init_packages_to_modules_map()
 
 
 def log_candidate(config: Config, model: Any, metadata: dict, metrics: dict) -> None:
