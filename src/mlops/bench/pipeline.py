@@ -158,6 +158,30 @@ def mlflow_server(root: Path) -> Iterator[str]:
         server.wait()
 
 
+def logged_runs(uri: str, experiments: list[str]) -> list[int]:
+    """How many runs each experiment holds on the server at uri."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    counts = []
+    for name in experiments:
+        found = client.get_experiment_by_name(name)
+        counts.append(0 if found is None else len(client.search_runs([found.experiment_id])))
+    return counts
+
+
+def tracked_copy(destination: Path, name: str) -> Path:
+    """A project copy logging to an experiment and registered model of its own: each tracked
+    run logs everything (a candidate already in MLflow would skip its model)."""
+    project = copy_project(destination)
+    params = project / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    for key in ("experiment", "registered_model"):
+        text = text.replace(f"  {key}: mlops ", f"  {key}: {name} ")
+    params.write_text(text, encoding="utf-8")
+    return project
+
+
 def tracking_cost(pairs: int = PAIRS) -> dict:
     """Clean `make all` without tracking and with MLFLOW_TRACKING_URI on a local `mlflow server`,
     alternated `pairs` times; `mlflow_added_seconds` = the difference of the medians."""
@@ -174,12 +198,17 @@ def tracking_cost(pairs: int = PAIRS) -> dict:
         tempfile.TemporaryDirectory(prefix="bench-mlflow-") as store,
         mlflow_server(Path(store)) as uri,
     ):
-        for _ in range(pairs):
+        names = [f"bench-{number}" for number in range(pairs)]
+        for name in names:
             for runs, env in ((plain, None), (tracked, {"MLFLOW_TRACKING_URI": uri})):
                 with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
-                    project = copy_project(Path(tmp))
+                    project = tracked_copy(Path(tmp), name) if env else copy_project(Path(tmp))
                     argv = ["make", "all", f"VENV={ROOT / '.venv'}"]
                     runs.append(timed(argv, project, env))
+        # a tracked run that only warned would make tracking look free
+        logged = logged_runs(uri, [*names, *(f"{name}-monitoring" for name in names)])
+    if logged != [1] * (2 * pairs):
+        raise RuntimeError(f"runs per experiment after the tracked make all: {logged}")
 
     def added(i: int) -> float:
         return round(
