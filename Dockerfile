@@ -90,6 +90,15 @@ RUN python -m venv .venv \
     && .venv/bin/pip install --no-deps --require-hashes -r requirements.lock \
     && .venv/bin/pip check
 
+# MLflow's server and UI (requirements-mlflow.lock: mlflow at the dev lock's versions), for the
+# `mlflow` image and the tracked pipeline image of docker-compose.yml.
+FROM base AS mlflow-deps
+WORKDIR /app
+COPY requirements-mlflow.lock ./
+RUN python -m venv .venv \
+    && .venv/bin/pip install --no-deps --require-hashes -r requirements-mlflow.lock \
+    && .venv/bin/pip check
+
 # ---- runtime: what both images share ----
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS runtime
 RUN useradd --uid 10001 --gid 0 --no-create-home --home-dir /app --shell /usr/sbin/nologin mlops
@@ -130,6 +139,30 @@ RUN touch .venv/.installed \
     && chmod 2775 models reports
 USER 10001:0
 CMD ["make", "all"]
+
+# ---- pipeline-mlflow: the pipeline image plus the MLflow client (compose's `pipeline` service) ----
+FROM pipeline AS pipeline-mlflow
+USER 0:0
+COPY requirements-mlflow.lock ./
+# Same versions as requirements.lock where both hold a package (both follow the dev lock).
+RUN pip install --no-deps --require-hashes -r requirements-mlflow.lock \
+    && pip check
+USER 10001:0
+
+# ---- mlflow: the tracking server and UI, its store in /mlflow (compose's `mlflow` service) ----
+FROM runtime AS mlflow
+COPY --from=mlflow-deps /app/.venv /app/.venv
+RUN mkdir -p /mlflow \
+    && chgrp 0 /mlflow \
+    && chmod 2775 /mlflow
+USER 10001:0
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=2)"]
+# --allowed-hosts: the other containers reach it as mlflow:5000, the host on any published port.
+CMD ["mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db", \
+    "--artifacts-destination", "/mlflow/artifacts", "--host", "0.0.0.0", "--port", "5000", \
+    "--workers", "1", "--allowed-hosts", "mlflow:5000,localhost:*,127.0.0.1:*"]
 
 # ---- serve (the default target): the production model in models/ on port 8000 ----
 FROM runtime AS serve

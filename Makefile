@@ -23,7 +23,7 @@ RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
 .PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
-	release-export release-import \
+	release-export release-import mlflow-sync mlflow-ui \
 	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
@@ -153,6 +153,13 @@ drift-ui: $(INSTALLED) ## Every drift run in Evidently's UI, offline (HOST/PORT,
 rollback: $(INSTALLED) ## Restore the previous production model (or VERSION=vN; REASON="..." is recorded)
 	@$(MLOPS) rollback $(if $(VERSION),--version "$(VERSION)") $(if $(REASON),--reason "$$REASON")
 
+# MLflow mirrors models/registry.json, models/runs.jsonl and the drift history (docs/runbook.md).
+mlflow-sync: $(INSTALLED) ## Log to MLflow what it lacks (MLFLOW_TRACKING_URI, else mlruns/); a 2nd sync writes nothing
+	@$(MLOPS) mlflow-sync
+
+mlflow-ui: $(INSTALLED) ## Sync into the embedded store mlruns/ and serve MLflow's UI on 127.0.0.1:5000 (HOST, PORT)
+	@$(MLOPS) mlflow-ui $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
+
 release-export: $(INSTALLED) ## Bundle the model this gate promoted (or VERSION=vN) into DIR for a GitHub Release
 	@$(MLOPS) release-export "$(or $(DIR),dist/release)" $(if $(VERSION),--version "$(VERSION)")
 
@@ -238,13 +245,16 @@ format: $(INSTALLED) ## Apply ruff fixes and formatting
 # The dev lock is resolved first; requirements.lock takes its versions (what the tests ran is what
 # the pipeline image runs), and requirements-serve.lock, the `serve` dependency group alone, takes
 # requirements.lock's (the served model must load with the scikit-learn it was trained with).
+# requirements-mlflow.lock (the compose file's MLflow server and tracked pipeline) takes the dev
+# lock's versions too; keep its spec in step with pyproject's `mlflow` extra.
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links
 SERVE_GROUP := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["serve"], sep="\n")
-lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock and requirements-serve.lock from pyproject.toml
+lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -mlflow.lock from pyproject.toml
 	@$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
 	@$(PIP_COMPILE) --constraint requirements-dev.lock -o requirements.lock pyproject.toml
 	@$(PY) -c '$(SERVE_GROUP)' | $(PIP_COMPILE) --constraint requirements.lock -o requirements-serve.lock -
+	@echo 'mlflow>=3.1,<4' | $(PIP_COMPILE) --constraint requirements-dev.lock -o requirements-mlflow.lock -
 
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)

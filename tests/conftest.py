@@ -75,6 +75,7 @@ def copy_project(destination: Path) -> Path:
 # ones start early instead of running last on one worker while the other has nothing left.
 HEAVY_FIRST = (
     "test_pipeline.py",
+    "test_tracking.py",
     "test_drift.py",
     "test_own_data.py",
     "test_promote.py",

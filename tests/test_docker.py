@@ -15,6 +15,8 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import yaml
+
 from conftest import ROOT
 from test_serve import free_port
 
@@ -170,6 +172,39 @@ def test_dockerfile_targets_and_their_contents():
     assert "umask 0002" in "\n".join(found["runtime"])
 
 
+def test_compose_file_services_and_their_images():
+    """docker-compose.yml: mlflow (its own small target), serve (models read-only, a
+    healthcheck) and the one-shot pipeline behind a profile, logging to the mlflow service."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"mlflow", "serve", "pipeline"}
+    found = stages()
+    for service in services.values():
+        assert service["build"]["target"] in found
+    assert services["mlflow"]["build"]["target"] == "mlflow"
+    assert "COPY --from=mlflow-deps /app/.venv /app/.venv" in found["mlflow"]
+    assert "-r requirements-mlflow.lock" in "\n".join(found["mlflow-deps"])
+    assert "pipeline-deps" not in "\n".join(found["mlflow"])
+    assert "./models:/app/models:ro" in services["serve"]["volumes"]
+    assert "/health" in " ".join(services["serve"]["healthcheck"]["test"])
+    assert services["pipeline"]["profiles"] == ["pipeline"]
+    assert services["pipeline"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert services["pipeline"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert found["pipeline-mlflow"][0].split()[1] == "pipeline"
+    assert all(
+        port.startswith("127.0.0.1:") for s in services.values() for port in s.get("ports", [])
+    )
+
+
+def test_mlflow_lock_takes_the_dev_locks_versions():
+    """requirements-mlflow.lock (the mlflow image, the tracked pipeline image) pins what the
+    tests ran: every package at the dev lock's version, and mlflow within the extra's range."""
+    mlflow, dev = pins(ROOT / "requirements-mlflow.lock"), pins(ROOT / "requirements-dev.lock")
+    for name, pin in mlflow.items():
+        assert dev.get(name) == pin, name
+    assert mlflow["mlflow"][0].startswith("3.")
+
+
 def test_layer_order_a_dev_tool_bump_reaches_no_dependency_layer():
     """Dependency stages copy only their lock; the dev lock reaches the pipeline image only
     after every install, and build-tools passes on nothing but its setuptools stanza."""
@@ -178,7 +213,11 @@ def test_layer_order_a_dev_tool_bump_reaches_no_dependency_layer():
         installs = [i for i, line in enumerate(lines) if "pip install" in line]
         if name.endswith("-deps"):
             assert len(copies) == 1, name
-            assert copies[0].split()[1] in ("requirements.lock", "requirements-serve.lock")
+            assert copies[0].split()[1] in (
+                "requirements.lock",
+                "requirements-serve.lock",
+                "requirements-mlflow.lock",
+            )
         dev = [i for i, line in enumerate(lines) if "requirements-dev.lock" in line]
         if name not in ("build-tools",) and dev:
             assert name == "pipeline"

@@ -118,3 +118,29 @@ def test_validating_the_config_imports_no_scikit_learn():
     params = str(ROOT / "params.yaml")
     loaded = loaded_after(f"from mlops.config import load_config; load_config({params!r})")
     assert "sklearn" not in loaded
+
+
+def test_tracking_off_imports_no_mlflow(project):
+    """evaluate, promote and a rollback with tracking off (no MLFLOW_TRACKING_URI) load nothing
+    of mlflow: `make all` without tracking pays nothing for it."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mlops import cli\n"
+            "assert cli.main(['stages', '--stamps', '.make', 'evaluate', 'promote']) == 0\n"
+            "assert cli.main(['rollback']) == 2\n"  # no earlier version: the hook is not reached
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(done.stdout.split())
+    assert "mlops" in loaded
+    assert "mlflow" not in loaded
+    assert not (project / "mlruns").exists()

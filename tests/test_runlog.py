@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -79,81 +76,3 @@ def test_append_keeps_earlier_lines_byte_identical(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == '{"model_sha256": "a", "decision": "rejected"}'
     assert json.loads(lines[1])["model_sha256"] == "b"
-
-
-class FakeMlflow(types.ModuleType):
-    """Stands in for mlflow, which is not installed here (an optional integration)."""
-
-    def __init__(self, fail: bool = False) -> None:
-        super().__init__("mlflow")
-        self.__spec__ = importlib.machinery.ModuleSpec("mlflow", None)
-        self.calls: list[tuple] = []
-        self.fail = fail
-
-    def set_experiment(self, name):
-        self.calls.append(("experiment", name))
-
-    def start_run(self, run_name):
-        if self.fail:
-            raise ConnectionError("tracking server unreachable")
-        self.calls.append(("run", run_name))
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def log_params(self, params):
-        self.calls.append(("params", params))
-
-    def log_metrics(self, metrics):
-        self.calls.append(("metrics", metrics))
-
-    def set_tags(self, tags):
-        self.calls.append(("tags", tags))
-
-
-ITEM = {
-    "model_sha256": "f" * 64,
-    "decision": "promoted",
-    "version": "v1",
-    "estimator": "hist_gradient_boosting",
-    "params": {
-        "seed": 1,
-        "train": {"hyperparameters": {"hist_gradient_boosting": {"max_iter": 9}}},
-    },
-    "search": {"best_params": {"learning_rate": 0.1}},
-    "metrics": {"accuracy": 0.8, "roc_auc": None},
-}
-
-
-def test_mlflow_is_optional(monkeypatch, caplog):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert runlog.log_to_mlflow(ITEM) is False
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:///nowhere")
-    monkeypatch.delitem(sys.modules, "mlflow", raising=False)
-    with caplog.at_level("INFO", logger="mlops"):
-        assert runlog.log_to_mlflow(ITEM) is False
-    assert "mlflow is not installed" in caplog.text
-
-
-def test_mlflow_logging_when_configured(monkeypatch, caplog):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:///nowhere")
-    fake = FakeMlflow()
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    assert runlog.log_to_mlflow(ITEM) is True
-    calls = dict(fake.calls)
-    assert calls["params"] == {
-        "estimator": "hist_gradient_boosting",
-        "seed": 1,
-        "max_iter": 9,
-        "best_learning_rate": 0.1,
-    }
-    assert calls["metrics"] == {"accuracy": 0.8}
-    assert calls["tags"]["version"] == "v1"
-    monkeypatch.setitem(sys.modules, "mlflow", FakeMlflow(fail=True))
-    with caplog.at_level("WARNING", logger="mlops"):
-        assert runlog.log_to_mlflow(ITEM) is False
-    assert "MLflow logging failed" in caplog.text

@@ -34,6 +34,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollback": ("mlops.registry", "rollback_command", "restore the previous production version"),
     "models": ("mlops.registry", "list_command", "list model versions and production"),
     "runs": ("mlops.runlog", "show_command", "compare training runs"),
+    "mlflow-sync": (
+        "mlops.tracking",
+        "sync_command",
+        "mirror models/runs.jsonl, models/registry.json and the drift history into MLflow",
+    ),
+    "mlflow-ui": (
+        "mlops.tracking",
+        "ui_command",
+        "sync into the embedded MLflow store under mlruns/ and serve MLflow's UI",
+    ),
     "release-export": (
         "mlops.release",
         "export_command",
@@ -112,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("directory", type=Path, metavar="DIR")
         if name == "release-export":
             command.add_argument("--version", help="export this version instead (e.g. v2)")
-        if name in ("serve", "drift-ui"):
+        if name in ("serve", "drift-ui", "mlflow-ui"):
             command.add_argument("--host")
             command.add_argument("--port", type=int)
         if name == "serve":

@@ -263,6 +263,15 @@ class ServeConfig(Section):
     inference_log: InferenceLogConfig = InferenceLogConfig()
 
 
+class TrackingConfig(Section):
+    """MLflow tracking (src/mlops/tracking.py): a mirror of the file registry, never required."""
+
+    mlflow: bool = False  # on: log to MLFLOW_TRACKING_URI, else to the embedded store in mlruns/
+    required: bool = False  # a tracking failure is exit 2 instead of one warning line
+    experiment: Annotated[str, Field(min_length=1, max_length=200)] = "mlops"
+    registered_model: Annotated[str, Field(min_length=1, max_length=200)] = "mlops"
+
+
 class Config(Section):
     """Everything params.yaml holds."""
 
@@ -276,6 +285,7 @@ class Config(Section):
     drift: DriftConfig
     score: ScoreConfig = ScoreConfig()
     serve: ServeConfig
+    tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 

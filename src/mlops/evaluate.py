@@ -11,7 +11,7 @@ import numpy as np
 from sklearn import metrics
 from sklearn.pipeline import Pipeline
 
-from mlops import __version__, files, plots
+from mlops import __version__, files, plots, tracking
 from mlops.config import Config
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.train import load_candidate
@@ -60,6 +60,8 @@ def run(config: Config) -> dict:
     """Score the candidate on data/processed/test.parquet; write reports/metrics.json and PNGs."""
     started = time.perf_counter()
     base = {"version": __version__, "seed": config.seed, "rows_processed": 0}
+    if tracking.enabled(config):
+        tracking.prepare(config)
     try:
         model, metadata = load_candidate()
         test = files.read_parquet(config.data.processed_dir / "test.parquet")
@@ -93,6 +95,8 @@ def run(config: Config) -> dict:
         report["f1"],
         len(test),
     )
+    if tracking.enabled(config):
+        tracking.log_candidate(config, model, metadata, report)
     return report
 
 

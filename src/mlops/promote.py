@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlops import files, parity, registry, runlog
+from mlops import files, parity, registry, runlog, tracking
 from mlops.config import Config
 from mlops.errors import CheckFailed, InputError
 from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE
@@ -417,6 +417,8 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     files.write_json(REPORT_JSON, report)
     files.write_text(REPORT_MD, markdown(report))
     runlog.record(runlog.entry(metadata, metrics, report))
+    if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
+        tracking.mirror_registry(config, "the gate's decision")
     summary_line = f"{decision}: {'; '.join(reasons)}"
     if decision == "rejected":
         raise CheckFailed(f"candidate rejected: {'; '.join(reasons)}")

@@ -517,3 +517,7 @@ def list_command(config: Config) -> None:
 def rollback_command(config: Config, version: str | None = None, reason: str | None = None) -> None:
     """CLI `rollback`: restore the previous production version, or --version vN."""
     rollback(MODELS_DIR, version=version, reason=reason)
+    from mlops import tracking
+
+    if tracking.enabled(config):  # the champion alias follows production
+        tracking.mirror_registry(config, "the rollback")

@@ -3,16 +3,14 @@
 The gate appends one JSON line per (model sha256, decision): params, data sha256, model sha256,
 metrics, git commit, timestamps and the gate's decision. Re-gating the same model with the same
 outcome (or "unchanged") appends nothing, so a no-op `make all` leaves the file byte-identical.
-`make runs` prints the log as one table, best first or newest first. When MLFLOW_TRACKING_URI is
-set and mlflow is importable, each new entry is also logged to MLflow; mlflow is never required.
+`make runs` prints the log as one table, best first or newest first. MLflow mirrors it when
+tracking is on (mlops.tracking; `make mlflow-sync`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +84,6 @@ def record(item: dict[str, Any], path: Path = RUNS_FILE) -> bool:
             old += b"\n"
         files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
     log.info("run logged to %s (%s)", path, item["decision"])
-    log_to_mlflow(item)
     return True
 
 
@@ -101,37 +98,6 @@ def flat_params(item: dict[str, Any]) -> dict[str, Any]:
         {f"best_{k}": v for k, v in (item.get("search") or {}).get("best_params", {}).items()}
     )
     return flat
-
-
-def log_to_mlflow(item: dict[str, Any]) -> bool:
-    """Log the run to MLflow when MLFLOW_TRACKING_URI is set and mlflow is installed (optional)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        return False
-    if importlib.util.find_spec("mlflow") is None:
-        log.info("MLFLOW_TRACKING_URI is set but mlflow is not installed: not logged to MLflow")
-        return False
-    try:
-        import mlflow
-
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "mlops"))
-        with mlflow.start_run(run_name=f"{item['decision']}-{item['model_sha256'][:12]}"):
-            mlflow.log_params(flat_params(item))
-            mlflow.log_metrics(
-                {key: value for key, value in item["metrics"].items() if value is not None}
-            )
-            mlflow.set_tags(
-                {
-                    "decision": item["decision"],
-                    "version": item.get("version") or "",
-                    "model_sha256": item["model_sha256"],
-                    "data_sha256": item.get("data_sha256") or "",
-                    "git_commit": item.get("git_commit") or "",
-                }
-            )
-    except Exception as exc:  # the gate never fails because a tracking server is unreachable
-        log.warning("MLflow logging failed (%s); the run log has the entry", exc)
-        return False
-    return True
 
 
 def _number(value: Any) -> str:

@@ -4,6 +4,8 @@ The reference for `make all` is ONE_PROCESS: one fresh interpreter calling the s
 functions in order (the same work with the same libraries), without Make, the CLI, stamps or
 logs. `ratio` = clean `make all` / that, so it measures what the orchestration costs: the
 interpreters started, the imports paid again, the params stamps. The goal is at most 1.5.
+`mlflow_added_seconds`: clean `make all` with MLFLOW_TRACKING_URI on a local `mlflow server`
+minus without (medians of alternated runs); the goal is under 3 s.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import logging
 import os
 import resource
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -31,6 +38,7 @@ PROJECT_FILES = ("Makefile", "params.yaml", "pyproject.toml", "requirements-dev.
 TRAIN_ROWS = (100_000, 1_000_000)
 PAIRS = 3  # alternating (make all, one process) pairs; medians compared, as the drift bench does
 GOAL_RATIO = 1.5
+GOAL_MLFLOW_SECONDS = 3.0  # tracking to a local `mlflow server`: added seconds per make all
 ONE_PROCESS = (
     "from threadpoolctl import threadpool_limits\n"
     "from mlops import data, drift, evaluate, promote, train, validate\n"
@@ -56,7 +64,7 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
-def timed(argv: list[str], root: Path) -> tuple[float, float]:
+def timed(argv: list[str], root: Path, env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of every process it started) of one command run in root."""
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -66,7 +74,7 @@ def timed(argv: list[str], root: Path) -> tuple[float, float]:
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1", **(env or {})},
     )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -120,6 +128,108 @@ def compare(pairs: int = PAIRS) -> dict:
     }
 
 
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` on loopback (SQLite store and artifacts in root); yields its URI."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--workers", "1"]
+    command += ["--artifacts-destination", str(root / "artifacts")]
+    with (root / "server.log").open("wb") as output:
+        server = subprocess.Popen(
+            command, cwd=root, stdout=output, stderr=output, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server did not start: {root}/server.log") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def logged_runs(uri: str, experiments: list[str]) -> list[int]:
+    """How many runs each experiment holds on the server at uri."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    counts = []
+    for name in experiments:
+        found = client.get_experiment_by_name(name)
+        counts.append(0 if found is None else len(client.search_runs([found.experiment_id])))
+    return counts
+
+
+def tracked_copy(destination: Path, name: str) -> Path:
+    """A project copy logging to an experiment and registered model of its own: each tracked
+    run logs everything (a candidate already in MLflow would skip its model)."""
+    project = copy_project(destination)
+    params = project / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    for key in ("experiment", "registered_model"):
+        text = text.replace(f"  {key}: mlops ", f"  {key}: {name} ")
+    params.write_text(text, encoding="utf-8")
+    return project
+
+
+def tracking_cost(pairs: int = PAIRS) -> dict:
+    """Clean `make all` without tracking and with MLFLOW_TRACKING_URI on a local `mlflow server`,
+    alternated `pairs` times; `mlflow_added_seconds` = the difference of the medians."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        return {
+            "mlflow_added_seconds": None,
+            "note": "mlflow not installed (pip install .[mlflow])",
+        }
+    plain: list[tuple[float, float]] = []
+    tracked: list[tuple[float, float]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-mlflow-") as store,
+        mlflow_server(Path(store)) as uri,
+    ):
+        names = [f"bench-{number}" for number in range(pairs)]
+        for name in names:
+            for runs, env in ((plain, None), (tracked, {"MLFLOW_TRACKING_URI": uri})):
+                with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+                    project = tracked_copy(Path(tmp), name) if env else copy_project(Path(tmp))
+                    argv = ["make", "all", f"VENV={ROOT / '.venv'}"]
+                    runs.append(timed(argv, project, env))
+        # a tracked run that only warned would make tracking look free
+        logged = logged_runs(uri, [*names, *(f"{name}-monitoring" for name in names)])
+    if logged != [1] * (2 * pairs):
+        raise RuntimeError(f"runs per experiment after the tracked make all: {logged}")
+
+    def added(i: int) -> float:
+        return round(
+            statistics.median(r[i] for r in tracked) - statistics.median(r[i] for r in plain), 2
+        )
+
+    return {
+        "mlflow_added_seconds": added(0),
+        # CPU seconds of make all's processes (not the server's): steadier on a shared machine
+        "mlflow_added_cpu_seconds": added(1),
+        "mlflow_goal_seconds": GOAL_MLFLOW_SECONDS,
+        "mlflow_within_goal": added(0) < GOAL_MLFLOW_SECONDS,
+        "mlflow_runs": {
+            "untracked_seconds": [r[0] for r in plain],
+            "tracked_seconds": [r[0] for r in tracked],
+            "untracked_cpu_seconds": [r[1] for r in plain],
+            "tracked_cpu_seconds": [r[1] for r in tracked],
+        },
+    }
+
+
 def timed_command(root: Path, *argv: str) -> dict:
     """Wall time and peak memory of `python -m mlops ARGV` run in root."""
     started = time.perf_counter()
@@ -148,13 +258,16 @@ def train_at_scale(root: Path, rows: int) -> dict:
 
 def measure(config: Config, pairs: int = PAIRS, train_rows: tuple[int, ...] = TRAIN_ROWS) -> dict:
     """`make all` (clean and no-op) against one process, and training on synthetic data at scale."""
-    result = {**compare(pairs), "training": []}
+    result = {**compare(pairs), **tracking_cost(pairs), "training": []}
     log.info(
         "make all: %.1fs from clean (one process %.1fs, ratio %.2f), %.2fs no-op",
         result["make_all_clean_seconds"],
         result["one_process_seconds"],
         result["ratio"],
         result["make_all_noop_seconds"],
+    )
+    log.info(
+        "MLflow tracking to a local server adds %ss to make all", result["mlflow_added_seconds"]
     )
     for rows in train_rows:
         with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

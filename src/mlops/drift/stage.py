@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlops import files
+from mlops import files, tracking
 from mlops.config import Config
 from mlops.drift import html_report
 from mlops.drift.analysis import analyse
@@ -93,6 +93,8 @@ def run(
     an alert with fail_on_drift."""
     import_evidently()
     result = report(config, current, prefix=REPORTS / "drift", labels=labels)
+    if tracking.enabled(config):
+        tracking.log_drift(config, result, REPORTS / "drift")
     if result["status"] == "alert":
         message = "; ".join(result["alerts"]) + " (see reports/drift.html)"
         if config.drift.fail_on_drift:
