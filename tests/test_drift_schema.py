@@ -63,11 +63,12 @@ def test_make_all_after_a_dataset_switch_has_no_traceback(promoted_dir, tmp_path
     make(root, "accept-data")
     done = make(root, "all", check=False)
     assert "Traceback" not in done.stderr
-    # The renamed table trains the same bytes as production, whose own columns are gone: the gate
-    # refuses in one line (production can no longer be checked against the policy), drift still
-    # reports, with the candidate, and says so; Make's own exit code for the failed `all` is 2.
+    # The renamed table trains a model file that takes EDU by name (not production's bytes), and
+    # production's own columns are gone: the gate refuses in one line (it cannot compare), drift
+    # still reports, with the candidate, and says so; Make's own exit code for the failed `all`
+    # is 2.
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "production v1 cannot be checked against the policy" in done.stderr
+    assert "cannot compare with production v1: production v1 needs column(s) SCHL" in done.stderr
     assert "make all: the gate rejected the candidate" in done.stderr
     assert "judged with the candidate instead" in done.stderr
     saved = json.loads((root / "reports" / "drift.json").read_text())

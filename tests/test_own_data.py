@@ -46,6 +46,9 @@ class Table:
     categorical: dict[str, list] = field(default_factory=dict)  # some of the expected columns
     left_out: tuple[str, ...] = ()
     null_column: str = ""  # a feature that allows missing values: /predict sends it as null
+    # A measured degradation in the newest period that the drift verdict must flag (make all
+    # then fails after promoting), or None where the newest period is quiet.
+    degraded: str | None = None
 
 
 TABLES = {
@@ -72,6 +75,9 @@ TABLES = {
         categorical={"carrier": ["9E", "AA", "AS", "B6", "DL", "EV"]},  # the first six
         left_out=("year", "tailnum"),
         null_column="dep_delay",
+        # The fourth quarter's realized accuracy is 0.982 against 0.992 on the test split, below
+        # the alert line that the test split's own variability sets (0.984 at 1,526 rows).
+        degraded="accuracy degraded (measured)",
     ),
 }
 
@@ -167,13 +173,27 @@ def test_rerun_on_unchanged_data_changes_nothing(walked):
     assert "unchanged" in walked.rerun.stderr
 
 
+def pipeline_ran(walked: Walkthrough) -> bool:
+    """`make all` went through: exit 0, or, where the table's newest period is degraded, the drift
+    verdict's alert (exit 2 from Make) naming that degradation after the gate promoted."""
+    done = walked.all
+    if walked.table.degraded is None:
+        return done.returncode == 0
+    return (
+        done.returncode == 2
+        and f"[drift] FAILED: {walked.table.degraded}" in done.stderr
+        and "[promote] promoted v1" in done.stderr
+        and "error:" not in done.stderr
+    )
+
+
 def test_accept_data_and_make_all_succeed(walked):
     assert walked.accept.returncode == 0, walked.accept.stderr
     sums = (walked.root / "data" / "raw" / "SHA256SUMS").read_text()
     for path in (walked.root / "data" / "raw").iterdir():
         if path.suffix in (".csv", ".parquet"):
             assert path.name in sums
-    assert walked.all.returncode == 0, walked.all.stderr[-3000:]
+    assert pipeline_ran(walked), walked.all.stderr[-3000:]
     metrics = json.loads((walked.root / "reports" / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.78  # the gate's bar, unchanged
     registry = json.loads((walked.root / "models" / "registry.json").read_text())
@@ -218,7 +238,7 @@ def request_rows(walked: Walkthrough, count: int = 5) -> list[dict]:
 
 
 def test_make_serve_predicts_from_string_categories_and_a_null(walked):
-    assert walked.all.returncode == 0, "make all failed; see test_accept_data_and_make_all_succeed"
+    assert pipeline_ran(walked), "make all failed; see test_accept_data_and_make_all_succeed"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -278,7 +298,7 @@ def drifted_batch(walked: Walkthrough, directory: Path) -> Path:
 
 
 def test_make_drift_flags_a_drifted_batch(walked, tmp_path):
-    assert walked.all.returncode == 0, "make all failed; see test_accept_data_and_make_all_succeed"
+    assert pipeline_ran(walked), "make all failed; see test_accept_data_and_make_all_succeed"
     batch = drifted_batch(walked, tmp_path)
     result = make(walked.root, "drift", f"CURRENT={batch}")
     assert "error:" not in result.stderr, result.stderr[-2000:]  # drift found, not bad input
@@ -314,7 +334,7 @@ def test_every_test_row_served_equals_the_model_file_on_raw_rows(walked):
     of the test split equal the model file's predict_proba on the raw rows, columns shuffled."""
     import joblib
 
-    assert walked.all.returncode == 0, "make all failed; see test_accept_data_and_make_all_succeed"
+    assert pipeline_ran(walked), "make all failed; see test_accept_data_and_make_all_succeed"
     metadata = json.loads((walked.root / "models" / "v1" / "metadata.json").read_text())
     model = joblib.load(walked.root / "models" / "v1" / "model.joblib")
     test = pd.read_parquet(walked.root / "data" / "processed" / "test.parquet")

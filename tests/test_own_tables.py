@@ -91,7 +91,8 @@ def test_serving_matches_the_batch_model(churn):
     model = train.joblib.load(churn / "models/candidate/model.joblib")
     metadata = json.loads((churn / "models/candidate/metadata.json").read_text())
     x = predictions.model_matrix(test, metadata, config)
-    labels, proba = predictions.predict(model, x, metadata["positive"])
+    coded = predictions.matrix_model(model, metadata)
+    labels, proba = predictions.predict(coded, x, metadata["positive"])
     rows = json.loads(test[config.features].to_json(orient="records"))
     for client in client_for(churn):
         answer = client.post("/predict", json={"instances": rows}).json()["predictions"]

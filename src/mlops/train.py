@@ -18,6 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from mlops import files
 from mlops.config import Config
@@ -168,12 +169,15 @@ def run(config: Config) -> dict:
     x, y = frame[config.features], frame[config.schema.target].to_numpy()
     pipeline = build_pipeline(config)
     started = time.perf_counter()
-    cv = cross_validation(pipeline, x, y, config)
-    tuned: dict = {}
-    if config.train.search:
-        pipeline, tuned = search(pipeline, x, y, config)
-    else:
-        pipeline.fit(x, y)
+    # One OpenMP thread here too, not only under the CLI: HistGradientBoosting's histogram sums
+    # depend on the thread count, so the same inputs give the same bytes in any caller.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        cv = cross_validation(pipeline, x, y, config)
+        tuned: dict = {}
+        if config.train.search:
+            pipeline, tuned = search(pipeline, x, y, config)
+        else:
+            pipeline.fit(x, y)
     fit_seconds = time.perf_counter() - started
     model_path = CANDIDATE_DIR / MODEL_FILE
     files.atomic_write(model_path, lambda tmp: joblib.dump(pipeline, tmp))
