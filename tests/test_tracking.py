@@ -4,6 +4,8 @@ a server stopped mid-run, caught up by `make mlflow-sync`; bad URIs, names and v
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,11 +21,12 @@ import pytest
 
 from candidates import BETTER, WEAK, train_candidate
 from helpers import edit_params, made_copy, run_module
-from mlops import promote, registry, runlog, tracking
+from mlops import files, promote, registry, runlog, serve, tracking
 from mlops.config import load_config
 from mlops.errors import CheckFailed, InputError
 
 pytest.importorskip("mlflow")
+from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 NAME = "mlops"
@@ -359,3 +362,67 @@ def test_mlflow_ui_syncs_into_the_embedded_store_and_serves_it(promoted_dir, tmp
         ui.wait()
     assert (root / "mlruns" / "mlflow.db").is_file()
     assert "[mlflow-ui] MLflow UI on http://127.0.0.1:" in (tmp_path / "ui.log").read_text()
+
+
+def test_champion_served_by_mlflow_models_serve_answers_as_the_api(inside, server, tmp_path):
+    """`mlflow models serve` of models:/<name>@champion (the logged pipeline, its pyfunc calling
+    predict) gives the labels /predict gives on 200 rows of the test split, sent by column name
+    in another order (a missing value would go as null; schema.max_missing 0 leaves none)."""
+    config = load_config()
+    mlflow = client(server)
+    name = config.tracking.registered_model
+    served = mlflow.get_model_version_by_alias(name, "champion")
+    assert served.tags[tracking.VERSION_TAG] == registry.production_version()
+    frame = files.read_parquet(Path(config.data.processed_dir) / "test.parquet").head(200)
+    raw = frame[config.features].sample(frac=1.0, axis=1, random_state=1)
+    assert list(raw.columns) != config.features
+    data = [
+        [None if value != value else value for value in row]  # NaN (missing): null
+        for row in raw.astype(object).itertuples(index=False)
+    ]
+    rows = [dict(zip(raw.columns, row, strict=True)) for row in data]
+    with TestClient(serve.create_app(config, Path("models"), poll_seconds=3600)) as api:
+        answer = api.post("/predict", json={"instances": rows})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == registry.production_version()
+    labels = [p["label"] for p in answer.json()["predictions"]]
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "mlflow", "models", "serve"),
+        *("-m", f"models:/{name}@champion", "--env-manager", "local"),
+        *("--host", "127.0.0.1", "--port", str(port), "--no-conda"),
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri, "DO_NOT_TRACK": "1"}
+    # it runs `uvicorn` from PATH: this interpreter's, as an activated environment would
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = tmp_path / "models-serve.log"
+    with log.open("wb") as output:
+        model_server = subprocess.Popen(
+            command, env=env, stdout=output, stderr=output, start_new_session=True, cwd=tmp_path
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert model_server.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        body = {"dataframe_split": {"columns": list(raw.columns), "data": data}}
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=json.dumps(body, allow_nan=False).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            predictions = json.loads(reply.read())["predictions"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone (it failed)
+            os.killpg(model_server.pid, signal.SIGKILL)
+        model_server.wait()
+    assert len(predictions) == len(labels) == 200
+    assert predictions == labels
+    assert 0 < sum(labels) < len(labels)  # both classes among the rows compared
