@@ -61,6 +61,12 @@ def promoted_version(report_path: Path = PROMOTION_REPORT) -> str | None:
     return version
 
 
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    """The "Test metrics" section of a card: heading and one row per registry summary metric."""
+    rows = [f"| {key} | {_cell(metrics.get(key))} |" for key in registry.SUMMARY_METRICS]
+    return ["## Test metrics", "", "| metric | value |", "|---|---:|", *rows]
+
+
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "n/a" if value is None else str(value)
 
@@ -122,11 +128,7 @@ def usage_card(version: str, metadata: dict[str, Any]) -> str:
         "",
         *_features_table(metadata),
         "",
-        "## Test metrics",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| {key} | {_cell(metrics.get(key))} |" for key in registry.SUMMARY_METRICS),
+        *_metrics_table(metrics),
         "",
         f"Model sha256 `{metadata.get('model_sha256')}`; train data sha256 "
         f"`{metadata.get('data_sha256')}`; test data sha256 `{metadata.get('test_data_sha256')}`.",
@@ -168,11 +170,7 @@ def model_card(version: str, metadata: dict[str, Any], registry_data: dict[str, 
         f"| hyperparameters | {', '.join(f'{k}={v}' for k, v in hyper.items()) or 'defaults'} |",
         f"| features | {', '.join(metadata.get('features') or [])} |",
         "",
-        "## Test metrics",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| {key} | {_cell(metrics.get(key))} |" for key in registry.SUMMARY_METRICS),
+        *_metrics_table(metrics),
         "",
     ]
     if gate.get("criteria"):
