@@ -68,15 +68,13 @@ RUN python -m venv .venv \
 #   them breaks them (numpy's OpenBLAS then fails to load);
 # - scipy.libs' byte-identical copies of numpy.libs' gfortran and quadmath runtimes (3 MB):
 #   symlinks to numpy's, which numpy has loaded first anyway (the same soname).
-# - pyarrow's Arrow Flight RPC and Substrait libraries (37 MB): the inference log only writes
-#   Parquet files to a folder or a bucket (pyarrow.parquet, pyarrow.fs);
+# - pyarrow's Arrow Flight RPC libraries (33 MB): the inference log only writes Parquet files to
+#   a folder or a bucket (pyarrow.parquet, pyarrow.fs), and nothing else links them;
 # Bytecode stays: imports without it take 5x as long.
 RUN .venv/bin/pip uninstall --quiet --yes pip setuptools \
     && site=.venv/lib/python3.11/site-packages \
     && rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \
         "$site"/pyarrow/_flight.*.so "$site"/pyarrow/flight.py \
-        "$site"/pyarrow/libarrow_substrait.so* "$site"/pyarrow/_substrait.*.so \
-        "$site"/pyarrow/substrait.py \
     && find "$site" -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf "$site/joblib/test" "$site/numpy/distutils" "$site/numpy/_core/include" \
         "$site/numpy/_core/lib" "$site/numpy/random/_examples" \

@@ -14,7 +14,7 @@
 #  - a dev-tool bump in requirements-dev.lock rebuilds no dependency layer, and not the serve image;
 #  - the serve image holds no pipeline-only package (pandas, evidently, matplotlib, ...; pyarrow is
 #    the inference log's Parquet writer, so it is in);
-#  - the serve image is at most 450 MB (350 MB before pyarrow joined it for the inference log),
+#  - the serve image is at most 460 MB (350 MB before pyarrow joined it for the inference log),
 #    and every shared object in its slimmed venv loads;
 #  - `make all` in the pipeline image, no network, as the documented command: models/ and reports/
 #    bind-mounted, reports kept on the host; again as `--user 1000:1000` on folders owned by 1000,
@@ -184,8 +184,8 @@ check bash -c "podman image inspect --format '{{json .Config.Healthcheck}}' $IMA
 desc="serve image holds no pipeline-only package (nor pip)"
 check podman run --rm --network none "$IMAGE:serve" python -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) for m in ("pandas", "evidently", "matplotlib", "pandera", "statsmodels", "plotly", "pip")))'
-desc="serve image at most 450 MB (the goal; $((serve_size / 1000000)) MB on the stand-in base)"
-check test "$serve_size" -le 450000000
+desc="serve image at most 460 MB (the goal; $((serve_size / 1000000)) MB on the stand-in base)"
+check test "$serve_size" -le 460000000
 # The serve venv's extension modules are stripped and scipy.libs links to numpy.libs: every
 # shared object must still load, and both OpenBLAS builds (numpy's, scipy's) compute.
 desc="serve image: every shared object in its venv loads; numpy's and scipy's BLAS compute"
