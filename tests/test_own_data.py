@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,6 +210,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextlib.contextmanager
+def make_serve(root: Path, ready: str) -> Iterator[str]:
+    """`make serve` in root on a free port until the block ends; yields its URL once `ready`
+    (a path) answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        ["make", "serve", "HOST=127.0.0.1", f"PORT={port}", VENV],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+        start_new_session=True,  # its own process group: make and the server stop together
+    )
+    try:
+        wait_for(f"{url}{ready}")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
 def wait_for(url: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -239,18 +262,7 @@ def request_rows(walked: Walkthrough, count: int = 5) -> list[dict]:
 
 def test_make_serve_predicts_from_string_categories_and_a_null(walked):
     assert pipeline_ran(walked), "make all failed; see test_accept_data_and_make_all_succeed"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        ["make", "serve", "HOST=127.0.0.1", f"PORT={port}", VENV],
-        cwd=walked.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "DO_NOT_TRACK": "1"},
-        start_new_session=True,  # its own process group: make and the server stop together
-    )
-    try:
-        wait_for(f"{url}/health")
+    with make_serve(walked.root, "/health") as url:
         rows = request_rows(walked)
         assert any(isinstance(value, str) for value in rows[0].values())
         answer = httpx.post(f"{url}/predict", json={"instances": rows}, timeout=30)
@@ -269,9 +281,6 @@ def test_make_serve_predicts_from_string_categories_and_a_null(walked):
         )
         assert unknown.status_code == 422
         assert name in unknown.text
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 # ---------------------------------------------------------------- drift on a drifted batch
@@ -343,18 +352,7 @@ def test_every_test_row_served_equals_the_model_file_on_raw_rows(walked):
     rows = json_rows(test, metadata["features"], metadata["categories"])
     proba = model.predict_proba(test.sample(frac=1.0, axis=1, random_state=5))
     classes = metadata["classes"]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        ["make", "serve", "HOST=127.0.0.1", f"PORT={port}", VENV],
-        cwd=walked.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "DO_NOT_TRACK": "1"},
-        start_new_session=True,
-    )
-    try:
-        wait_for(f"{url}/ready")
+    with make_serve(walked.root, "/ready") as url:
         found = []
         for start in range(0, len(rows), 500):
             answer = httpx.post(
@@ -362,9 +360,6 @@ def test_every_test_row_served_equals_the_model_file_on_raw_rows(walked):
             )
             assert answer.status_code == 200, answer.text
             found += answer.json()["predictions"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     assert len(found) == len(test)
     if len(classes) == 2:
         column = classes.index(metadata["positive"])
