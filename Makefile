@@ -250,7 +250,10 @@ format: $(INSTALLED) ## Apply ruff fixes and formatting
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links
 SERVE_GROUP := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["serve"], sep="\n")
-lock: $(INSTALLED) ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -mlflow.lock from pyproject.toml
+# Needs only pip-compile: after a new dependency in pyproject.toml the venv cannot be brought up to
+# date from the old lock (pip check fails), and a new lock is exactly what it waits for.
+lock: ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -mlflow.lock from pyproject.toml
+	@test -x $(VENV)/bin/pip-compile || $(MAKE) --no-print-directory venv
 	@$(PIP_COMPILE) --extra dev -o requirements-dev.lock pyproject.toml
 	@$(PIP_COMPILE) --constraint requirements-dev.lock -o requirements.lock pyproject.toml
 	@$(PY) -c '$(SERVE_GROUP)' | $(PIP_COMPILE) --constraint requirements.lock -o requirements-serve.lock -
