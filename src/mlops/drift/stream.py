@@ -53,22 +53,36 @@ class Scorer:
         return _matrix(chunk, self.features, self.categories, self.legacy)
 
     def rows(self, chunk: batches.Chunk) -> Any:
-        """The chunk's predictions (mlops.drift.performance.Predictions); threaded, their future
-        (the model releases the GIL: the second core predicts while this one reads and counts;
-        at most PENDING chunks wait, so memory stays bounded)."""
-        x = self.matrix(chunk)
+        """The chunk's predictions (mlops.drift.performance.Predictions); threaded, their future:
+        the second core builds the matrix and predicts (the model releases the GIL) while this one
+        reads, counts and then runs Evidently. The pass waits only when the chunks not yet
+        predicted hold PENDING_BYTES, so memory stays bounded on a batch of any size."""
         if not self.threaded:
-            return _predicted(self.model, x, self.positive)
-        while len(_PENDING) >= PENDING:
-            _PENDING.pop(0).result()
-        future = _predictor().submit(_predicted, self.model, x, self.positive)
-        _PENDING.append(future)
+            return _predicted(self.model, self.matrix(chunk), self.positive)
+        size = _nbytes(chunk)
+        _PENDING[:] = [(future, held) for future, held in _PENDING if not future.done()]
+        while _PENDING and sum(held for _, held in _PENDING) + size > PENDING_BYTES:
+            _PENDING.pop(0)[0].result()
+        future = _predictor().submit(self._scored, chunk)
+        _PENDING.append((future, size))
         return future
 
+    def _scored(self, chunk: batches.Chunk) -> Any:
+        return _predicted(self.model, self.matrix(chunk), self.positive)
 
-PENDING = 2
-_PENDING: list[Future] = []
+
+# Chunks read but not yet predicted, at most this many bytes of Arrow data: the whole 1M-row bench
+# batch (about 170 MiB) is read without waiting for the model, a 20M-row one in steps.
+PENDING_BYTES = 256 * 2**20
+_PENDING: list[tuple[Future, int]] = []
 _PREDICTOR: list[ThreadPoolExecutor] = []
+
+
+def _nbytes(chunk: batches.Chunk) -> int:
+    data = chunk.data
+    if isinstance(data, pd.DataFrame):
+        return int(data.memory_usage(index=False, deep=False).sum())
+    return int(data.nbytes)
 
 
 def _predictor() -> ThreadPoolExecutor:
