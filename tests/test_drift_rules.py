@@ -4,6 +4,7 @@ cases of the new rules, and one rule through the CLI to its exit code."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import drift_parts
 from drift_parts import analyse
 from helpers import edit_params, run_cli
 from mlops.drift import analysis, evidently_run, history, markdown, stream
+from mlops.drift import rules as drift_rules
 from mlops.drift.performance import (
     NOISE_Z,
     Estimator,
@@ -140,7 +142,46 @@ def rules(parts: dict, **changes) -> list[str]:
         "rows": 1_000,
     }
     inputs_.update(changes)
-    return analysis.rule_alerts(parts["config"], **inputs_)
+    return analysis.rule_alerts(parts["config"], drift_rules.Figures(**inputs_))
+
+
+def test_each_rule_fires_on_its_own_trigger_alone(parts):
+    """One trigger at a time: exactly the rule it belongs to finds something, named by it."""
+    column = {"method": "psi", "score": 0.0, "threshold": 0.1, "drifted": False}
+    quiet = drift_rules.Figures(
+        columns={"A": dict(column), "B": dict(column, drifted=True)},
+        dataset_drift=False,
+        share=0.5,
+        importance=0.0,
+        prediction={"method": "wasserstein", "score": 0.0, "threshold": 0.25, "drifted": False},
+        perf={"judged_by": "measured", "degraded_metrics": [], "current": {}, "drops": {}},
+        rows=1_000,
+    )
+    drifted = {"method": "jensenshannon", "score": 0.3, "threshold": 0.1, "drifted": True}
+    perf = {
+        "judged_by": "estimated",
+        "degraded_metrics": ["accuracy"],
+        "estimated": {"accuracy": 0.7, "reference": {"accuracy": 0.9}},
+        "drops": {"accuracy": {"drop": 0.2, "margin": 0.05, "lower_alert": 0.85}},
+    }
+    triggers = {
+        "dataset_drift": {"dataset_drift": True},
+        "importance_drift": {"importance": 1.0},
+        "prediction_drift": {"prediction": {**quiet.prediction, "score": 0.3, "drifted": True}},
+        "predicted_class_mix": {"prediction": {**quiet.prediction, "predicted_label": drifted}},
+        "degradation": {"perf": perf},
+    }
+    policy = parts["config"].drift
+    assert drift_rules.judge(quiet, policy) == []
+    assert sorted(triggers) == sorted(rule.name for rule in drift_rules.RULES)
+    for name, change in triggers.items():
+        found = drift_rules.judge(replace(quiet, **change), policy)
+        assert [finding.rule for finding in found] == [name], name
+    (finding,) = drift_rules.judge(replace(quiet, perf=perf), policy)
+    assert finding.message == (
+        "accuracy degraded (estimated): 0.700 vs 0.900 on test (below the alert line 0.850, "
+        "drop 0.200 > 0.050)"
+    )
 
 
 @pytest.mark.parametrize(("delta", "alerts"), [(-EPSILON, False), (0.0, True), (EPSILON, True)])
@@ -418,7 +459,7 @@ def test_every_rule_names_its_reason():
         "perf": perf,
         "rows": 1_000,
     }
-    assert analysis.rule_alerts(config, **everything) == [
+    assert analysis.rule_alerts(config, drift_rules.Figures(**everything)) == [
         "dataset drift: 2 of 3 columns drifted (share 0.67 ≥ 0.5)",
         "importance-weighted drift: drifted column(s) AGEP, SCHL carry 0.60 of the model's "
         "importance (≥ 0.5)",
@@ -438,15 +479,18 @@ def test_every_rule_names_its_reason():
         },
         "perf": {**estimated, "degraded_metrics": []},
     }
-    assert analysis.rule_alerts(config, **quiet) == []
-    assert analysis.rule_alerts(config, **{**quiet, "perf": estimated}) == [
+    assert analysis.rule_alerts(config, drift_rules.Figures(**quiet)) == []
+    assert analysis.rule_alerts(config, drift_rules.Figures(**{**quiet, "perf": estimated})) == [
         "accuracy degraded (estimated): 0.750 vs 0.800 on test (drop 0.100 > 0.030)"
     ]
     # the probability's drift decides when there is one; the class mix is absent for regression
     by_probability = {**prediction, "drifted": True, "probability_drifted": False}
-    assert analysis.rule_alerts(config, **{**quiet, "prediction": by_probability}) == []
+    assert (
+        analysis.rule_alerts(config, drift_rules.Figures(**{**quiet, "prediction": by_probability}))
+        == []
+    )
     plain = {**prediction, "drifted": True}
-    assert analysis.rule_alerts(config, **{**quiet, "prediction": plain}) == [
+    assert analysis.rule_alerts(config, drift_rules.Figures(**{**quiet, "prediction": plain})) == [
         "prediction drift: wasserstein 0.300 ≥ 0.25"
     ]
 

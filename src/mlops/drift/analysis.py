@@ -1,11 +1,12 @@
 """The drift verdict of a batch against the reference: no file I/O here.
 
-Rules (any one alerts; drift.json lists each that fired):
+Rules (mlops.drift.rules; any one alerts; drift.json lists each that fired):
 - dataset drift: the share of drifted feature columns reaches drift.drift_share (Evidently);
 - importance-weighted drift: the drifted columns carry at least drift.importance_share of the
   model's permutation importance (negative importances count as 0), in batches of at least
   NOISY_BELOW rows (below, one chance flag of an important many-code column would alert);
-- prediction drift: the predicted probability's score reaches drift.prediction's threshold;
+- prediction drift: the predicted probability's score reaches drift.prediction's threshold (and,
+  multiclass, the predicted class mix's);
 - degradation: accuracy, ROC-AUC or F1, measured (labels) or estimated (CBPE, no labels), falls
   below its alert line: the test split's figure less NOISE_Z standard deviations of that metric
   at the batch's or chunk's size (mlops.drift.performance);
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import P_VALUE_TESTS, ColumnPolicy, Config
-from mlops.drift import evidently_run, exact, stream
+from mlops.drift import evidently_run, exact, rules, stream
 from mlops.drift.evidently_run import PREDICTED_LABEL, PREDICTION
 from mlops.drift.performance import (
     Estimator,
@@ -45,7 +46,7 @@ from mlops.predictions import matrix_model, takes_raw_frame
 
 # Chunks smaller than this are not judged: per-column scores below it are mostly noise (measured).
 MIN_CHUNK_ROWS = 1_000
-NOISY_BELOW = MIN_CHUNK_ROWS
+NOISY_BELOW = rules.NOISY_BELOW
 # Distance tests on fewer compared rows than this: the threshold is at least the noise of random
 # reference samples of that size (mean + RESAMPLE_Z standard deviations over RESAMPLES draws).
 RESAMPLE_BELOW = 5_000
@@ -192,57 +193,9 @@ def size_aware(
 # --- rules ----------------------------------------------------------------------------------------
 
 
-def rule_alerts(
-    config: Config,
-    *,
-    columns: dict[str, dict],
-    dataset_drift: bool,
-    share: float,
-    importance: float | None,
-    prediction: dict,
-    perf: dict,
-    rows: int,
-) -> list[str]:
-    """The reasons to alert on one batch or chunk of `rows` rows (empty: no alert)."""
-    policy = config.drift
-    drifted = [name for name, column in columns.items() if column["drifted"]]
-    alerts = []
-    if dataset_drift:
-        alerts.append(
-            f"dataset drift: {len(drifted)} of {len(columns)} columns drifted "
-            f"(share {share:.2f} ≥ {policy.drift_share})"
-        )
-    if importance is not None and rows >= NOISY_BELOW and importance >= policy.importance_share:
-        alerts.append(
-            f"importance-weighted drift: drifted column(s) {', '.join(drifted)} carry "
-            f"{importance:.2f} of the model's importance (≥ {policy.importance_share})"
-        )
-    if prediction.get("probability_drifted", prediction["drifted"]):
-        alerts.append(
-            f"prediction drift: {prediction['method']} {prediction['score']:.3f} "
-            f"≥ {prediction['threshold']}"
-        )
-    label = prediction.get("predicted_label")
-    if label and label["drifted"]:
-        alerts.append(
-            f"prediction drift (predicted class mix): {label['method']} {label['score']:.3f} "
-            f"≥ {label['threshold']}"
-        )
-    source = perf["judged_by"]
-    figures = perf["current"] if source == "measured" else perf["estimated"]
-    references = perf.get("reference")
-    if source == "estimated":  # CBPE's own figure on the test split
-        references = perf["estimated"].get("reference", references)
-    for metric in perf["degraded_metrics"]:
-        drop = perf["drops"][metric]
-        line = drop.get("lower_alert")
-        below = "" if line is None else f"below the alert line {line:.3f}, "
-        alerts.append(
-            f"{metric} degraded ({source}): {figures[metric]:.3f} vs "
-            f"{references[metric]:.3f} on test ({below}drop {drop['drop']:.3f} > "
-            f"{drop['margin']:.3f})"
-        )
-    return alerts
+def rule_alerts(config: Config, figures: rules.Figures) -> list[str]:
+    """The reasons to alert on one batch or chunk (empty: no alert): mlops.drift.rules."""
+    return [finding.message for finding in rules.judge(figures, config.drift)]
 
 
 def verdict(result: dict) -> tuple[str, list[str]]:
@@ -301,10 +254,9 @@ def period_labels(values: pd.Series, period: str | None) -> pd.Series:
     stamps = pd.to_datetime(values, errors="coerce")
     if stamps.isna().all():
         return values.astype(str)
-    code = {"year": "Y", "quarter": "Q", "month": "M", "week": "W", "day": "D"}.get(
-        period or "month", "M"
-    )
-    return stamps.dt.to_period(code).astype(str)
+    from mlops.data import PERIOD_FREQUENCY
+
+    return stamps.dt.to_period(PERIOD_FREQUENCY[period or "month"]).astype(str)
 
 
 def analyse_chunks(
@@ -361,8 +313,7 @@ def analyse_chunks(
         prediction = evidently_run.scores(reference, scored, prediction_test, set())[PREDICTION]
         perf = performance(config, estimator, said, None if y is None else y[positions])
         importance = importance_drifted(shares, drifted)
-        alerts = rule_alerts(
-            config,
+        figures = rules.Figures(
             columns=columns,
             dataset_drift=share >= config.drift.drift_share,
             share=share,
@@ -371,6 +322,7 @@ def analyse_chunks(
             perf=perf,
             rows=len(positions),
         )
+        alerts = rule_alerts(config, figures)
         source = perf["judged_by"]
         figures = perf["current"] if source == "measured" else perf["estimated"]
         chunk.update(
@@ -577,8 +529,7 @@ def analyse(
             "the importance rule could not run: the model's metadata has no feature_importance "
             "(promote a model evaluated by this version of `make evaluate`)"
         )
-    result["rule_alerts"] = rule_alerts(
-        config,
+    figures = rules.Figures(
         columns=columns,
         dataset_drift=result["dataset_drift"],
         share=share,
@@ -587,6 +538,7 @@ def analyse(
         perf=perf,
         rows=current_rows,
     )
+    result["rule_alerts"] = rule_alerts(config, figures)
     result["status"], result["alerts"] = verdict(result)
     finished = time.perf_counter()
     result["seconds"] = round(finished - started, 2)
