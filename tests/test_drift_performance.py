@@ -19,7 +19,7 @@ from mlops.drift import analysis, evidently_run
 from mlops.drift.performance import (
     DRAWS,
     NOISE_Z,
-    Estimator,
+    PerformanceEstimator,
     measured,
     performance,
     predict,
@@ -98,7 +98,7 @@ def test_multiclass_has_ovr_macro_roc_auc_and_macro_f1_measured_and_estimated():
     proba = model.predict_proba(test[FEATURES].to_numpy())
     assert found["roc_auc"] == pytest.approx(metrics.roc_auc_score(y, proba, multi_class="ovr"))
     assert found["f1"] == pytest.approx(metrics.f1_score(y, proba.argmax(axis=1), average="macro"))
-    estimator = Estimator.fit(y, on_test)
+    estimator = PerformanceEstimator.fit(y, on_test)
     perf = performance(synthetic_config([0, 1, 2]), estimator, said(model, current, None), None)
     assert perf["estimated"]["roc_auc"] is not None
     truth = measured(current["y"].to_numpy(), said(model, current, None))
@@ -119,7 +119,7 @@ def test_bootstrap_spread_agrees_with_the_analytic_standard_errors(binary):
     exponential score distributions and overstates it near an AUC of 1."""
     test = binary["test"]
     y = test["y"].to_numpy()
-    estimator = Estimator.fit(y, said(binary["model"], test))
+    estimator = PerformanceEstimator.fit(y, said(binary["model"], test))
     for rows in (500, 2_000):
         spread = estimator._bootstrap("measured", rows)
         accuracy = estimator.reference["accuracy"]
@@ -141,7 +141,9 @@ def test_false_alarm_rate_on_random_samples_of_the_reference(binary, rows):
     performance alert (measured or estimated) and no dataset drift (size-aware column thresholds
     against the training reference) in at least 19 of 20 seeded draws at each size."""
     config, test, train = binary["config"], binary["test"], binary["train"]
-    estimator = Estimator.fit(test["y"].to_numpy(), said(binary["model"], test), seed=config.seed)
+    estimator = PerformanceEstimator.fit(
+        test["y"].to_numpy(), said(binary["model"], test), seed=config.seed
+    )
     tests = evidently_run.column_tests(config, FEATURES)
     reference = train.sample(5_000, random_state=0).reset_index(drop=True)
     alarms, cache = 0, {}
@@ -185,7 +187,7 @@ def test_small_samples_take_the_noise_of_the_reference_as_threshold(binary):
 
 def test_a_drop_just_beyond_the_line_alerts_and_just_inside_does_not(binary):
     test = binary["test"]
-    estimator = Estimator.fit(test["y"].to_numpy(), said(binary["model"], test))
+    estimator = PerformanceEstimator.fit(test["y"].to_numpy(), said(binary["model"], test))
     sd = estimator.spread("measured", 2_000)["accuracy"]
     reference = estimator.reference["accuracy"]
     from mlops.drift.performance import judge

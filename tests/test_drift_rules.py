@@ -19,7 +19,7 @@ from mlops.drift import analysis, evidently_run, history, markdown, stream
 from mlops.drift import rules as drift_rules
 from mlops.drift.performance import (
     NOISE_Z,
-    Estimator,
+    PerformanceEstimator,
     Predictions,
     expected_roc_auc,
     judge,
@@ -365,7 +365,7 @@ def test_expected_roc_auc_with_certain_labels_is_sklearns():
 def test_cbpe_on_the_test_split_reproduces_its_accuracy(parts):
     test, config, model = parts["test"], parts["config"], parts["model"]
     said = predict(model, test[config.features], 1)  # the model file takes raw rows
-    estimator = Estimator.fit(test["employed"].to_numpy(), said)
+    estimator = PerformanceEstimator.fit(test["employed"].to_numpy(), said)
     scores, errors = estimator.estimate(said)
     assert scores["accuracy"] == pytest.approx(estimator.reference["accuracy"], abs=0.005)
     assert scores["roc_auc"] == pytest.approx(estimator.reference["roc_auc"], abs=0.01)

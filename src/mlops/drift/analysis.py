@@ -34,7 +34,7 @@ from mlops.config import P_VALUE_TESTS, ColumnPolicy, Config
 from mlops.drift import evidently_run, exact, rules, stream
 from mlops.drift.evidently_run import PREDICTED_LABEL, PREDICTION
 from mlops.drift.performance import (
-    Estimator,
+    PerformanceEstimator,
     Predictions,
     of_probabilities,
     performance,
@@ -269,7 +269,7 @@ def analyse_chunks(
     total: int,
     features: list[str],
     shares: dict | None,
-    estimator: Estimator,
+    estimator: PerformanceEstimator,
     predictions: Predictions,
     y: np.ndarray | None,
     cache: dict,
@@ -401,7 +401,7 @@ def analyse(
         time_column = config.data.time_column
         times = current[time_column] if time_column and time_column in current else None
         rows, total = np.arange(len(current)), len(current)
-    estimator = Estimator.fit(test[target].to_numpy(), said["test"], seed=config.seed)
+    estimator = PerformanceEstimator.fit(test[target].to_numpy(), said["test"], seed=config.seed)
     # The reference's predictions are the model's outputs on the held-out test split, resampled
     # (seeded) to the reference's size: on its own training rows a model is over-confident (a
     # multiclass top-class probability of 0.9997 ± 0.0005 on train against 0.995 ± 0.035 on test,

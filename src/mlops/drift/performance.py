@@ -207,7 +207,7 @@ def standard_error(metric: str, value: float, n: int, n_pos: float) -> float:
 
 
 @dataclass
-class Estimator:
+class PerformanceEstimator:
     """CBPE calibrated on the test split, and the test split's variability at any size."""
 
     calibrator: Any  # binary: P(positive | score); multiclass: P(correct | top-class probability)
@@ -219,7 +219,7 @@ class Estimator:
     _spreads: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def fit(cls, y: np.ndarray, predicted: Predictions, seed: int = 0) -> Estimator:
+    def fit(cls, y: np.ndarray, predicted: Predictions, seed: int = 0) -> PerformanceEstimator:
         from sklearn.isotonic import IsotonicRegression
 
         def isotonic(score: np.ndarray, target: np.ndarray) -> Any:
@@ -330,7 +330,7 @@ def metric_lines(values: dict, drops: dict, source: str) -> dict[str, dict]:
 
 def performance(
     config: Config,
-    estimator: Estimator,
+    estimator: PerformanceEstimator,
     current: Predictions,
     y: np.ndarray | None,
 ) -> dict:
