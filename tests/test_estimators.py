@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -13,10 +14,24 @@ from mlops import estimators
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", list(estimators.CLASSES))
+@pytest.mark.parametrize("name", list(estimators.SPECS))
 def test_parameter_names_match_scikit_learn(name: str) -> None:
     cls = estimators.estimator_class(name)
-    assert set(cls().get_params()) == estimators.PARAMETERS[name]
+    assert set(cls().get_params()) == estimators.SPECS[name].parameters
+
+
+def test_the_estimator_literal_names_exactly_the_specs() -> None:
+    """params.yaml's `train.estimator` type and the table cannot drift apart."""
+    assert get_args(estimators.Estimator) == tuple(estimators.SPECS)
+
+
+@pytest.mark.parametrize("name", list(estimators.SPECS))
+def test_a_spec_says_its_preprocessing_and_native_categorical_only_where_the_class_takes_it(
+    name: str,
+) -> None:
+    spec = estimators.SPECS[name]
+    assert spec.preprocessing in get_args(estimators.Preprocessing)
+    assert spec.native_categorical == ("categorical_features" in spec.parameters)
 
 
 def test_unknown_parameters_are_named() -> None:

@@ -24,7 +24,7 @@ from mlops import files
 from mlops.config import Config
 from mlops.encoding import encoder_categories
 from mlops.errors import InputError
-from mlops.estimators import estimator_class
+from mlops.estimators import SPECS, Preprocessing, estimator_class
 from mlops.predictions import RAW_FRAME
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,35 @@ def build_pipeline(config: Config) -> Pipeline:
 
 
 def build_matrix_pipeline(config: Config) -> Pipeline:
-    """The steps after columns_step: preprocessing and estimator on the coded matrix."""
+    """The steps after columns_step: the estimator's preprocessing (its spec in mlops.estimators)
+    and the estimator, on the coded matrix."""
     n_cat, n_features = len(config.categorical), len(config.features)
-    categorical, numeric = list(range(n_cat)), list(range(n_cat, n_features))
     name = config.train.estimator
+    spec = SPECS[name]
     params: dict[str, Any] = {
         "random_state": config.seed,
         **config.train.hyperparameters.get(name, {}),
     }
-    gaps = any(config.max_missing(feature) > 0 for feature in config.features)
-    if name == "logistic_regression":
+    preprocessing = spec.preprocessing
+    if spec.native_categorical and config.train.native_categorical:
+        preprocessing = "ordinal"
+        params.setdefault("categorical_features", [i < n_cat for i in range(n_features)])
+    model = estimator_class(name)(**params)
+    if preprocessing == "codes":
+        # Trees split integer codes exactly; HGB's native categorical mode re-encodes every
+        # predict call, which costs several ms a request when serving (measured in make bench).
+        return Pipeline([("preprocess", "passthrough"), ("model", model)])
+    return Pipeline([("preprocess", _preprocess(preprocessing, config)), ("model", model)])
+
+
+def _preprocess(preprocessing: Preprocessing, config: Config) -> ColumnTransformer:
+    """The ColumnTransformer of a "one_hot" or "ordinal" spec (categories first, then numbers)."""
+    n_cat, n_features = len(config.categorical), len(config.features)
+    categorical, numeric = list(range(n_cat)), list(range(n_cat, n_features))
+    if preprocessing == "one_hot":
         # Missing categories are a category of their own (OneHotEncoder); missing numbers are
         # imputed inside the saved Pipeline, so serving needs no preprocessing of its own.
+        gaps = any(config.max_missing(feature) > 0 for feature in config.features)
         scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         encode = [
             (
@@ -101,19 +118,12 @@ def build_matrix_pipeline(config: Config) -> Pipeline:
             ),
             ("numeric", scale if gaps else StandardScaler(), numeric),
         ]
-    elif name == "hist_gradient_boosting" and not config.train.native_categorical:
-        # Trees split integer codes exactly; HGB's native categorical mode re-encodes every
-        # predict call, which costs several ms a request when serving (measured in make bench).
-        return Pipeline([("preprocess", "passthrough"), ("model", estimator_class(name)(**params))])
     else:
         ordinal = OrdinalEncoder(
             handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64
         )
         encode = [("categorical", ordinal, categorical), ("numeric", "passthrough", numeric)]
-        if name == "hist_gradient_boosting":
-            params.setdefault("categorical_features", [i < n_cat for i in range(n_features)])
-    preprocess = ColumnTransformer([step for step in encode if step[2]], sparse_threshold=0.0)
-    return Pipeline([("preprocess", preprocess), ("model", estimator_class(name)(**params))])
+    return ColumnTransformer([step for step in encode if step[2]], sparse_threshold=0.0)
 
 
 def cross_validation(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, config: Config) -> dict:
