@@ -188,6 +188,9 @@ class PromotionConfig(Section):
     min_recall: Fraction | None = None
 
 
+ColumnKind = Literal["numeric", "categorical"]
+
+
 class ColumnPolicy(Section):
     """One Evidently stat test and its threshold (a p-value for ks/chisquare/z/g_test)."""
 
@@ -200,7 +203,7 @@ class ColumnPolicy(Section):
             raise ValueError(f"{self.method} returns a p-value: threshold must be below 1")
         return self
 
-    def check_kind(self, kind: Literal["numeric", "categorical"], where: str) -> None:
+    def check_kind(self, kind: ColumnKind, where: str) -> None:
         wrong = CATEGORICAL_ONLY if kind == "numeric" else NUMERIC_ONLY
         if self.method in wrong:
             raise ValueError(f"{where}: {self.method} does not apply to {kind} columns")
@@ -338,7 +341,7 @@ class Config(Section):
         if self.data.source == "raw" and unknown:
             raise ValueError(f"drift.columns: not a feature: {', '.join(unknown)}")
         for name, policy in self.drift.columns.items():
-            kind = "categorical" if name in self.categorical else "numeric"
+            kind: ColumnKind = "categorical" if name in self.categorical else "numeric"
             policy.check_kind(kind, f"drift.columns.{name}")
         return self
 

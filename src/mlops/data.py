@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,7 @@ def period_labels(column: pd.Series, period: str | None, source: str) -> pd.Seri
     return stamps.dt.tz_localize(None).dt.to_period(PERIOD_FREQUENCY[period])
 
 
-def _parses(value: object) -> bool:
+def _parses(value: Any) -> bool:
     try:
         pd.to_datetime(value, utc=True)
     except (ValueError, TypeError, OverflowError):

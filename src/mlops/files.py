@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is read: serving never nee
     import pandas as pd
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call write(tmp) on a temp file beside path, fsync it, then rename it over path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mlops import files
 from mlops.config import Config
@@ -83,9 +84,13 @@ def statuses(listing: str) -> dict[str, str]:
 
 
 def function_of(mutant: str) -> str:
-    """mlops.promote.x_judge__mutmut_3 -> mlops.promote.judge."""
+    """mlops.promote.x_judge__mutmut_3 -> mlops.promote.judge; a method's mutant,
+    mlops.drift.rules.xǁDegradationǁjudge__mutmut_2 -> mlops.drift.rules.Degradation.judge."""
     module, _, name = mutant.rpartition(".")
-    return f"{module}.{name.removeprefix('x_').rsplit('__mutmut_', 1)[0]}"
+    name = name.rsplit("__mutmut_", 1)[0]
+    if name.startswith("xǁ"):
+        return f"{module}.{'.'.join(name.removeprefix('xǁ').split('ǁ'))}"
+    return f"{module}.{name.removeprefix('x_')}"
 
 
 def explanation(function: str, diff: str) -> str | None:
@@ -131,7 +136,7 @@ def report() -> dict:
                 "explained": explanation(function, diff),
             }
         )
-    result = {
+    result: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "functions": sorted({function_of(name) for name in found}),
         "mutants": len(found),

@@ -17,7 +17,7 @@ from mlops.config import Config
 TOLERANCE = 1e-9
 
 
-def check(model: Any, metadata: dict, frame: Any, config: Config) -> dict[str, Any]:
+def check(model: Any, metadata: dict[str, Any], frame: Any, config: Config) -> dict[str, Any]:
     """{passed, takes_raw_rows, max_difference, row, labels_differ} of the model on frame."""
     from mlops.predictions import (
         matrix_model,

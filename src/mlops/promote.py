@@ -40,7 +40,7 @@ EPSILON = 1e-9
 HEADLINES = {"promoted": "✅ promoted", "unchanged": "⚪ unchanged", "rejected": "❌ rejected"}
 
 
-def candidate_inputs(config: Config) -> tuple[dict, dict, str]:
+def candidate_inputs(config: Config) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Candidate metadata, its metrics and the test split's sha256, checked to belong together."""
     metadata = files.read_json(CANDIDATE_DIR / METADATA_FILE)
     model = CANDIDATE_DIR / MODEL_FILE
@@ -74,7 +74,7 @@ def validation_status() -> str:
     status = files.read_json(VALIDATION_REPORT).get("status")
     if status not in ("passed", "failed"):
         raise InputError(f"{VALIDATION_REPORT}: status {status!r} is neither 'passed' nor 'failed'")
-    return status
+    return str(status)
 
 
 def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None, str | None, str]:
@@ -360,7 +360,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         forced = bool(failed)
         reasons = [note] if production is None else []
         if forced:
-            reasons += [f"FORCED by {registry.who()}: {force_reason.strip()}"]
+            reasons += [f"FORCED by {registry.who()}: {(force_reason or '').strip()}"]
             reasons += [f"failed: {failure_reason(item)}" for item in failed]
         else:
             reasons.append(f"all {len(criteria)} criteria passed")
@@ -381,7 +381,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         why = "; ".join(reasons)
         if forced:
             overrode = "; ".join(failure_reason(item) for item in failed)
-            why = f"{force_reason.strip()} (overrode: {overrode})"
+            why = f"{(force_reason or '').strip()} (overrode: {overrode})"
         version = registry.add_version(
             models_dir,
             CANDIDATE_DIR / MODEL_FILE,

@@ -104,7 +104,7 @@ def read_registry(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
     path = Path(models_dir) / REGISTRY_FILE
     if not path.exists():
         return empty_registry()
-    registry = files.read_json(path)
+    registry: dict[str, Any] = files.read_json(path)
     problem = _shape_problem(registry)
     if problem:
         raise InputError(f"{path}: {problem}")
@@ -166,7 +166,7 @@ def find_by_sha(registry: dict[str, Any], sha256: str) -> str | None:
     """The version whose model has this sha256, if any."""
     for name, entry in registry["versions"].items():
         if entry.get("sha256") == sha256:
-            return name
+            return str(name)
     return None
 
 

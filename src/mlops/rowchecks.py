@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -72,13 +73,13 @@ def checks(
                 name,
                 "value out of range",
                 numbers < bounds.min,
-                lambda v, low=bounds.min: f"{float(v):g} < {low:g}",
+                partial(_below, bounds.min),
             ),
             Check(
                 name,
                 "value out of range",
                 numbers > bounds.max,
-                lambda v, high=bounds.max: f"{float(v):g} > {high:g}",
+                partial(_above, bounds.max),
             ),
         ]
     target = config.schema.target
@@ -122,3 +123,11 @@ def first_failure(frame: pd.DataFrame, found: list[Check], *, offset: int = 0) -
 
 def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _below(low: float, value: Any) -> str:
+    return f"{float(value):g} < {low:g}"
+
+
+def _above(high: float, value: Any) -> str:
+    return f"{float(value):g} > {high:g}"

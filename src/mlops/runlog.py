@@ -136,7 +136,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         "data",
         "commit",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for run in runs:
         metrics = run.get("metrics") or {}
         params = flat_params(run)

@@ -334,7 +334,7 @@ def choose_current(periods: pd.Series, configured: Any, need: int) -> tuple[Any,
     if configured != "latest" or len(counts) < 2 or int(counts.iloc[-1]) >= need:
         return None, None
     newest = f"newest period {counts.index[-1]} holds {int(counts.iloc[-1])} rows"
-    enough = [label for label, rows in list(counts.items())[1:] if rows >= need]
+    enough: list[Any] = [label for label, rows in list(counts.items())[1:] if rows >= need]
     if not enough:
         return None, (
             f"{newest} and no later-than-first period holds {need} (drift.min_rows): "
@@ -500,6 +500,7 @@ def _scalar(value: Any) -> Any:
 def _flow(value: list | dict) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    node: CommentedSeq | CommentedMap
     if isinstance(value, list):
         node = CommentedSeq([_scalar(v) for v in value])
     else:

@@ -80,6 +80,7 @@ class StreamedParquet:
     def finish(self, empty: pd.DataFrame) -> None:
         if self.writer is None:
             self.write(empty)
+        assert self.writer is not None  # write() opened it
         self.writer.close()
         self.tmp.replace(self.path)
 

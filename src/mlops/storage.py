@@ -17,7 +17,7 @@ from typing import Any
 from mlops.errors import InputError
 
 
-def is_url(spec: str | Path) -> bool:
+def is_url(spec: str | os.PathLike) -> bool:
     """A URL such as s3://bucket/prefix (a local path never holds "://": Path folds it)."""
     return "://" in str(spec)
 

@@ -203,9 +203,9 @@ def _kind(values: list[Any]) -> str:
 def signature(config: Config) -> Any:
     """The model's signature from the schema: one column per raw feature, then the label."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         ColSpec(_kind(list(values)), name, required=config.max_missing(name) == 0)
         for name, values in config.categorical.items()
     ]
@@ -481,8 +481,8 @@ class Mirror:
 
         model = self.registered_model()
         name = model.name
-        known = {
-            mv.tags.get(VERSION_TAG): mv
+        known: dict[str, Any] = {
+            mv.tags[VERSION_TAG]: mv
             for mv in self.client.search_model_versions(f"name = '{name}'", max_results=10_000)
             if mv.tags.get(VERSION_TAG)
         }

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -52,13 +53,12 @@ def build_schema(config: Config, *, labelled: bool = True) -> pa.DataFrameSchema
     ]
     if labelled:
         columns[spec.target] = pa.Column(checks=[pa.Check.isin(spec.labels)])
-        shares = lambda df: df[spec.target].value_counts(normalize=True)  # noqa: E731
-        frame_checks.append(
-            pa.Check(
-                lambda df: shares(df).reindex(spec.labels).fillna(0).min() >= spec.min_label_share,
-                name="label_balance",
-            )
-        )
+
+        def balanced(df: pd.DataFrame) -> bool:
+            shares = df[spec.target].value_counts(normalize=True).reindex(spec.labels)
+            return bool(shares.fillna(0).min() >= spec.min_label_share)
+
+        frame_checks.append(pa.Check(balanced, name="label_balance"))
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=False)
 
 
@@ -87,7 +87,9 @@ def _check_name(raw: str) -> str:
     }.get(name, name)
 
 
-def check_frame(frame: pd.DataFrame, config: Config, *, labelled: bool = True) -> list[dict]:
+def check_frame(
+    frame: pd.DataFrame, config: Config, *, labelled: bool = True
+) -> list[dict[str, Any]]:
     """Every check's result on one frame: column, check, passed, failures and example rows."""
     schema = build_schema(config, labelled=labelled)
     try:
@@ -118,7 +120,7 @@ def check_frame(frame: pd.DataFrame, config: Config, *, labelled: bool = True) -
     return results
 
 
-def _result(frame: pd.DataFrame, column: str, check: str, hits: pd.DataFrame) -> dict:
+def _result(frame: pd.DataFrame, column: str, check: str, hits: pd.DataFrame) -> dict[str, Any]:
     examples = []
     for _, hit in hits.head(EXAMPLES).iterrows():
         row = hit["index"]
@@ -143,7 +145,7 @@ def _result(frame: pd.DataFrame, column: str, check: str, hits: pd.DataFrame) ->
     }
 
 
-def unseen_is_warning(check: dict, split: str, config: Config) -> bool:
+def unseen_is_warning(check: dict[str, Any], split: str, config: Config) -> bool:
     """Categories the schema does not list, in the current batch: a finding, not a failure.
 
     The schema lists what the model was trained on; production data may bring new values. The
@@ -152,9 +154,9 @@ def unseen_is_warning(check: dict, split: str, config: Config) -> bool:
     return split == "current" and check["check"] == "isin" and check["column"] in config.categorical
 
 
-def run(config: Config) -> dict:
+def run(config: Config) -> dict[str, Any]:
     """Validate every split, write reports/validation.json, raise CheckFailed on any failure."""
-    report: dict = {"status": "passed", "splits": {}}
+    report: dict[str, Any] = {"status": "passed", "splits": {}}
     failed, warnings = [], []
     for split in SPLITS:
         frame = files.read_parquet(config.data.processed_dir / f"{split}.parquet")

@@ -192,7 +192,8 @@ class TreePeak(threading.Thread):
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peaks, self._done = pid, {}, threading.Event()
+        self.pid, self._done = pid, threading.Event()
+        self.peaks: dict[int, int] = {}
 
     @property
     def mib(self) -> float:

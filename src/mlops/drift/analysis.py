@@ -63,7 +63,7 @@ def sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def model_input(
-    frame: pd.DataFrame, features: list[str], categories: dict, legacy: bool = False
+    frame: pd.DataFrame, features: list[str], categories: dict[str, Any], legacy: bool = False
 ) -> np.ndarray:
     """The model's input matrix, coded with the categories it was trained with."""
     from mlops.encoding import feature_matrix
@@ -74,7 +74,9 @@ def model_input(
 # --- importance, missing values, unseen categories ----------------------------------------------
 
 
-def importance_shares(importance: dict | None, features: list[str]) -> dict[str, float] | None:
+def importance_shares(
+    importance: dict[str, Any] | None, features: list[str]
+) -> dict[str, float] | None:
     """Each feature's share of the model's total positive permutation importance."""
     if not importance:
         return None
@@ -85,11 +87,11 @@ def importance_shares(importance: dict | None, features: list[str]) -> dict[str,
     return {name: round(value / total, 6) for name, value in positive.items()}
 
 
-def importance_drifted(shares: dict | None, drifted: list[str]) -> float | None:
+def importance_drifted(shares: dict[str, Any] | None, drifted: list[str]) -> float | None:
     return None if shares is None else round(sum(shares[name] for name in drifted), 6)
 
 
-def unseen_categories(batch: Batch) -> dict[str, dict]:
+def unseen_categories(batch: Batch) -> dict[str, dict[str, Any]]:
     """Per categorical column, rows whose value the model never saw: {name: {rows, share,
     examples}} (a validation finding and a drift signal, never an input error)."""
     found = {}
@@ -101,13 +103,13 @@ def unseen_categories(batch: Batch) -> dict[str, dict]:
 
 
 def decide_exactly(
-    columns: dict[str, dict],
+    columns: dict[str, dict[str, Any]],
     reference: pd.DataFrame,
     batch: Batch,
     config: Config,
     *,
     sampled: bool,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """Where a sample was judged, every column whose test has an all-row form is decided by the
     all-row statistics and says `exact: true`; unsampled, Evidently saw every row, so all are
     exact. Returns the columns whose sample verdict the exact one overruled, with both."""
@@ -160,14 +162,14 @@ def noise_threshold(
 
 
 def size_aware(
-    columns: dict[str, dict],
+    columns: dict[str, dict[str, Any]],
     reference: pd.DataFrame,
     tests: dict[str, ColumnPolicy],
     categorical: set[str],
     rows: int,
     *,
     seed: int,
-    cache: dict,
+    cache: dict[tuple[str, int], float],
 ) -> None:
     """Each column's `threshold_source`: below RESAMPLE_BELOW compared rows, a distance test whose
     threshold lies inside the noise of reference samples of that size takes the noise as its
@@ -198,7 +200,7 @@ def rule_alerts(config: Config, figures: rules.Figures) -> list[str]:
     return [finding.message for finding in rules.judge(figures, config.drift)]
 
 
-def verdict(result: dict) -> tuple[str, list[str]]:
+def verdict(result: dict[str, Any]) -> tuple[str, list[str]]:
     """("ok" | "warning" | "alert", reasons) of a whole batch. Only an alert fails the run."""
     alerts = list(result["rule_alerts"])
     for chunk in result["chunks"]:
@@ -212,7 +214,7 @@ def verdict(result: dict) -> tuple[str, list[str]]:
     return "ok", []
 
 
-def chunk_name(chunk: dict) -> str:
+def chunk_name(chunk: dict[str, Any]) -> str:
     first, last = chunk["rows"] or ("?", "?")
     where = f"period {chunk['period']}, " if chunk["period"] is not None else ""
     return f"chunk {chunk['chunk']} ({where}rows {first}-{last})"
@@ -268,12 +270,12 @@ def analyse_chunks(
     plan: list[tuple[Any, np.ndarray]],
     total: int,
     features: list[str],
-    shares: dict | None,
+    shares: dict[str, Any] | None,
     estimator: PerformanceEstimator,
     predictions: Predictions,
     y: np.ndarray | None,
-    cache: dict,
-) -> list[dict]:
+    cache: dict[tuple[str, int], float],
+) -> list[dict[str, Any]]:
     """Each chunk judged like a whole batch: performance and the prediction's test on every row
     of the chunk, Evidently's column tests (no report) on its rows in the sample."""
     tests = evidently_run.column_tests(config, features)
@@ -357,8 +359,8 @@ def analyse(
     labelled: bool,
     batch: str,
     model: Any,
-    model_info: dict,
-) -> tuple[dict, Any]:
+    model_info: dict[str, Any],
+) -> tuple[dict[str, Any], Any]:
     """The drift result (drift.json's content) and the Evidently snapshot behind it."""
     started = time.perf_counter()
     policy = config.drift
@@ -432,7 +434,7 @@ def analyse(
     overruled = decide_exactly(columns, full_reference, whole, config, sampled=sampled)
     said["every"] = said["current"] if pending is None else pending.result()
     perf = performance(config, estimator, said["every"], y)
-    resampled: dict = {}
+    resampled: dict[tuple[str, int], float] = {}
     tests = evidently_run.column_tests(config, features)
     size_aware(
         columns,
@@ -550,10 +552,12 @@ def analyse(
     return result, found_snapshot
 
 
-def predict_all(model: Any, parts: list, positive: Any) -> Predictions:
+def predict_all(model: Any, parts: list[Any], positive: Any) -> Predictions:
     """Every row's predictions, part by part as read (each Predictions, or its future from the
     pass), joined."""
-    found = [part.result() if isinstance(part, Future) else part for part in parts]
+    found: list[Predictions] = [
+        part.result() if isinstance(part, Future) else part for part in parts
+    ]
     if len(found) == 1:
         return found[0]
     return of_probabilities(

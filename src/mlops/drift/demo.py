@@ -38,7 +38,7 @@ def drifted_batch(frame: pd.DataFrame, config: Config, seed: int) -> tuple[pd.Da
         moved = np.clip(values + step, bounds.min, bounds.max)
         if pd.api.types.is_integer_dtype(out[name]):
             moved = np.round(moved)
-        out[name] = moved.astype(out[name].dtype)
+        out[name] = pd.Series(moved, index=out.index).astype(out[name].dtype)
         changes[name] = f"shifted up by {step:.1f} (half a standard deviation), clipped"
     if config.categorical:
         name, codes = max(config.categorical.items(), key=lambda item: len(item[1]))

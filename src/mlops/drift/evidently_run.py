@@ -44,7 +44,7 @@ def snapshot(
     timestamp: datetime,
     tags: list[str],
     metadata: dict[str, str],
-):
+) -> Any:
     """Run Evidently on the features (per column and as a whole) and on the predictions.
 
     The metrics are those DataDriftPreset expands to, DriftedColumnsCount and one ValueDrift per
@@ -101,7 +101,7 @@ def snapshot(
     )
 
 
-def read_snapshot(found: Any, config: Config, features: list[str]) -> dict:
+def read_snapshot(found: Any, config: Config, features: list[str]) -> dict[str, Any]:
     """Per-column results and the dataset verdict from Evidently's metrics and tests."""
     content = found.dict()
     failed: dict[str, bool] = {}
@@ -112,7 +112,7 @@ def read_snapshot(found: Any, config: Config, features: list[str]) -> dict:
             failed[params["column"]] = test["status"] == "FAIL"
         elif params["type"].endswith(":DriftedColumnsCount"):
             dataset_test = test["status"]
-    columns: dict[str, dict] = {}
+    columns: dict[str, dict[str, Any]] = {}
     share = count = None
     for metric in content["metrics"]:
         params = metric["config"]
@@ -152,7 +152,7 @@ def scores(
     current: pd.DataFrame,
     tests: dict[str, ColumnPolicy],
     categorical: set[str],
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """Evidently's own stat test per column on one chunk (no report, no rendering): {name:
     {method, score, threshold, drifted}}."""
     telemetry_off()

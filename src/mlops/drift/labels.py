@@ -39,11 +39,13 @@ class Labels:
     def lookup(self, frame: pd.DataFrame) -> pd.Series:
         """The label of each row of frame (its key columns), missing where none was given."""
         if len(self.keys) == 1:
-            where = self.values.index.get_indexer(frame[self.keys[0]])
+            where = self.values.index.get_indexer(pd.Index(frame[self.keys[0]]))
         else:
             where = self.values.index.get_indexer(pd.MultiIndex.from_frame(frame[list(self.keys)]))
-        found = self.values.to_numpy(dtype=object)[np.maximum(where, 0)] if len(self) else None
-        labels = np.where(where >= 0, found, None) if found is not None else [None] * len(frame)
+        if not len(self):
+            return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        found = self.values.to_numpy(dtype=object)[np.maximum(where, 0)]
+        labels = np.where(where >= 0, found, np.array(None, dtype=object))
         return pd.Series(labels, index=frame.index, dtype=object)
 
 

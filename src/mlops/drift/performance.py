@@ -120,8 +120,13 @@ class Rows:
     sizes: tuple[int, ...]  # groups per column
 
     def take(self, rows: np.ndarray) -> Rows:
-        picked = (self.correct, self.truth, self.predicted, self.groups)
-        return Rows(*(values[rows] for values in picked), self.sizes)
+        return Rows(
+            self.correct[rows],
+            self.truth[rows],
+            self.predicted[rows],
+            self.groups[rows],
+            self.sizes,
+        )
 
     def metrics(self) -> dict[str, float | None]:
         """Accuracy, ROC-AUC (macro over classes with both outcomes) and F1 (macro)."""
@@ -286,7 +291,7 @@ class PerformanceEstimator:
             self._spreads[key] = {
                 m: float(np.std(values, ddof=1))
                 for m in METRICS
-                if len(values := [d[m] for d in draws if d[m] is not None]) > 1
+                if len(values := [v for d in draws if (v := d[m]) is not None]) > 1
             }
         scale = math.sqrt(drawn / max(rows, 1))
         return {m: sd * scale for m, sd in self._spreads[key].items()}
@@ -377,6 +382,7 @@ def performance(
         result["drops"], result["degraded_metrics"] = estimated_drops, estimated_degraded
         result["metrics"] = metric_lines(estimated, estimated_drops, "estimated")
     else:
+        assert known is not None  # labels given (y), so which rows have one
         # Labels are the truth: the estimate then only shows how close it came.
         labelled = current if known.all() else current.take(known)
         y = y[known]
@@ -389,9 +395,9 @@ def performance(
         )
         result["metrics"] = metric_lines(scores, result["drops"], "measured")
         result["estimated"]["error"] = {
-            m: rounded(estimated[m] - scores[m])
+            m: rounded(guess - found)
             for m in METRICS
-            if estimated.get(m) is not None and scores.get(m) is not None
+            if (guess := estimated.get(m)) is not None and (found := scores.get(m)) is not None
         }
         if not known.all():  # labels that arrived for some rows: the rest is estimated
             rest, rest_errors = estimator.estimate(current.take(~known))

@@ -9,7 +9,7 @@ Any one finding alerts. drift.json keeps the findings' messages (`rule_alerts`, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from mlops.config import DriftConfig
 
@@ -22,12 +22,12 @@ NOISY_BELOW = 1_000
 class Figures:
     """What the rules judge, for a whole batch or one chunk of `rows` rows."""
 
-    columns: dict[str, dict]  # per feature: method, score, threshold, drifted
+    columns: dict[str, dict[str, Any]]  # per feature: method, score, threshold, drifted
     dataset_drift: bool
     share: float  # of the feature columns drifted
     importance: float | None  # share of the model's importance carried by the drifted columns
-    prediction: dict  # the predicted probability's test (and the predicted class mix's)
-    perf: dict  # mlops.drift.performance.performance's result
+    prediction: dict[str, Any]  # the predicted probability's test (and the predicted class mix's)
+    perf: dict[str, Any]  # mlops.drift.performance.performance's result
     rows: int
 
     @property
@@ -133,7 +133,7 @@ class Degradation:
         perf = figures.perf
         source = perf["judged_by"]
         current = perf["current"] if source == "measured" else perf["estimated"]
-        reference = perf.get("reference")
+        reference: dict[str, Any] = perf.get("reference") or {}
         if source == "estimated":  # CBPE's own figure on the test split
             reference = perf["estimated"].get("reference", reference)
         found = []

@@ -259,6 +259,7 @@ def pass_chunks(chunks: Iterable[batches.Chunk], file: int, plan: Plan) -> Part:
 def _keep_every(part: Part, chunk: batches.Chunk, plan: Plan) -> None:
     """The chunk's model input, labels and time values, kept for every row (the analysis predicts
     on a thread while Evidently runs: the model releases the GIL)."""
+    assert plan.scorer is not None  # pass_chunks keeps every row only with a scorer
     found = {"x": plan.scorer.rows(chunk)}
     names = _names(chunk)
     config = plan.config
@@ -423,8 +424,8 @@ def merge(total: Part, part: Part, size: int) -> None:
         total.every.setdefault(key, []).extend(values)
     for name, stats in part.numeric.items():
         total.numeric.setdefault(name, NumericStats()).merge(stats)
-    for name, stats in part.categorical.items():
-        total.categorical.setdefault(name, CategoricalStats()).merge(stats)
+    for name, counted in part.categorical.items():
+        total.categorical.setdefault(name, CategoricalStats()).merge(counted)
     total.rows += part.rows
     total.labelled_rows += part.labelled_rows
 
@@ -539,7 +540,11 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
     if not total.rows:
         raise InputError(f"{name}: no rows")
     if plan.checked:
-        for stats_name, stats in {**total.numeric, **total.categorical}.items():
+        columns: dict[str, NumericStats | CategoricalStats] = {
+            **total.numeric,
+            **total.categorical,
+        }
+        for stats_name, stats in columns.items():
             share, limit = stats.missing / stats.rows, config.max_missing(stats_name)
             if 0 < limit < share:
                 raise InputError(
@@ -551,6 +556,7 @@ def finish(total: Part, plan: Plan, name: str, files: int = 1) -> Batch:
             f"{name}: {total.rows} rows, fewer than drift.min_rows ({config.drift.min_rows})"
         )
     order = np.argsort(total.positions, kind="stable")
+    assert total.sample is not None  # rows were read, so some were sampled
     sample = total.sample.iloc[order].reset_index(drop=True)
     return Batch(
         name=name,
