@@ -317,6 +317,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     if force_reason is not None and not force_reason.strip():
         raise InputError("--force-reason: empty; a forced promotion must say why")
     models_dir = registry.MODELS_DIR
+    runlog.recover(models_dir)  # a promotion killed before its run-log line: add it first
     metadata, metrics, test_sha = candidate_inputs(config)
     validation = validation_status()
     registry_data = registry.read_registry(models_dir)
@@ -382,6 +383,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         if forced:
             overrode = "; ".join(failure_reason(item) for item in failed)
             why = f"{force_reason.strip()} (overrode: {overrode})"
+        pending = report_of(locals(), config, version=None)
         version = registry.add_version(
             models_dir,
             CANDIDATE_DIR / MODEL_FILE,
@@ -389,38 +391,73 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             expected_production=production,
             kind="forced" if forced else "promoted",
             why=why,
+            run_entry=runlog.entry(metadata, metrics, pending),
         )
-    report = {
-        "decision": decision,
-        "reasons": reasons,
-        "forced": forced,
-        "criteria": criteria,
-        "candidate": {
-            "version": version,
-            "sha256": metadata["model_sha256"],
-            "data_sha256": metadata.get("data_sha256"),
-            "metrics": candidate_metrics,
-        },
-        "production": {
-            "version": production,
-            "sha256": production_sha,
-            "metrics": production_metrics,
-            "note": note,
-            "failed": production_failed,
-        },
-        "production_after": version if decision == "promoted" else production,
-        "test_data_sha256": test_sha,
-        "policy": config.promotion.model_dump(mode="json"),
-        "decided_at": registry.now(),
-        "decided_by": registry.who(),
-    }
-    files.write_json(REPORT_JSON, report)
-    files.write_text(REPORT_MD, markdown(report))
-    runlog.record(runlog.entry(metadata, metrics, report))
-    if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
-        tracking.mirror_registry(config, "the gate's decision")
+    report = report_of(locals(), config, version=version)
+    if decision == "promoted":
+        after_promotion(config, report, runlog.entry(metadata, metrics, report))
+    else:
+        files.write_json(REPORT_JSON, report)
+        files.write_text(REPORT_MD, markdown(report))
+        runlog.record(runlog.entry(metadata, metrics, report))
+        if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
+            tracking.mirror_registry(config, "the gate's decision")
     summary_line = f"{decision}: {'; '.join(reasons)}"
     if decision == "rejected":
         raise CheckFailed(f"candidate rejected: {'; '.join(reasons)}")
     log.info("%s", summary_line)
     return report
+
+
+def report_of(found: dict[str, Any], config: Config, version: str | None) -> dict[str, Any]:
+    """reports/promotion.json's content from the gate's findings (run's local names)."""
+    decision = found["decision"]
+    return {
+        "decision": decision,
+        "reasons": found["reasons"],
+        "forced": found["forced"],
+        "criteria": found["criteria"],
+        "candidate": {
+            "version": version,
+            "sha256": found["metadata"]["model_sha256"],
+            "data_sha256": found["metadata"].get("data_sha256"),
+            "metrics": found["candidate_metrics"],
+        },
+        "production": {
+            "version": found["production"],
+            "sha256": found["production_sha"],
+            "metrics": found["production_metrics"],
+            "note": found["note"],
+            "failed": found["production_failed"],
+        },
+        "production_after": version if decision == "promoted" else found["production"],
+        "test_data_sha256": found["test_sha"],
+        "policy": config.promotion.model_dump(mode="json"),
+        "decided_at": registry.now(),
+        "decided_by": registry.who(),
+    }
+
+
+def after_promotion(config: Config, report: dict[str, Any], run_entry: dict[str, Any]) -> None:
+    """What follows a finished promotion (registry.json names the new version): the reports, the
+    run-log line and MLflow. The promotion stands whatever happens here, so a failed write (a
+    full disk) is a warning and the command still succeeds; the run-log line stays in its journal
+    (models/runs.pending.json) and the next command appends it (mlops.runlog.recover)."""
+    writes = (
+        (REPORT_JSON, lambda: files.write_json(REPORT_JSON, report)),
+        (REPORT_MD, lambda: files.write_text(REPORT_MD, markdown(report))),
+        (runlog.RUNS_FILE, lambda: runlog.record(run_entry)),
+    )
+    for path, write in writes:
+        try:
+            write()
+        except OSError as exc:
+            log.warning(
+                "promoted %s, but %s was not written (%s): the promotion stands; the next "
+                "command catches up the run log",
+                report["candidate"]["version"],
+                path,
+                exc.strerror or exc,
+            )
+    if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
+        tracking.mirror_registry(config, "the gate's decision")

@@ -17,7 +17,7 @@ from typing import Any
 from mlops import files
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.registry import locked
+from mlops.registry import MODELS_DIR, PENDING_RUN, checkpoint, locked, read_registry
 
 log = logging.getLogger(__name__)
 RUNS_FILE = Path("models/runs.jsonl")
@@ -72,19 +72,59 @@ def already_logged(runs: list[dict[str, Any]], item: dict[str, Any]) -> bool:
     )
 
 
+def append_locked(item: dict[str, Any], path: Path) -> bool:
+    """Append the entry unless this model with this decision is logged (caller holds the lock)."""
+    runs = read_runs(path)
+    if already_logged(runs, item):
+        return False
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
+    return True
+
+
 def record(item: dict[str, Any], path: Path = RUNS_FILE) -> bool:
-    """Append the entry unless this model with this decision is logged; True when appended."""
+    """Append the entry unless this model with this decision is logged; True when appended.
+    A promotion's journal (models/runs.pending.json) is removed once its line is in."""
     path = Path(path)
     with locked(path.parent):
-        runs = read_runs(path)
-        if already_logged(runs, item):
-            return False
-        old = path.read_bytes() if path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
-    log.info("run logged to %s (%s)", path, item["decision"])
-    return True
+        appended = append_locked(item, path)
+        checkpoint("run-logged")
+        pending = path.parent / PENDING_RUN
+        if item.get("decision") == "promoted" and pending.exists():
+            pending.unlink()
+    if appended:
+        log.info("run logged to %s (%s)", path, item["decision"])
+    return appended
+
+
+def recover_locked(models_dir: Path, registry: dict[str, Any]) -> str | None:
+    """A killed promotion's journal: its line appended when registry.json names its version
+    with the same model (the promotion happened), dropped when not; the version, or None."""
+    pending = Path(models_dir) / PENDING_RUN
+    if not pending.exists():
+        return None
+    try:
+        item = json.loads(pending.read_text(encoding="utf-8"))
+    except ValueError:
+        item = {}
+    version = item.get("version") if isinstance(item, dict) else None
+    entry = registry["versions"].get(version) if isinstance(version, str) else None
+    done = entry is not None and entry.get("sha256") == item.get("model_sha256")
+    if done and append_locked(item, Path(models_dir) / RUNS_FILE.name):
+        log.warning("run log: the promotion of %s, interrupted before it was logged, added", version)
+    pending.unlink()
+    return version if done else None
+
+
+def recover(models_dir: Path = MODELS_DIR) -> str | None:
+    """The next command after a killed promotion: bring models/runs.jsonl level with
+    registry.json (see recover_locked); None when there was nothing to recover."""
+    if not (Path(models_dir) / PENDING_RUN).exists():
+        return None
+    with locked(models_dir):
+        return recover_locked(models_dir, read_registry(models_dir))
 
 
 def flat_params(item: dict[str, Any]) -> dict[str, Any]:

@@ -163,6 +163,8 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
         log.info("uploaded to %s", out)
         return summary
     out = Path(out or "reports/scores")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: a file, not a folder (OUT names the folder to write into)")
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
