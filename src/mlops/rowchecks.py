@@ -117,8 +117,7 @@ def first_failure(frame: pd.DataFrame, found: list[Check], *, offset: int = 0) -
             value = str(plain(frame[check.column].to_numpy()[failing[0]])).removesuffix(".0")
             return (
                 f"column {check.column}: {check.kind} ({len(failing)} row(s); "
-                f"first: row {offset + int(failing[0]) + 1} counting data rows from 1, "
-                f"value {value})"
+                f"first: data row {offset + int(failing[0]) + 1} (1-based), value {value})"
             )
     return None
 

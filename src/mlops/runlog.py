@@ -113,7 +113,7 @@ def recover_locked(models_dir: Path, registry: dict[str, Any]) -> str | None:
     entry = registry["versions"].get(version) if isinstance(version, str) else None
     done = entry is not None and entry.get("sha256") == item.get("model_sha256")
     if done and append_locked(item, Path(models_dir) / RUNS_FILE.name):
-        log.warning("run log: the promotion of %s, interrupted before it was logged, added", version)
+        log.warning("run log: %s's promotion, interrupted before it was logged, added", version)
     pending.unlink()
     return version if done else None
 
