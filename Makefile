@@ -262,8 +262,9 @@ lock: ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -m
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
 	rm -rf $(STAMP) data/processed models/candidate reports/run.log reports/scores \
-		$(wildcard reports/.*.tmp) \
+		$(wildcard reports/.*.tmp reports/.drift*-current reports/.drift*-generations) \
 		$(filter-out reports/README.md,$(wildcard reports/*.json reports/*.md reports/*.html reports/*.png))
 
 clean-all: clean ## Also remove the registry, every model version, the drift history and .venv
-	rm -rf models/v* models/registry.json models/runs.jsonl reports/history $(VENV)
+	rm -rf models/v* models/registry.json models/runs.jsonl models/runs.pending.json reports/history \
+		$(VENV)
