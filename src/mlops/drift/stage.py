@@ -18,6 +18,7 @@ from mlops.drift.history import REPORTS, record
 from mlops.drift.inputs import load_current, load_model, load_reference, load_test
 from mlops.drift.markdown import markdown, model_name
 from mlops.errors import CheckFailed, InputError
+from mlops.registry import locked
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
     """drift.{html,json,md} replaced together: written into a new generation folder
     (reports/.drift-generations/g-*), then the link reports/.drift-current is switched to it in
     one rename. reports/drift.html etc. are fixed links into .drift-current, so a reader (or a
-    kill at any point) sees the three of one run, never a mix; older generations are removed."""
+    kill at any point) sees the three of one run, never a mix; older generations are removed
+    (the caller holds the reports folder's lock)."""
     folder, name = prefix.parent, prefix.name
     generations = folder / f".{name}-generations"
     generations.mkdir(parents=True, exist_ok=True)
@@ -97,8 +99,9 @@ def report(
         model=model,
         model_info=model_info,
     )
-    write_reports(result, snapshot, prefix)
-    record(result, snapshot, config.drift.history_snapshots)
+    with locked(prefix.parent):  # two drift runs at once: each writes and records whole
+        write_reports(result, snapshot, prefix)
+        record(result, snapshot, config.drift.history_snapshots)
     perf = result["performance"]
     log.info(
         "%s: %d of %d columns drifted (share %.2f, importance %s), prediction %s %.3f, "
