@@ -282,7 +282,8 @@ def run_stages(args: argparse.Namespace) -> int:
     """Each stage in turn as its own command would run; its stamp is touched only on success.
 
     Every listed stamp is removed first, so a stage that fails or is interrupted, and every
-    stage after it, is stale for the next `make`.
+    stage after it, is stale for the next `make`. A promote with --force-reason leaves its stamp
+    absent: the next `make all` runs the gate again (which rejects while production falls short).
     """
     args.stamps.mkdir(parents=True, exist_ok=True)
     for name in args.names:
@@ -297,6 +298,8 @@ def run_stages(args: argparse.Namespace) -> int:
         rejected = code == CheckFailed.exit_code and name == "promote" and args.record_rejection
         if code and not rejected:
             return code
+        if name == "promote" and args.force_reason:
+            continue  # a forced run is no verdict of the gate: the next `make all` judges again
         stamp.touch()
     return 0
 

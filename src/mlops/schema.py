@@ -687,4 +687,8 @@ def run(
     else:
         files.write_text(into, updated)
         log.info("%s: schema written; review it with `git diff %s`, then commit", into, into)
+    from mlops import lineage
+    from mlops.config import load_config
+
+    lineage.start_new(load_config(into))  # another schema: a new lineage, the old one archived
     return result

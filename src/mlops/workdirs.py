@@ -20,6 +20,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "promote": ("models",),
     "rollback": ("models",),
     "release-import": ("models",),
+    "schema": ("models",),  # archives a registry of other columns (mlops.lineage)
 }
 RUN_LOG = Path("reports/run.log")
 # Commands that write nothing in reports/ (score only where OUT says): reports/run.log is appended
