@@ -151,9 +151,8 @@ def assert_drift_reports(root: Path) -> None:
     assert not any(there) or all(there), there
     if all(there):
         folders = {Path(os.path.realpath(path)).parent for path in paths}
-        assert len(folders) == 1
-        result = json.loads(paths[1].read_text())
-        assert result["status"] in paths[2].read_text()
+        assert len(folders) == 1  # one generation: the three of one run
+        assert json.loads(paths[1].read_text())["status"] in ("ok", "warning", "alert")
 
 
 def assert_no_leftovers(root: Path) -> None:
@@ -208,11 +207,11 @@ def test_a_kill_between_the_registry_and_the_run_log_loses_no_promotion(gate_rea
     assert (root / "models" / registry.PENDING_RUN).exists()
     shown = probe(root, "none", 0, "models")
     assert shown.returncode == 0, shown.stderr
-    assert "v2's promotion, interrupted before it was logged, added" in shown.stderr
+    assert "v2's promotion was interrupted after registry.json: finished it" in shown.stderr
     assert_run_log(root)
     exported = probe(root, "none", 0, "release-export", "dist")
     assert exported.returncode == 0, exported.stderr
-    assert any("v2" in path.name for path in (root / "dist").rglob("*")), exported.stderr
+    assert "release bundle model-v2 written to dist" in exported.stderr
 
 
 @pytest.mark.parametrize("at", range(1, len(PROMOTE_WRITES) + 1))
@@ -286,14 +285,22 @@ def test_drift_killed_after_each_write_never_mixes_its_reports(promoted_dir, tmp
     assert_no_leftovers(root)
 
 
-@pytest.mark.parametrize("write", ["drift.html", "drift.md", ".drift-current", "drift.jsonl"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        "reports/.drift-generations/g-*/drift.html",
+        "reports/.drift-generations/g-*/drift.md",
+        "reports/.drift-current",
+        "reports/history/drift.jsonl",
+    ],
+)
 def test_drift_on_a_full_disk_is_one_line(promoted_dir, tmp_path, write):
     root = copy(promoted_dir, tmp_path)
     assert probe(root, "none", 0, "drift").returncode == 0  # reports of an earlier run
     before = {p: (root / "reports" / p).read_bytes() for p in ("drift.json", "drift.md")}
-    at = next(i for i, p in enumerate(DRIFT_WRITES, 1) if p.endswith(write))
-    if write.startswith("drift.") and at > 3:
-        at = next(i for i, p in enumerate(DRIFT_WRITES, 1) if p.endswith(f"g-*/{write}"))
+    at = DRIFT_WRITES.index(write) + 1
+    if at > DRIFT_WRITES.index("reports/drift.html"):  # the links exist already: not rewritten
+        at -= 3
     full = probe(root, "enospc", at, "drift")
     assert full.returncode == 2, full.stderr
     line = one_line(full.stderr)

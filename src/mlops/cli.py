@@ -198,8 +198,12 @@ class RunLogHandler(logging.FileHandler):
         self.failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.failed:
-            super().emit(record)
+        if self.failed:
+            return
+        try:
+            super().emit(record)  # opens the file on the first record (delay=True)
+        except OSError as exc:
+            self.fail(exc)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
         self.fail(sys.exc_info()[1])
@@ -305,14 +309,15 @@ def run_stages(args: argparse.Namespace) -> int:
 
 
 def catch_up() -> None:
-    """Before any command: a promotion killed after registry.json but before its run-log line
-    left a journal; append the line now (mlops.runlog.recover). A read-only models/ only warns."""
+    """Before any command: a promotion killed (or out of disk) after registry.json left a
+    journal; write its reports and run-log line now (mlops.runlog.recover). A read-only models/
+    or reports/ only warns."""
     from mlops import runlog
 
     try:
         runlog.recover()
     except OSError as exc:
-        log.warning("run log not caught up with the registry (%s)", _reason(exc))
+        log.warning("a promotion's reports and run log not caught up (%s)", _reason(exc))
 
 
 def dispatch(args: argparse.Namespace) -> int:

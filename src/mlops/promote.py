@@ -383,7 +383,13 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         if forced:
             overrode = "; ".join(failure_reason(item) for item in failed)
             why = f"{force_reason.strip()} (overrode: {overrode})"
-        pending = report_of(locals(), config, version=None)
+        found, made = locals(), {}
+
+        def journal(new: str) -> dict[str, Any]:
+            made["report"] = report = report_of(found, config, version=new)
+            texts = {str(REPORT_JSON): files.json_text(report), str(REPORT_MD): markdown(report)}
+            return runlog.journal(runlog.entry(metadata, metrics, report), texts)
+
         version = registry.add_version(
             models_dir,
             CANDIDATE_DIR / MODEL_FILE,
@@ -391,17 +397,17 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             expected_production=production,
             kind="forced" if forced else "promoted",
             why=why,
-            run_entry=runlog.entry(metadata, metrics, pending),
+            journal=journal,
         )
-    report = report_of(locals(), config, version=version)
-    if decision == "promoted":
-        after_promotion(config, report, runlog.entry(metadata, metrics, report))
+        report = made["report"]
+        after_promotion(version)
     else:
+        report = report_of(locals(), config, version=version)
         files.write_json(REPORT_JSON, report)
         files.write_text(REPORT_MD, markdown(report))
         runlog.record(runlog.entry(metadata, metrics, report))
-        if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
-            tracking.mirror_registry(config, "the gate's decision")
+    if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
+        tracking.mirror_registry(config, "the gate's decision")
     summary_line = f"{decision}: {'; '.join(reasons)}"
     if decision == "rejected":
         raise CheckFailed(f"candidate rejected: {'; '.join(reasons)}")
@@ -438,26 +444,18 @@ def report_of(found: dict[str, Any], config: Config, version: str | None) -> dic
     }
 
 
-def after_promotion(config: Config, report: dict[str, Any], run_entry: dict[str, Any]) -> None:
-    """What follows a finished promotion (registry.json names the new version): the reports, the
-    run-log line and MLflow. The promotion stands whatever happens here, so a failed write (a
-    full disk) is a warning and the command still succeeds; the run-log line stays in its journal
-    (models/runs.pending.json) and the next command appends it (mlops.runlog.recover)."""
-    writes = (
-        (REPORT_JSON, lambda: files.write_json(REPORT_JSON, report)),
-        (REPORT_MD, lambda: files.write_text(REPORT_MD, markdown(report))),
-        (runlog.RUNS_FILE, lambda: runlog.record(run_entry)),
-    )
-    for path, write in writes:
-        try:
-            write()
-        except OSError as exc:
-            log.warning(
-                "promoted %s, but %s was not written (%s): the promotion stands; the next "
-                "command catches up the run log",
-                report["candidate"]["version"],
-                path,
-                exc.strerror or exc,
-            )
-    if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
-        tracking.mirror_registry(config, "the gate's decision")
+def after_promotion(version: str) -> None:
+    """What follows a finished promotion (registry.json names the new version): its journal's
+    reports and run-log line (mlops.runlog.recover). The promotion stands whatever happens here,
+    so a failed write (a full disk) is a warning and the command still succeeds; the journal
+    stays and the next command finishes it."""
+    try:
+        runlog.recover(late=False)
+    except OSError as exc:
+        log.warning(
+            "promoted %s, but its reports and run-log line were not written (%s): the promotion "
+            "stands; the next command writes them (from models/%s)",
+            version,
+            exc.strerror or exc,
+            registry.PENDING_RUN,
+        )

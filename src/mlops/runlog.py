@@ -85,46 +85,57 @@ def append_locked(item: dict[str, Any], path: Path) -> bool:
 
 
 def record(item: dict[str, Any], path: Path = RUNS_FILE) -> bool:
-    """Append the entry unless this model with this decision is logged; True when appended.
-    A promotion's journal (models/runs.pending.json) is removed once its line is in."""
+    """Append the entry unless this model with this decision is logged; True when appended."""
     path = Path(path)
     with locked(path.parent):
         appended = append_locked(item, path)
-        checkpoint("run-logged")
-        pending = path.parent / PENDING_RUN
-        if item.get("decision") == "promoted" and pending.exists():
-            pending.unlink()
     if appended:
         log.info("run logged to %s (%s)", path, item["decision"])
     return appended
 
 
-def recover_locked(models_dir: Path, registry: dict[str, Any]) -> str | None:
-    """A killed promotion's journal: its line appended when registry.json names its version
-    with the same model (the promotion happened), dropped when not; the version, or None."""
+def journal(item: dict[str, Any], reports: dict[str, str]) -> dict[str, Any]:
+    """A promotion's journal (models/runs.pending.json): its run-log line and the text of each
+    report file it writes once registry.json names the version."""
+    return {"run": item, "files": reports}
+
+
+def recover_locked(models_dir: Path, registry: dict[str, Any], late: bool = True) -> str | None:
+    """Finish a promotion's journal: when registry.json names its version with the same model
+    (the promotion happened), write its reports and append its run-log line; then remove it.
+    When not (killed before registry.json), drop it. The version finished, or None."""
     pending = Path(models_dir) / PENDING_RUN
     if not pending.exists():
         return None
     try:
-        item = json.loads(pending.read_text(encoding="utf-8"))
-    except ValueError:
-        item = {}
-    version = item.get("version") if isinstance(item, dict) else None
+        found = json.loads(pending.read_text(encoding="utf-8"))
+        item, reports = found["run"], found["files"]
+    except (ValueError, KeyError, TypeError):
+        item, reports = {}, {}
+    version = item.get("version")
     entry = registry["versions"].get(version) if isinstance(version, str) else None
     done = entry is not None and entry.get("sha256") == item.get("model_sha256")
-    if done and append_locked(item, Path(models_dir) / RUNS_FILE.name):
-        log.warning("run log: %s's promotion, interrupted before it was logged, added", version)
+    if done:
+        for name, text in reports.items():
+            if not Path(name).exists() or Path(name).read_text(encoding="utf-8") != text:
+                files.write_text(Path(name), text)
+        if append_locked(item, Path(models_dir) / RUNS_FILE.name):
+            log.info("run logged to %s (%s)", RUNS_FILE, item["decision"])
+        checkpoint("run-logged")
+        if late:
+            log.warning("%s's promotion was interrupted after registry.json: finished it", version)
     pending.unlink()
     return version if done else None
 
 
-def recover(models_dir: Path = MODELS_DIR) -> str | None:
-    """The next command after a killed promotion: bring models/runs.jsonl level with
-    registry.json (see recover_locked); None when there was nothing to recover."""
+def recover(models_dir: Path = MODELS_DIR, late: bool = True) -> str | None:
+    """Finish what a promotion's journal says (recover_locked): the promotion itself once
+    registry.json names the new version (late=False), or the next command after a kill or a
+    full disk."""
     if not (Path(models_dir) / PENDING_RUN).exists():
         return None
     with locked(models_dir):
-        return recover_locked(models_dir, read_registry(models_dir))
+        return recover_locked(models_dir, read_registry(models_dir), late)
 
 
 def flat_params(item: dict[str, Any]) -> dict[str, Any]:
