@@ -185,6 +185,8 @@ ENVIRONMENT_ERRORS = {
     errno.EACCES: "permission denied: give this user write access",
     errno.EPERM: "operation not permitted: give this user write access",
     errno.EIO: "input/output error from the device",
+    errno.ENOTDIR: "a file is where a folder is needed: name a folder",
+    errno.EISDIR: "a folder is where a file is needed: name a file",
 }
 
 
