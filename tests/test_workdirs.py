@@ -31,7 +31,7 @@ def test_every_listed_command_exists():
         (["score", "--out", "/srv/scores"], ["/srv/scores"]),
         (
             ["schema", "--target", "y", "--into", "conf/p.yaml"],
-            ["reports", "reports/run.log", "conf"],
+            ["reports", "models", "reports/run.log", "conf"],  # models: a new lineage archives
         ),
     ],
 )
