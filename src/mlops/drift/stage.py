@@ -42,7 +42,7 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
     files.write_json(generation / f"{name}.json", result)
     files.write_text(generation / f"{name}.md", markdown(result, html.name))
     current = folder / f".{name}-current"
-    for suffix in SUFFIXES:  # the stable paths: made once (an older plain file replaced)
+    for suffix in SUFFIXES:  # the stable paths (an older plain file replaced)
         _link(prefix.with_suffix(suffix), f"{current.name}/{name}{suffix}")
     _link(current, f"{generations.name}/{generation.name}")  # the switch: one rename
     for old in generations.iterdir():
@@ -51,13 +51,15 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
 
 
 def _link(path: Path, target: str) -> None:
-    """path as a symlink to target, replaced atomically (a no-op when it is one already)."""
-    if path.is_symlink() and os.readlink(path) == target:
-        return
+    """path as a symlink to target, replaced atomically (each run the same writes)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.link.tmp")
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def report(
