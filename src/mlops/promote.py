@@ -366,6 +366,20 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         else:
             reasons.append(f"all {len(criteria)} criteria passed")
     candidate_metrics = {key: metrics.get(key) for key in registry.SUMMARY_METRICS}
+    found = {
+        "decision": decision,
+        "reasons": reasons,
+        "forced": forced,
+        "criteria": criteria,
+        "metadata": metadata,
+        "candidate_metrics": candidate_metrics,
+        "production": production,
+        "production_sha": production_sha,
+        "production_metrics": production_metrics,
+        "note": note,
+        "production_failed": production_failed,
+        "test_sha": test_sha,
+    }
     if decision == "promoted":
         gate = {"decision": decision, "forced": forced, "criteria": criteria}
         version_metadata = {
@@ -383,7 +397,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         if forced:
             overrode = "; ".join(failure_reason(item) for item in failed)
             why = f"{force_reason.strip()} (overrode: {overrode})"
-        found, made = locals(), {}
+        made: dict[str, Any] = {}
 
         def journal(new: str) -> dict[str, Any]:
             made["report"] = report = report_of(found, config, version=new)
@@ -402,7 +416,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         report = made["report"]
         after_promotion(version)
     else:
-        report = report_of(locals(), config, version=version)
+        report = report_of(found, config, version=version)
         files.write_json(REPORT_JSON, report)
         files.write_text(REPORT_MD, markdown(report))
         runlog.record(runlog.entry(metadata, metrics, report))
@@ -416,7 +430,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
 
 
 def report_of(found: dict[str, Any], config: Config, version: str | None) -> dict[str, Any]:
-    """reports/promotion.json's content from the gate's findings (run's local names)."""
+    """reports/promotion.json's content from the gate's findings (as run collects them)."""
     decision = found["decision"]
     return {
         "decision": decision,
