@@ -26,10 +26,13 @@ REGISTRY := $(wildcard models/registry.json)
 	release-export release-import mlflow-sync mlflow-ui \
 	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
+# A rejection this gate recorded (its stamp stands) is said last even when drift failed after it.
 all: $(STAMP)/drift.ok ## Run the pipeline: data → validate → train → evaluate → promote (gate) → drift
-	$(RUN_QUEUE)
-	@if grep -qs '"decision": "rejected"' reports/promotion.json; then \
-		echo "make all: the gate rejected the candidate; see reports/promotion.md" >&2; exit 1; fi
+	@code=0; $(if $(strip $(QUEUE)),$(MLOPS) stages --stamps $(STAMP) --record-rejection $(QUEUE) \
+		|| code=$$?;) \
+	if [ -f $(STAMP)/promote.ok ] && grep -qs '"decision": "rejected"' reports/promotion.json; then \
+		echo "make all: the gate rejected the candidate; see reports/promotion.md" >&2; exit 1; fi; \
+	exit $$code
 	@echo "==> pipeline up to date: reports/metrics.json, reports/promotion.md, reports/drift.html"
 
 help: ## List the targets (coloured on a terminal only)
@@ -52,7 +55,12 @@ $(INSTALLED): requirements-dev.lock pyproject.toml
 	@$(PY) -m pip check >/dev/null
 	@touch $@
 
-$(STAMP)/params.ok: params.yaml $(SRC)/config.py $(INSTALLED)
+# PARAMS=other.yaml (or $$PARAMS) is the params file of every stage; the file the stamps were made
+# from is recorded, so switching files re-stamps (and re-runs the stages whose sections differ).
+PARAMS_FILE := $(or $(PARAMS),params.yaml)
+$(shell mkdir -p $(STAMP) && { [ "$$(cat $(STAMP)/params-file 2>/dev/null)" = "$(PARAMS_FILE)" ] \
+	|| echo "$(PARAMS_FILE)" > $(STAMP)/params-file; })
+$(STAMP)/params.ok: $(PARAMS_FILE) $(STAMP)/params-file $(SRC)/config.py $(INSTALLED)
 	@$(MLOPS) params-stamps $(PARAMS_DIR)
 	@touch $@
 
@@ -262,8 +270,9 @@ lock: ## Re-resolve requirements.lock, requirements-dev.lock, -serve.lock and -m
 # Only what the pipeline writes: a tracked file (reports/README.md) is never matched.
 clean: ## Remove pipeline outputs (keeps .venv, data/raw and the model registry)
 	rm -rf $(STAMP) data/processed models/candidate reports/run.log reports/scores \
-		$(wildcard reports/.*.tmp) \
+		$(wildcard reports/.*.tmp reports/.drift*-current reports/.drift*-generations) \
 		$(filter-out reports/README.md,$(wildcard reports/*.json reports/*.md reports/*.html reports/*.png))
 
 clean-all: clean ## Also remove the registry, every model version, the drift history and .venv
-	rm -rf models/v* models/registry.json models/runs.jsonl reports/history $(VENV)
+	rm -rf models/v* models/registry.json models/runs.jsonl models/runs.pending.json reports/history \
+		$(VENV)

@@ -74,6 +74,7 @@ def copy_project(destination: Path) -> Path:
 # --no-loadscope-reorder` (make test) a worker takes a module when it is almost idle, so the long
 # ones start early instead of running last on one worker while the other has nothing left.
 HEAVY_FIRST = (
+    "test_faults.py",  # about 60 real drift, promote and score runs, each killed or starved
     "test_pipeline.py",
     "test_tracking.py",
     "test_drift.py",

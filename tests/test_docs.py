@@ -63,6 +63,40 @@ def test_own_dataset_walkthrough_answers_what_it_says(
     assert outcome.answers_compared > 0
 
 
+def test_own_dataset_walkthrough_after_make_all(
+    promoted_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The walkthrough in a repository that already ran the README's `make all` (production v1
+    on the ACS columns): `make schema` starts a new lineage and the walkthrough's `make all`
+    promotes v1 of the new table instead of rejecting it against the old model (#26, item 13)."""
+    root = made_copy(promoted_dir, tmp_path / "clone")
+    for name in ("tests/data/titanic", *harness.DOCS):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, root / name)
+    git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clone"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True, timeout=60)
+    outcome = harness.run_docs(root, ("docs/pipeline.md",), session_name="own-data")
+    report(request, "own-data-after-make-all", outcome)
+    assert outcome.answers_compared > 0
+    archived = list((root / "models/archive").iterdir())
+    assert len(archived) == 1
+    assert (archived[0] / "v1/model.joblib").is_file()
+    assert (archived[0] / "registry.json").is_file()
+
+
+def test_runbook_gate_answers_what_it_says(
+    promoted_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The runbook's gate session: a rejection said last even when drift alerts, PARAMS= honoured
+    with fresh stamps, a failing validation, and the gate re-run after a forced promotion."""
+    root = made_copy(promoted_dir, tmp_path / "gate")
+    outcome = harness.run_docs(root, ("docs/runbook.md",), session_name="gate")
+    report(request, "gate", outcome)
+    assert outcome.answers_compared >= 4
+
+
 def test_docs_answer_what_the_real_thing_answers(
     docs_project: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -343,8 +343,10 @@ BAD_BATCHES = {
     "binary.csv": "not a readable CSV",
     "header_only.csv": "header_only.csv: no rows",
     "no_schl.csv": "missing column(s) SCHL",
-    "old_age.csv": "column AGEP: value out of range (1 row(s); first: row 5, value 140)",
-    "bad_label.csv": "column employed: value not allowed (1 row(s); first: row 8",
+    "old_age.csv": (
+        "column AGEP: value out of range (1 row(s); first: data row 6 (1-based), value 140)"
+    ),
+    "bad_label.csv": "column employed: value not allowed (1 row(s); first: data row 9",
     "tiny.csv": "50 rows, fewer than drift.min_rows (200)",
     "text_age.csv": "column AGEP: not numeric",
 }

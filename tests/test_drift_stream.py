@@ -342,7 +342,8 @@ BAD = {
     "unreadable": "batch/part-1.parquet: not a readable Parquet file",
     "missing column": "batch/part-1.parquet: missing column(s) SCHL",
     "bad value": (
-        "batch/part-1.parquet: column AGEP: value out of range (1 row(s); first: row 17, value 140)"
+        "batch/part-1.parquet: column AGEP: value out of range "
+        "(1 row(s); first: data row 18 (1-based), value 140)"
     ),
     "too many missing": "batch: column MAR: too many missing values (share 0.133 > max_missing",
     "unreachable scheduler": "DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:9: no Dask scheduler answers",

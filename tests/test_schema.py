@@ -294,6 +294,11 @@ def corrupt(root: Path, how: str) -> list[str]:
             path.unlink()
         table().assign(label="yes").to_csv(raw / "2020.csv", index=False)
         table(seed=1).assign(label="yes").to_csv(raw / "2021.csv", index=False)
+    elif how == "fraction time":  # `make schema TIME=wind`: numbers, but not whole ones
+        for path in raw.iterdir():
+            path.unlink()
+        table().assign(when=4.7).to_csv(raw / "2020.csv", index=False)
+        table(seed=1).assign(when=5).to_csv(raw / "2021.csv", index=False)
     elif how == "bad time":
         frame = table(seed=2)
         frame.loc[7, "when"] = "soon"
@@ -304,6 +309,7 @@ def corrupt(root: Path, how: str) -> list[str]:
         "types": ["--target", "label"],
         "one class": ["--target", "label"],
         "bad time": ["--target", "label", "--time", "when"],
+        "fraction time": ["--target", "label", "--time", "when"],
     }.get(how, [])
 
 
@@ -320,6 +326,12 @@ def corrupt(root: Path, how: str) -> list[str]:
         ("types", [], "data/raw/2022.csv: column code holds text, 2020.csv holds numbers"),
         ("one class", [], "TARGET label: one class only ('yes')"),
         ("bad time", [], "data/raw/2022.csv: column when: 'soon' at row 8 is not a date or time"),
+        (
+            "fraction time",
+            [],
+            "data/raw/2020.csv: column when: 4.7 at row 1 is not an integer period; TIME= names "
+            "a column of whole-number periods or of dates (then PERIOD=year",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(scratch, capsys, how, argv, message):

@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 a check that ran and said no, 2 bad input or config (on
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -174,12 +175,68 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# An OSError with one of these is the machine's state, not a bug: one line, exit 2 (nothing
+# half-written stays: every write is atomic), never a traceback.
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on the device: free some and run it again",
+    errno.EDQUOT: "disk quota exceeded: free some space and run it again",
+    errno.EFBIG: "file too large for this file system",
+    errno.EROFS: "read-only file system: run it where this folder is writable",
+    errno.EACCES: "permission denied: give this user write access",
+    errno.EPERM: "operation not permitted: give this user write access",
+    errno.EIO: "input/output error from the device",
+    errno.ENOTDIR: "a file is where a folder is needed: name a folder",
+    errno.EISDIR: "a folder is where a file is needed: name a file",
+}
+
+
+class RunLogHandler(logging.FileHandler):
+    """reports/run.log: a failed append (full disk, read-only file) is one warning on stderr,
+    then the log is skipped for the rest of the command; the command itself goes on."""
+
+    def __init__(self, path: Path, stage: str) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.stage = stage
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            super().emit(record)  # opens the file on the first record (delay=True)
+        except OSError as exc:
+            self.fail(exc)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        self.fail(sys.exc_info()[1])
+
+    def fail(self, exc: BaseException | None) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        print(
+            f"[{self.stage}] warning: {RUN_LOG}: not appended ({_reason(exc)}); "
+            "going on without the run log",
+            file=sys.stderr,
+        )
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRORS:
+        return exc.strerror or ENVIRONMENT_ERRORS[exc.errno]
+    return str(exc) or type(exc).__name__
+
+
 def setup_logging(stage: str) -> None:
-    """Progress to stderr; a timestamped log (with the process id) appended to reports/run.log."""
-    RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    """Progress to stderr; a timestamped log (with the process id) appended to reports/run.log
+    when it can be (a warning, not a failure, when not)."""
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(f"[{stage}] %(message)s"))
-    record = logging.FileHandler(RUN_LOG, encoding="utf-8")
+    record = RunLogHandler(RUN_LOG, stage)
+    try:
+        RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        record.fail(exc)
     record.setFormatter(
         logging.Formatter(
             f"%(asctime)s pid=%(process)d {stage} %(levelname)s %(name)s: %(message)s"
@@ -231,7 +288,8 @@ def run_stages(args: argparse.Namespace) -> int:
     """Each stage in turn as its own command would run; its stamp is touched only on success.
 
     Every listed stamp is removed first, so a stage that fails or is interrupted, and every
-    stage after it, is stale for the next `make`.
+    stage after it, is stale for the next `make`. A promote with --force-reason leaves its stamp
+    absent: the next `make all` runs the gate again (which rejects while production falls short).
     """
     args.stamps.mkdir(parents=True, exist_ok=True)
     for name in args.names:
@@ -246,8 +304,22 @@ def run_stages(args: argparse.Namespace) -> int:
         rejected = code == CheckFailed.exit_code and name == "promote" and args.record_rejection
         if code and not rejected:
             return code
+        if name == "promote" and args.force_reason:
+            continue  # a forced run is no verdict of the gate: the next `make all` judges again
         stamp.touch()
     return 0
+
+
+def catch_up() -> None:
+    """Before any command: a promotion killed (or out of disk) after registry.json left a
+    journal; write its reports and run-log line now (mlops.runlog.recover). A read-only models/
+    or reports/ only warns."""
+    from mlops import runlog
+
+    try:
+        runlog.recover()
+    except OSError as exc:
+        log.warning("a promotion's reports and run log not caught up (%s)", _reason(exc))
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -260,6 +332,7 @@ def dispatch(args: argparse.Namespace) -> int:
     extras = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     try:
         config, function = load_config(args.params), entry(args.command)
+        catch_up()
         # One thread: the same model bytes on any machine, no OpenMP thrashing on small runners.
         # Entered after the imports above: threadpoolctl limits only libraries already loaded.
         with threadpool_limits(limits=1):
@@ -270,6 +343,12 @@ def dispatch(args: argparse.Namespace) -> int:
     except CheckFailed as exc:
         log.error("FAILED: %s", exc)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("error: %s%s", where, ENVIRONMENT_ERRORS[exc.errno])
+        return InputError.exit_code
     log.info("done in %.1fs", time.perf_counter() - started)
     return 0
 

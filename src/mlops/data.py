@@ -88,8 +88,16 @@ def accept(raw_dir: Path) -> list[str]:
     return changed
 
 
-def period_labels(column: pd.Series, period: str | None, source: str) -> pd.Series:
-    """Each row's period: integers as they are, dates or timestamps grouped by `period`."""
+DATA_PERIOD_HINT = "for dates set data.period (year, quarter, month, week or day)"
+
+
+def period_labels(
+    column: pd.Series, period: str | None, source: str, hint: str = DATA_PERIOD_HINT
+) -> pd.Series:
+    """Each row's period: integers as they are, dates or timestamps grouped by `period`.
+
+    hint ends the message about a value that is no period: what to set (make schema says TIME=
+    and PERIOD=, make data says data.period)."""
     name = column.name
     if column.isna().any():
         row = int(column.isna().to_numpy().argmax())
@@ -107,8 +115,8 @@ def period_labels(column: pd.Series, period: str | None, source: str) -> pd.Seri
         if bad.any():
             row = int(bad.idxmax())
             raise InputError(
-                f"{source}: column {name}: {column[row]!r} at row {row + 1} is not an integer "
-                "period; for dates set data.period (year, quarter, month, week or day)"
+                f"{source}: column {name}: {_shown(column[row])} at row {row + 1} is not an "
+                f"integer period; {hint}"
             )
         return numbers.astype("Int64")
     try:
@@ -117,9 +125,16 @@ def period_labels(column: pd.Series, period: str | None, source: str) -> pd.Seri
         parsed = [_parses(value) for value in column]
         row = parsed.index(False)
         raise InputError(
-            f"{source}: column {name}: {column.iloc[row]!r} at row {row + 1} is not a date or time"
+            f"{source}: column {name}: {_shown(column.iloc[row])} at row {row + 1} is not a date "
+            "or time"
         ) from None
     return stamps.dt.tz_localize(None).dt.to_period(PERIOD_FREQUENCY[period])
+
+
+def _shown(value: object) -> str:
+    """A value as the file holds it: 4.7, 'spring' (never np.float64(4.7))."""
+    value = value.item() if hasattr(value, "item") else value
+    return repr(value)
 
 
 def _parses(value: Any) -> bool:

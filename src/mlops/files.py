@@ -53,8 +53,13 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(payload: Any) -> str:
+    """The pipeline's JSON files' text: indented, keys in order, a final newline."""
+    return json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    write_text(path, json_text(payload))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:

@@ -317,6 +317,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     if force_reason is not None and not force_reason.strip():
         raise InputError("--force-reason: empty; a forced promotion must say why")
     models_dir = registry.MODELS_DIR
+    runlog.recover(models_dir)  # a promotion killed before its run-log line: add it first
     metadata, metrics, test_sha = candidate_inputs(config)
     validation = validation_status()
     registry_data = registry.read_registry(models_dir)
@@ -365,6 +366,20 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         else:
             reasons.append(f"all {len(criteria)} criteria passed")
     candidate_metrics = {key: metrics.get(key) for key in registry.SUMMARY_METRICS}
+    found = {
+        "decision": decision,
+        "reasons": reasons,
+        "forced": forced,
+        "criteria": criteria,
+        "metadata": metadata,
+        "candidate_metrics": candidate_metrics,
+        "production": production,
+        "production_sha": production_sha,
+        "production_metrics": production_metrics,
+        "note": note,
+        "production_failed": production_failed,
+        "test_sha": test_sha,
+    }
     if decision == "promoted":
         gate = {"decision": decision, "forced": forced, "criteria": criteria}
         version_metadata = {
@@ -382,6 +397,13 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         if forced:
             overrode = "; ".join(failure_reason(item) for item in failed)
             why = f"{(force_reason or '').strip()} (overrode: {overrode})"
+        made: dict[str, Any] = {}
+
+        def journal(new: str) -> dict[str, Any]:
+            made["report"] = report = report_of(found, config, version=new)
+            texts = {str(REPORT_JSON): files.json_text(report), str(REPORT_MD): markdown(report)}
+            return runlog.journal(runlog.entry(metadata, metrics, report), texts)
+
         version = registry.add_version(
             models_dir,
             CANDIDATE_DIR / MODEL_FILE,
@@ -389,34 +411,15 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             expected_production=production,
             kind="forced" if forced else "promoted",
             why=why,
+            journal=journal,
         )
-    report = {
-        "decision": decision,
-        "reasons": reasons,
-        "forced": forced,
-        "criteria": criteria,
-        "candidate": {
-            "version": version,
-            "sha256": metadata["model_sha256"],
-            "data_sha256": metadata.get("data_sha256"),
-            "metrics": candidate_metrics,
-        },
-        "production": {
-            "version": production,
-            "sha256": production_sha,
-            "metrics": production_metrics,
-            "note": note,
-            "failed": production_failed,
-        },
-        "production_after": version if decision == "promoted" else production,
-        "test_data_sha256": test_sha,
-        "policy": config.promotion.model_dump(mode="json"),
-        "decided_at": registry.now(),
-        "decided_by": registry.who(),
-    }
-    files.write_json(REPORT_JSON, report)
-    files.write_text(REPORT_MD, markdown(report))
-    runlog.record(runlog.entry(metadata, metrics, report))
+        report: dict[str, Any] = made["report"]
+        after_promotion(version)
+    else:
+        report = report_of(found, config, version=version)
+        files.write_json(REPORT_JSON, report)
+        files.write_text(REPORT_MD, markdown(report))
+        runlog.record(runlog.entry(metadata, metrics, report))
     if tracking.enabled(config):  # after the files: MLflow mirrors them, never the other way
         tracking.mirror_registry(config, "the gate's decision")
     summary_line = f"{decision}: {'; '.join(reasons)}"
@@ -424,3 +427,49 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
         raise CheckFailed(f"candidate rejected: {'; '.join(reasons)}")
     log.info("%s", summary_line)
     return report
+
+
+def report_of(found: dict[str, Any], config: Config, version: str | None) -> dict[str, Any]:
+    """reports/promotion.json's content from the gate's findings (as run collects them)."""
+    decision = found["decision"]
+    return {
+        "decision": decision,
+        "reasons": found["reasons"],
+        "forced": found["forced"],
+        "criteria": found["criteria"],
+        "candidate": {
+            "version": version,
+            "sha256": found["metadata"]["model_sha256"],
+            "data_sha256": found["metadata"].get("data_sha256"),
+            "metrics": found["candidate_metrics"],
+        },
+        "production": {
+            "version": found["production"],
+            "sha256": found["production_sha"],
+            "metrics": found["production_metrics"],
+            "note": found["note"],
+            "failed": found["production_failed"],
+        },
+        "production_after": version if decision == "promoted" else found["production"],
+        "test_data_sha256": found["test_sha"],
+        "policy": config.promotion.model_dump(mode="json"),
+        "decided_at": registry.now(),
+        "decided_by": registry.who(),
+    }
+
+
+def after_promotion(version: str) -> None:
+    """What follows a finished promotion (registry.json names the new version): its journal's
+    reports and run-log line (mlops.runlog.recover). The promotion stands whatever happens here,
+    so a failed write (a full disk) is a warning and the command still succeeds; the journal
+    stays and the next command finishes it."""
+    try:
+        runlog.recover(late=False)
+    except OSError as exc:
+        log.warning(
+            "promoted %s, but its reports and run-log line were not written (%s): the promotion "
+            "stands; the next command writes them (from models/%s)",
+            version,
+            exc.strerror or exc,
+            registry.PENDING_RUN,
+        )

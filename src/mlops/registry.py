@@ -10,6 +10,12 @@ into place, and only then is registry.json replaced atomically. A crash (even SI
 point leaves registry.json either old or new, each naming a complete, verifiable version; a
 leftover temp or orphan version dir is ignored by readers and cleaned by the next promotion.
 
+The run log (models/runs.jsonl) and reports/promotion.* are recovered with the registry as one:
+a promotion first writes its run-log line and reports into models/runs.pending.json (the
+journal), then the version and registry.json, then the reports and the line, and removes the
+journal. A kill (or a full disk) after registry.json leaves the journal; the next command
+(mlops.runlog.recover) finishes it when registry.json names its version and drops it when not.
+
 Test hook: MLOPS_TEST_KILL_AT=<point> makes the process SIGKILL itself at that named point of
 the write sequence (see KILL_POINTS). It exists only to prove the crash safety in tests.
 """
@@ -24,7 +30,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MODELS_DIR = Path("models")
 REGISTRY_FILE = "registry.json"
+PENDING_RUN = "runs.pending.json"  # the journal: a promotion's run-log line and reports
 VERSION_NAME = re.compile(r"^v([1-9][0-9]*)$")
 EVENTS = ("promoted", "forced", "rolled_back", "imported")
 # Metrics copied into registry.json for each version (the full set is in its metadata.json).
@@ -60,6 +67,7 @@ KILL_POINTS = (
     "version-renamed",  # models/vN in place, registry.json still the old one
     "registry-staged",  # new registry.json written to its temp file, not renamed
     "registry-written",  # registry.json replaced: the promotion is done
+    "run-logged",  # runs.jsonl appended, its journal not yet removed
 )
 
 
@@ -341,10 +349,13 @@ def add_version(
     expected_production: str | None,
     kind: str,
     why: str,
+    journal: Callable[[str], dict[str, Any]] | None = None,
 ) -> str:
     """Promote: install a new version and make it production; return its name.
 
-    Order: the version dir completely (temp dir + rename), then registry.json atomically last.
+    Order: journal(version) (the gate's run-log line and reports, see mlops.runlog.recover) into
+    models/runs.pending.json, the version dir completely (temp dir + rename), then registry.json
+    atomically last.
     expected_production guards against another promotion or rollback since the gate decided.
     """
     models_dir = Path(models_dir)
@@ -360,6 +371,11 @@ def add_version(
             raise InputError(f"this model is already version {existing}")
         clean_leftovers(models_dir, registry)
         version = next_version(registry)
+        if journal is not None:
+            from mlops import runlog  # runlog imports this module
+
+            runlog.recover_locked(models_dir, registry)  # a journal a killed promotion left
+            files.write_json(models_dir / PENDING_RUN, journal(version))
         stamped = {**metadata, "version": version, "promoted_at": now(), "promoted_by": who()}
         install_version(models_dir, version, model_file, stamped)
         registry["versions"][version] = summary(stamped)

@@ -108,15 +108,17 @@ def problems(frame: pd.DataFrame, config: Config, categories: dict[str, list]) -
 
 
 def first_failure(frame: pd.DataFrame, found: list[Check], *, offset: int = 0) -> str | None:
-    """The first failing check as "column X: <kind> (N row(s); first: row R, value V)", else None
-    (rows counted from 0, as pandas numbers them; the frame's first row is row `offset`)."""
+    """The first failing check as "column X: <kind> (N row(s); first: row R, value V)", else None.
+
+    R counts the file's data rows from 1 (the header is not a row), as score's rejects.parquet
+    does; the frame's first row is data row `offset` + 1."""
     for check in found:
         failing = np.flatnonzero(check.mask)
         if len(failing):
             value = str(plain(frame[check.column].to_numpy()[failing[0]])).removesuffix(".0")
             return (
                 f"column {check.column}: {check.kind} ({len(failing)} row(s); "
-                f"first: row {offset + int(failing[0])}, value {value})"
+                f"first: data row {offset + int(failing[0]) + 1} (1-based), value {value})"
             )
     return None
 

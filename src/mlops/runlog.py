@@ -17,7 +17,7 @@ from typing import Any
 from mlops import files
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.registry import locked
+from mlops.registry import MODELS_DIR, PENDING_RUN, checkpoint, locked, read_registry
 
 log = logging.getLogger(__name__)
 RUNS_FILE = Path("models/runs.jsonl")
@@ -72,19 +72,70 @@ def already_logged(runs: list[dict[str, Any]], item: dict[str, Any]) -> bool:
     )
 
 
+def append_locked(item: dict[str, Any], path: Path) -> bool:
+    """Append the entry unless this model with this decision is logged (caller holds the lock)."""
+    runs = read_runs(path)
+    if already_logged(runs, item):
+        return False
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
+    return True
+
+
 def record(item: dict[str, Any], path: Path = RUNS_FILE) -> bool:
     """Append the entry unless this model with this decision is logged; True when appended."""
     path = Path(path)
     with locked(path.parent):
-        runs = read_runs(path)
-        if already_logged(runs, item):
-            return False
-        old = path.read_bytes() if path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        files.write_bytes(path, old + (json.dumps(item, default=str) + "\n").encode("utf-8"))
-    log.info("run logged to %s (%s)", path, item["decision"])
-    return True
+        appended = append_locked(item, path)
+    if appended:
+        log.info("run logged to %s (%s)", path, item["decision"])
+    return appended
+
+
+def journal(item: dict[str, Any], reports: dict[str, str]) -> dict[str, Any]:
+    """A promotion's journal (models/runs.pending.json): its run-log line and the text of each
+    report file it writes once registry.json names the version."""
+    return {"run": item, "files": reports}
+
+
+def recover_locked(models_dir: Path, registry: dict[str, Any], late: bool = True) -> str | None:
+    """Finish a promotion's journal: when registry.json names its version with the same model
+    (the promotion happened), write its reports and append its run-log line; then remove it.
+    When not (killed before registry.json), drop it. The version finished, or None."""
+    pending = Path(models_dir) / PENDING_RUN
+    if not pending.exists():
+        return None
+    try:
+        found = json.loads(pending.read_text(encoding="utf-8"))
+        item, reports = found["run"], found["files"]
+    except (ValueError, KeyError, TypeError):
+        item, reports = {}, {}
+    version = item.get("version")
+    entry = registry["versions"].get(version) if isinstance(version, str) else None
+    done = entry is not None and entry.get("sha256") == item.get("model_sha256")
+    if done:
+        for name, text in reports.items():
+            if not Path(name).exists() or Path(name).read_text(encoding="utf-8") != text:
+                files.write_text(Path(name), text)
+        if append_locked(item, Path(models_dir) / RUNS_FILE.name):
+            log.info("run logged to %s (%s)", RUNS_FILE, item["decision"])
+        checkpoint("run-logged")
+        if late:
+            log.warning("%s's promotion was interrupted after registry.json: finished it", version)
+    pending.unlink()
+    return version if done else None
+
+
+def recover(models_dir: Path = MODELS_DIR, late: bool = True) -> str | None:
+    """Finish what a promotion's journal says (recover_locked): the promotion itself once
+    registry.json names the new version (late=False), or the next command after a kill or a
+    full disk."""
+    if not (Path(models_dir) / PENDING_RUN).exists():
+        return None
+    with locked(models_dir):
+        return recover_locked(models_dir, read_registry(models_dir), late)
 
 
 def flat_params(item: dict[str, Any]) -> dict[str, Any]:

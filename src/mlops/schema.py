@@ -411,6 +411,12 @@ def value_kind(series: pd.Series) -> str | None:
     return None if inferred == "empty" else KINDS.get(inferred, inferred)
 
 
+SCHEMA_PERIOD_HINT = (
+    "TIME= names a column of whole-number periods or of dates (then PERIOD=year, quarter, "
+    "month, week or day); leave TIME out and each file is one period"
+)
+
+
 def file_periods(
     frames: dict[Path, pd.DataFrame], time_column: str | None, period: str | None
 ) -> tuple[pd.Series, str | None]:
@@ -428,7 +434,10 @@ def file_periods(
             )
         # Parsed as `make data` parses it, so both see the same periods.
         values = pd.concat(
-            [period_labels(column, None, str(path)) for path, column in columns.items()],
+            [
+                period_labels(column, None, str(path), hint=SCHEMA_PERIOD_HINT)
+                for path, column in columns.items()
+            ],
             ignore_index=True,
         ).astype("int64")
         return _ordered(values, sorted(values.unique())), None
@@ -679,4 +688,8 @@ def run(
     else:
         files.write_text(into, updated)
         log.info("%s: schema written; review it with `git diff %s`, then commit", into, into)
+    from mlops import lineage
+    from mlops.config import load_config
+
+    lineage.start_new(load_config(into))  # another schema: a new lineage, the old one archived
     return result

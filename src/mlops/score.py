@@ -5,7 +5,9 @@ chunks of score.chunk_rows. Each row is checked as the API checks a request: eve
 present, numbers within range, categories among the allowed values, null only where max_missing
 allows it. Good rows are scored; the others go to rejects.parquet with the reason. Outputs in OUT:
 predictions.parquet, rejects.parquet and score.json, each written to a temporary file and renamed
-only when the whole batch is done, so a failed run never leaves a partial result behind.
+only when the whole batch is done, so a failed run never leaves a partial result behind. score.json
+is removed first and written last: when it is there, the two Parquet files are the run it
+describes (a run killed between the renames leaves no score.json).
 """
 
 from __future__ import annotations
@@ -164,6 +166,8 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
         log.info("uploaded to %s", out)
         return summary
     out = Path(out or "reports/scores")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: a file, not a folder (OUT names the folder to write into)")
     found = registry.load_production(registry.MODELS_DIR)
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
@@ -175,6 +179,7 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
     scored = StreamedParquet(out / "predictions.parquet")
     rejected = StreamedParquet(out / "rejects.parquet")
     started = time.perf_counter()
+    (out / "score.json").unlink(missing_ok=True)  # written last: present = the files match it
     try:
         for good, refused in results(dataset, job):
             if len(good):

@@ -20,15 +20,22 @@ WRITES: dict[str, tuple[str, ...]] = {
     "promote": ("models",),
     "rollback": ("models",),
     "release-import": ("models",),
+    "schema": ("models",),  # archives a registry of other columns (mlops.lineage)
 }
 RUN_LOG = Path("reports/run.log")
+# Commands that write nothing in reports/ (score only where OUT says): reports/run.log is appended
+# when it can be, a warning when not (a read-only reports/ must not block them).
+READ_ONLY = ("models", "runs", "score", "serve", "release-export", "params-stamps", "summary")
 
 
 def targets(args: argparse.Namespace) -> list[Path]:
-    """The folders (and the appended run log) the command given by parsed CLI args writes."""
+    """The folders (and the appended run log) the command given by parsed CLI args writes;
+    for a READ_ONLY command the run log is optional and not listed."""
     commands = args.names if args.command == "stages" else [args.command]  # stages: all of them
     written = [folder for command in commands for folder in WRITES.get(command, ())]
     paths = [RUN_LOG.parent, *map(Path, dict.fromkeys(written)), RUN_LOG]
+    if args.command in READ_ONLY:
+        paths = [path for path in paths if path not in (RUN_LOG.parent, RUN_LOG)]
     if args.command in ("params-stamps", "release-export"):
         paths.append(Path(args.directory))
     if getattr(args, "output", None):

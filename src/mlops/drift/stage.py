@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +18,48 @@ from mlops.drift.history import REPORTS, record
 from mlops.drift.inputs import load_current, load_model, load_reference, load_test
 from mlops.drift.markdown import markdown, model_name
 from mlops.errors import CheckFailed, InputError
+from mlops.registry import locked
 
 log = logging.getLogger(__name__)
 
 
+SUFFIXES = (".html", ".json", ".md")
+
+
 def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
-    html = prefix.with_suffix(".html")
+    """drift.{html,json,md} replaced together: written into a new generation folder
+    (reports/.drift-generations/g-*), then the link reports/.drift-current is switched to it in
+    one rename. reports/drift.html etc. are fixed links into .drift-current, so a reader (or a
+    kill at any point) sees the three of one run, never a mix; older generations are removed
+    (the caller holds the reports folder's lock)."""
+    folder, name = prefix.parent, prefix.name
+    generations = folder / f".{name}-generations"
+    generations.mkdir(parents=True, exist_ok=True)
+    generation = Path(tempfile.mkdtemp(prefix="g-", dir=generations))
+    os.chmod(generation, 0o755)
+    html = generation / f"{name}.html"
     files.write_text(html, html_report.page(result, snapshot.get_html_str(as_iframe=False)))
-    files.write_json(prefix.with_suffix(".json"), result)
-    files.write_text(prefix.with_suffix(".md"), markdown(result, html.name))
+    files.write_json(generation / f"{name}.json", result)
+    files.write_text(generation / f"{name}.md", markdown(result, html.name))
+    current = folder / f".{name}-current"
+    for suffix in SUFFIXES:  # the stable paths (an older plain file replaced)
+        _link(prefix.with_suffix(suffix), f"{current.name}/{name}{suffix}")
+    _link(current, f"{generations.name}/{generation.name}")  # the switch: one rename
+    for old in generations.iterdir():
+        if old != generation:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _link(path: Path, target: str) -> None:
+    """path as a symlink to target, replaced atomically (each run the same writes)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def report(
@@ -65,8 +101,9 @@ def report(
         model=model,
         model_info=model_info,
     )
-    write_reports(result, snapshot, prefix)
-    record(result, snapshot, config.drift.history_snapshots)
+    with locked(prefix.parent):  # two drift runs at once: each writes and records whole
+        write_reports(result, snapshot, prefix)
+        record(result, snapshot, config.drift.history_snapshots)
     perf = result["performance"]
     log.info(
         "%s: %d of %d columns drifted (share %.2f, importance %s), prediction %s %.3f, "
