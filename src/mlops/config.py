@@ -240,6 +240,8 @@ class ScoreConfig(Section):
     id_columns: list[str] = []  # copied beside each prediction and rejected row
     chunk_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 100_000
     engine: Literal["local", "dask"] = "local"  # dask: a task per file on a Dask cluster
+    # auto: production's model.onnx with ONNX Runtime when it has one, else scikit-learn
+    runtime: Literal["auto", "onnx", "sklearn"] = "auto"
 
 
 class InferenceLogConfig(Section):

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import batches, cluster, files, registry, storage
+from mlops import batches, cluster, files, onnx_runtime, registry, storage
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
@@ -44,8 +44,10 @@ def predictions_frame(
 
     positive = model_positive(model, metadata)
     matrix = model_matrix(frame, metadata, config)
+    # An OnnxModel (mlops.onnx_runtime) scores the coded matrix itself, on its own threads.
+    scorer = model if getattr(model, "runtime", None) == "onnx" else matrix_model(model, metadata)
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
-        labels, proba = predict(matrix_model(model, metadata), matrix, positive)
+        labels, proba = predict(scorer, matrix, positive)
     classes = model.classes_.tolist()
     out = pd.DataFrame({"label": labels}, index=frame.index)
     if len(classes) == 2:
@@ -163,7 +165,9 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
         log.info("uploaded to %s", out)
         return summary
     out = Path(out or "reports/scores")
-    found = registry.load_production(registry.MODELS_DIR)
+    found = onnx_runtime.production(registry.MODELS_DIR, config) or registry.load_production(
+        registry.MODELS_DIR
+    )
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
     model, metadata = found
@@ -192,6 +196,7 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
         "batch": str(current),
         "files": len(dataset.files),
         "engine": config.score.engine,
+        "runtime": getattr(model, "runtime", "sklearn"),
         "rows": total,
         "scored": scored.rows,
         "rejected": rejected.rows,

@@ -49,8 +49,8 @@ class Loaded:
         return self.coded.predict_proba(x)
 
 
-def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
-    """Refuse a model that cannot serve this schema; one trial prediction must succeed."""
+def check_schema(metadata: dict, config: Config) -> None:
+    """A model's features and categories (its metadata) must be those params.yaml declares."""
     version = str(metadata.get("version") or "unknown")
     trained_on = metadata.get("features")
     if trained_on is not None and list(trained_on) != config.features:
@@ -67,6 +67,12 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
             f"model {version} was trained with other allowed values for {', '.join(changed)} "
             "than params.yaml declares"
         )
+
+
+def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
+    """Refuse a model that cannot serve this schema; one trial prediction must succeed."""
+    version = str(metadata.get("version") or "unknown")
+    check_schema(metadata, config)
     raw = takes_raw_frame(metadata)
     names = getattr(model, "feature_names_in_", None)
     if raw and (names is None or sorted(names) != sorted(config.features)):
