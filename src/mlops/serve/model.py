@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,7 @@ class ModelSlot:
                 return False
             if self.current is not None and version == self.current.version and not force:
                 return False
+            started = time.perf_counter()
             loaded = onnx_model.load(self.models_dir, version, self.config, self.threads)
             if loaded is None:  # no model.onnx (or serve.runtime sklearn): scikit-learn serves
                 found = registry.load_production(self.models_dir)
@@ -174,7 +176,13 @@ class ModelSlot:
             log.error("%s; serving %s", self.problem, self.version or "nothing")
             return False
         previous, self.current = self.version, loaded
-        log.info("serving model %s (was %s)", loaded.version, previous or "nothing")
+        log.info(
+            "serving model %s (was %s) with %s, loaded in %.1f ms",
+            loaded.version,
+            previous or "nothing",
+            "ONNX Runtime" if loaded.metadata.get("runtime") == "onnx" else "scikit-learn",
+            (time.perf_counter() - started) * 1000,
+        )
         return True
 
 
