@@ -429,11 +429,12 @@ def _one_hot(graph: _Graph, x: str, columns: list[int], categories: list[np.ndar
             values.append(0.0 if is_nan else float(value))
             nan_slots.append(is_nan)
     spread = _columns(graph, x, slots)
-    hit = graph.op("Equal", [spread, graph.const(np.array([values]))])
+    hit = graph.op("Cast", [graph.op("Equal", [spread, graph.const(np.array([values]))])], to=11)
     if any(nan_slots):  # a NaN slot matches NaN only (its placeholder 0.0 is never compared)
         mask = graph.const(np.array([nan_slots]), np.bool_)
-        hit = graph.op("Where", [mask, graph.op("IsNaN", [spread]), hit])
-    return graph.op("Cast", [hit], to=11)
+        nan = graph.op("Cast", [graph.op("IsNaN", [spread])], to=11)
+        hit = graph.op("Where", [mask, nan, hit])
+    return hit
 
 
 def _scaled(graph: _Graph, x: str, step: Any) -> str:
