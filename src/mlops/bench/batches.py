@@ -15,7 +15,6 @@ from pathlib import Path
 
 import yaml
 
-from mlops import files
 from mlops.bench import OWN_PEAK_MIB
 from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare, ratio
 from mlops.config import Config
@@ -51,15 +50,15 @@ def write_batch(folder: Path, bench: Config, rows: int, files: int) -> None:
 def promote_candidate(root: Path) -> None:
     """The trained candidate as production v1 (what `make score` uses), without the gate, with
     its model.onnx as the gate would store it."""
+    import contextlib
     import hashlib
 
-    import joblib
-
-    from mlops import onnx_export, registry
+    from mlops import onnx_export, registry, train
 
     candidate = root / "models/candidate"
-    metadata = files.read_json(candidate / "metadata.json")
-    onnx = onnx_export.build(joblib.load(candidate / "model.joblib"), metadata)
+    with contextlib.chdir(root):  # the candidate as the gate loads it (sha256 checked)
+        model, metadata = train.load_candidate()
+    onnx = onnx_export.build(model, metadata)
     registry.add_version(
         root / "models",
         candidate / "model.joblib",
