@@ -144,3 +144,33 @@ def test_the_server_refuses_to_start_on_a_bad_onnx_file(served):
     assert len(lines) == 1
     assert "models/v1/model.onnx: sha256 does not match" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+WITHOUT_ONNXRUNTIME = r"""
+import importlib.abc, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from mlops import cli
+sys.exit(cli.main(["serve", "--port", "9"]))
+"""
+
+
+def test_without_onnxruntime_the_server_refuses_to_start_naming_the_file(served):
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_ONNXRUNTIME],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if "model.onnx" in line]
+    assert len(lines) == 1
+    assert "models/v1/model.onnx: onnxruntime is not installed" in lines[0]
+    assert "Traceback" not in done.stderr
