@@ -57,7 +57,7 @@ def load(models_dir: Path, version: str, config: Config, threads: int = 1) -> An
     sess = scorer.session  # opened and its inputs checked against the schema
     loaded = Loaded(sess, {**metadata, "runtime": "onnx"}, version, classes, positive, scorer)
     trial(loaded, config)
-    log.info(
+    log.debug(  # the slot logs "serving model ..." once it is swapped in
         "loaded %s from %s (ONNX Runtime, %d intra-op thread(s)) in %.1f ms",
         version,
         path,
