@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from mlops import onnx_export, promote, train
+from mlops import onnx_export, onnx_runtime, promote, train
 from mlops.config import Config, SchemaConfig, load_config
 from mlops.predictions import RAW_FRAME
 
@@ -128,12 +128,14 @@ def test_every_estimator_converts_and_matches_scikit_learn(table, estimator, nat
 
 def test_the_graph_takes_the_schema_columns_and_gives_probabilities():
     pipeline, metadata, _frame, config = fitted("flights", "hist_gradient_boosting", True)
-    session = onnx_export.session(onnx_export.build(pipeline, metadata))
+    data = onnx_export.build(pipeline, metadata)
+    model = onnx_runtime.OnnxModel(data, config.features, metadata["classes"], Path("m"), 1)
+    session = model.session
     assert [item.name for item in session.get_inputs()] == config.features
     assert {item.type for item in session.get_inputs()} == {"tensor(double)"}
     assert [item.name for item in session.get_outputs()] == [onnx_export.OUTPUT]
     x = np.array([[0.0, np.nan, 7.0, 1.0]])
-    proba = onnx_export.predict_proba(session, x, config.features)
+    proba = model.predict_proba(x)
     assert proba.shape == (1, 3)
     assert abs(proba.sum() - 1.0) < 1e-12
 

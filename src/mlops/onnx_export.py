@@ -455,29 +455,6 @@ def _scaled(graph: _Graph, x: str, step: Any) -> str:
     return x
 
 
-def session(data: bytes, threads: int = 1) -> Any:
-    """An onnxruntime InferenceSession of ONNX bytes, `threads` intra-op threads, sequential."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
-def feeds(x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """The coded matrix as the ONNX inputs: one [N, 1] float64 column per feature."""
-    x = np.asarray(x, dtype=np.float64)
-    return {name: x[:, index : index + 1] for index, name in enumerate(names)}
-
-
-def predict_proba(sess: Any, x: np.ndarray, names: list[str]) -> np.ndarray:
-    """Class probabilities of coded rows from an InferenceSession."""
-    return sess.run([OUTPUT], feeds(x, names))[0]
-
-
 def check(model: Any, metadata: dict, frame: Any, config: Any) -> dict[str, Any]:
     """Export model and compare ONNX Runtime with scikit-learn on frame (the test split).
 
@@ -495,7 +472,12 @@ def check(model: Any, metadata: dict, frame: Any, config: Any) -> dict[str, Any]
     x = model_matrix(frame, metadata, config)
     positive = model_positive(model, metadata)
     sk_labels, sk = predict(matrix_model(model, metadata), x, positive)
-    proba = predict_proba(session(data), x, names)
+    from pathlib import Path
+
+    from mlops.onnx_runtime import OnnxModel
+
+    exported = OnnxModel(data, names, list(model.classes_), Path(ONNX_FILE), threads=1)
+    proba = exported.predict_proba(x)
     onnx_labels = labels(proba, np.asarray(model.classes_), positive)
     difference = np.abs(proba - sk)
     largest = float(difference.max()) if difference.size else 0.0
