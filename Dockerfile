@@ -74,10 +74,16 @@ RUN python -m venv .venv \
 #   symlinks to numpy's, which numpy has loaded first anyway (the same soname).
 # - pyarrow's Arrow Flight RPC libraries (33 MB): the inference log only writes Parquet files to
 #   a folder or a bucket (pyarrow.parquet, pyarrow.fs), and nothing else links them;
+# - ONNX Runtime's C library for C/C++ callers (35 MB: the Python module has its own copy linked
+#   in and loads no libonnxruntime.so) and its model-building tools (transformers, quantization,
+#   tools, datasets, backend; 11 MB): serving only opens a session and runs it;
 # Bytecode stays: imports without it take 5x as long.
 RUN site=.venv/lib/python3.11/site-packages \
     && rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \
         "$site"/pyarrow/_flight.*.so "$site"/pyarrow/flight.py \
+    && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so* "$site"/onnxruntime/transformers \
+        "$site"/onnxruntime/quantization "$site"/onnxruntime/tools "$site"/onnxruntime/datasets \
+        "$site"/onnxruntime/backend \
     && find "$site" -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf "$site/joblib/test" "$site/numpy/distutils" "$site/numpy/_core/include" \
         "$site/numpy/_core/lib" "$site/numpy/random/_examples" \
