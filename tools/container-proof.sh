@@ -16,7 +16,7 @@
 #    the inference log's Parquet writer, so it is in), and neither scikit-learn, scipy nor joblib:
 #    it serves models/vN/model.onnx with ONNX Runtime (serve-sklearn keeps them, for versions
 #    ONNX cannot represent);
-#  - the serve image is at most 370 MB (546 MB with scikit-learn and scipy: serve-sklearn; the
+#  - the serve image is at most 370 MB (503 MB with scikit-learn and scipy: serve-sklearn; the
 #    issue's 200 MB cannot hold the 129 MB base, pyarrow's 109 MB and numpy's 51 MB), and every
 #    shared object in its slimmed venv loads (in serve-sklearn's too);
 #  - `make all` in the pipeline image, no network, as the documented command: models/ and reports/
