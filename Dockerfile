@@ -1,8 +1,12 @@
 # Two images from one file (`make docker` builds both; never needs the network at run time):
 #   serve (default, the last stage): the model server, with only what serving imports
-#     (requirements-serve.lock):
+#     (requirements-serve.lock without scikit-learn, scipy, joblib and skops: it serves each
+#     version's models/vN/model.onnx with ONNX Runtime):
 #       docker build -t mlops:serve .
 #       docker run -d -p 8000:8000 -v "$PWD/models:/app/models:ro" mlops:serve
+#     A version ONNX cannot represent (registry `served_by: sklearn`) needs the scikit-learn
+#     variant, the whole requirements-serve.lock (docs/runbook.md, "Which file is served"):
+#       docker build --target serve-sklearn -t mlops:serve-sklearn .
 #     The inference log is on (MLOPS_INFERENCE_LOG=/app/logs/inference): mount a folder there
 #     (-v "$PWD/logs:/app/logs"), point it at a bucket (-e MLOPS_INFERENCE_LOG=s3://bucket/prefix
 #     with AWS_* variables), or turn it off (-e MLOPS_INFERENCE_LOG=off).
@@ -70,11 +74,16 @@ RUN python -m venv .venv \
 #   symlinks to numpy's, which numpy has loaded first anyway (the same soname).
 # - pyarrow's Arrow Flight RPC libraries (33 MB): the inference log only writes Parquet files to
 #   a folder or a bucket (pyarrow.parquet, pyarrow.fs), and nothing else links them;
+# - ONNX Runtime's C library for C/C++ callers (35 MB: the Python module has its own copy linked
+#   in and loads no libonnxruntime.so) and its model-building tools (transformers, quantization,
+#   tools, datasets, backend; 11 MB): serving only opens a session and runs it;
 # Bytecode stays: imports without it take 5x as long.
-RUN .venv/bin/pip uninstall --quiet --yes pip setuptools \
-    && site=.venv/lib/python3.11/site-packages \
+RUN site=.venv/lib/python3.11/site-packages \
     && rm -f "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/libarrow_python_flight.so* \
         "$site"/pyarrow/_flight.*.so "$site"/pyarrow/flight.py \
+    && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so* "$site"/onnxruntime/transformers \
+        "$site"/onnxruntime/quantization "$site"/onnxruntime/tools "$site"/onnxruntime/datasets \
+        "$site"/onnxruntime/backend \
     && find "$site" -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf "$site/joblib/test" "$site/numpy/distutils" "$site/numpy/_core/include" \
         "$site/numpy/_core/lib" "$site/numpy/random/_examples" \
@@ -86,6 +95,19 @@ RUN .venv/bin/pip uninstall --quiet --yes pip setuptools \
         name=${lib##*/}; \
         if cmp -s "$lib" "$site/numpy.libs/$name"; then ln -sf "../numpy.libs/$name" "$lib"; fi; \
     done
+
+# serve-sklearn's venv: all of requirements-serve.lock, without pip and setuptools.
+FROM serve-deps AS serve-sklearn-deps
+RUN .venv/bin/pip uninstall --quiet --yes pip setuptools
+
+# serve's venv: ONNX Runtime answers, so scikit-learn, scipy, joblib and skops (and what only
+# they need: narwhals, cloudpickle, prettytable, wcwidth) go, 100+ MB; nothing imports them
+# unless a version has no model.onnx (then: serve-sklearn).
+FROM serve-deps AS serve-onnx-deps
+RUN .venv/bin/pip uninstall --quiet --yes scikit-learn scipy joblib skops narwhals cloudpickle \
+        prettytable wcwidth \
+    && .venv/bin/pip check \
+    && .venv/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM base AS pipeline-deps
 WORKDIR /app
@@ -168,9 +190,28 @@ CMD ["mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db", \
     "--artifacts-destination", "/mlflow/artifacts", "--host", "0.0.0.0", "--port", "5000", \
     "--workers", "1", "--allowed-hosts", "mlflow:5000,localhost:*,127.0.0.1:*"]
 
-# ---- serve (the default target): the production model in models/ on port 8000 ----
+# ---- serve-sklearn: the server with scikit-learn, for versions ONNX cannot represent ----
+FROM runtime AS serve-sklearn
+COPY --from=serve-sklearn-deps /app/.venv /app/.venv
+COPY --from=wheel /site/ /app/.venv/lib/python3.11/site-packages/
+COPY params.yaml ./
+RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \
+    && mkdir -p models reports logs/inference \
+    && chgrp 0 models reports \
+    && chmod 2775 models reports \
+    && chgrp -R 0 logs \
+    && chmod -R 2775 logs
+# Every scored row and its answer, as Parquet (docs/runbook.md, "Inference log"); `off` disables.
+ENV MLOPS_INFERENCE_LOG=/app/logs/inference
+USER 10001:0
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+CMD ["python", "-m", "mlops", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# ---- serve (the default target): the production model's model.onnx on port 8000 ----
 FROM runtime AS serve
-COPY --from=serve-deps /app/.venv /app/.venv
+COPY --from=serve-onnx-deps /app/.venv /app/.venv
 COPY --from=wheel /site/ /app/.venv/lib/python3.11/site-packages/
 COPY params.yaml ./
 RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \

@@ -196,13 +196,15 @@ serve: $(INSTALLED) ## Serve the production model on HOST:PORT (default 127.0.0.
 	@$(MLOPS) serve $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") \
 		$(if $(INFERENCE_LOG),--inference-log "$(INFERENCE_LOG)")
 
-# Both Dockerfile targets: IMAGE:pipeline, then IMAGE:serve (the default target, built last).
+# The Dockerfile's targets: IMAGE:pipeline, IMAGE:serve-sklearn (for versions ONNX cannot
+# represent), then IMAGE:serve (the default target, ONNX Runtime only, built last).
 # ENGINE=podman builds in Docker's image format: an OCI image would drop the HEALTHCHECK.
 IMAGE ?= mlops
 ENGINE ?= docker
-docker: ## Build the images IMAGE:serve and IMAGE:pipeline (IMAGE=mlops, ENGINE=docker or podman)
+docker: ## Build the images IMAGE:serve, IMAGE:serve-sklearn and IMAGE:pipeline (IMAGE=mlops, ENGINE=docker or podman)
 	$(if $(filter-out docker podman,$(ENGINE)),$(error ENGINE=$(ENGINE): use docker or podman))
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target pipeline -t "$(IMAGE):pipeline" .
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target serve-sklearn -t "$(IMAGE):serve-sklearn" .
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker )--target serve -t "$(IMAGE):serve" .
 	@ENGINE=$(ENGINE) tools/image-sizes.sh "$(IMAGE)"
 

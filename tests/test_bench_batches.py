@@ -30,6 +30,12 @@ def test_measure_small(config):
     assert result["drift_peak_rss_mib"] >= result["drift_main_process_peak_rss_mib"]
     assert result["one_file_drift_seconds"] is None  # one_file=False: 2 child runs fewer
     assert result["drift_added_ratio_to_floor_added"] is None
+    # make score from model.onnx beside the scikit-learn path, the same labels
+    assert result["score_onnx_runtime"] == "onnx"
+    assert result["score_onnx_rows_per_second"] > 0
+    assert result["score_onnx_same_labels"] is True
+    speedup = result["score_seconds"] / result["score_onnx_seconds"]
+    assert result["score_onnx_speedup"] == pytest.approx(speedup, abs=0.01)
 
 
 def test_an_unknown_section_is_refused_and_the_report_kept(project):

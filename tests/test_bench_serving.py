@@ -100,6 +100,17 @@ def test_measure_reports_latency_throughput_and_ratio(served):
     assert memory["rss_growth_mib"] is not None
     assert logged["bytes_per_million_rows"] > 0
     assert isinstance(logged["meets_goal"], bool)
+    # The same version served from model.onnx and from the model file, side by side.
+    for runtime in ("onnx", "sklearn"):
+        side = report[runtime]
+        assert side["errors"] == 0
+        assert side["sequential_p99_ms"] > 0
+        assert side["load_ms"] > 0
+        assert side["ratio"] == pytest.approx(
+            side["concurrent_rps"] / side["baseline_rps"], abs=1e-3
+        )
+    assert report["onnx"]["goal"] == serving.ONNX_GOAL
+    assert isinstance(report["onnx"]["meets_goal"], bool)
     json.dumps(report)
 
 

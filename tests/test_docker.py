@@ -22,6 +22,18 @@ from test_serve import free_port
 
 # pyarrow is in the serve lock: the inference log writes Parquet (imported only when it is on).
 PIPELINE_ONLY = {"pandas", "evidently", "matplotlib", "pandera", "plotly", "statsmodels"}
+# What the default serve image uninstalls from requirements-serve.lock: it serves model.onnx with
+# ONNX Runtime (serve-sklearn keeps them, for versions ONNX cannot represent).
+SKLEARN_ONLY = {
+    "scikit-learn",
+    "scipy",
+    "joblib",
+    "skops",
+    "narwhals",
+    "cloudpickle",
+    "prettytable",
+    "wcwidth",
+}
 SMOKE = (ROOT / "tools/docker-smoke.sh").read_text()
 DOCKER_SKIP = "<!-- doc-test: skip (needs a Docker engine) -->"
 
@@ -88,16 +100,19 @@ def smoke_body() -> str:
 
 def test_serving_needs_only_what_its_lock_installs(promoted_dir, tmp_path):
     """A real `python -m mlops serve`, with every package outside requirements-serve.lock made
-    unimportable, answers the smoke test's /predict body and loads no pipeline-only library."""
+    unimportable, and scikit-learn, scipy and joblib too (the serve image has none: the
+    production version has a model.onnx), answers the smoke test's /predict body and loads no
+    pipeline-only library."""
     project = tmp_path / "project"
     shutil.copytree(promoted_dir, project)
-    locked = set(pins(ROOT / "requirements-serve.lock")) | {"mlops"}
+    assert (project / "models" / "v1" / "model.onnx").is_file()
+    locked = (set(pins(ROOT / "requirements-serve.lock")) - SKLEARN_ONLY) | {"mlops"}
     absent = sorted(
         name
         for name, dists in packages_distributions().items()
         if not {canonical(dist) for dist in dists} & locked
     )
-    assert set(absent) >= PIPELINE_ONLY
+    assert set(absent) >= PIPELINE_ONLY | {"sklearn", "scipy", "joblib"}
     out = tmp_path / "probe.json"
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(free_port()), str(out), smoke_body(), json.dumps(absent)],
@@ -148,7 +163,7 @@ def stages() -> dict[str, list[str]]:
 def test_dockerfile_targets_and_their_contents():
     found = stages()
     assert list(found)[-1] == "serve"  # the default target
-    assert {"serve", "pipeline"} <= set(found)
+    assert {"serve", "serve-sklearn", "pipeline"} <= set(found)
     external = {
         name: lines[0].split()[1] for name, lines in found.items() if "@sha256:" in lines[0]
     }
@@ -157,7 +172,12 @@ def test_dockerfile_targets_and_their_contents():
     for name, lines in found.items():  # every other stage starts from one of this file's
         assert name in external or lines[0].split()[1] in list(found)[: list(found).index(name)]
     serve, pipeline = "\n".join(found["serve"]), "\n".join(found["pipeline"])
-    assert "COPY --from=serve-deps /app/.venv" in serve
+    assert "COPY --from=serve-onnx-deps /app/.venv" in serve
+    assert "COPY --from=serve-sklearn-deps /app/.venv" in "\n".join(found["serve-sklearn"])
+    uninstall = "\n".join(found["serve-onnx-deps"])
+    for name in SKLEARN_ONLY:
+        assert f" {name}" in uninstall
+    assert found["serve-onnx-deps"][0] == "FROM serve-deps AS serve-onnx-deps"
     assert "pipeline-deps" not in serve
     assert "-r requirements-serve.lock" in "\n".join(found["serve-deps"])
     assert "-r requirements.lock" in "\n".join(found["pipeline-deps"])
@@ -211,7 +231,9 @@ def test_layer_order_a_dev_tool_bump_reaches_no_dependency_layer():
     for name, lines in stages().items():
         copies = [line for line in lines if line.startswith("COPY") and "--from" not in line]
         installs = [i for i, line in enumerate(lines) if "pip install" in line]
-        if name.endswith("-deps"):
+        if name.endswith("-deps") and lines[0].split()[1] == "serve-deps":
+            assert copies == [], name  # serve-sklearn-deps, serve-onnx-deps: serve-deps trimmed
+        elif name.endswith("-deps"):
             assert len(copies) == 1, name
             assert copies[0].split()[1] in (
                 "requirements.lock",
@@ -238,8 +260,8 @@ def test_serve_venv_strip_leaves_the_wheels_bundled_libraries():
     }
     assert {name for name, _ in strips} == {"serve-deps"}
     assert all("! -path '*.libs/*'" in step for _, step in strips), strips
-    assert [line for line in stages()["serve"] if "--from=serve-deps" in line] == [
-        "COPY --from=serve-deps /app/.venv /app/.venv"
+    assert [line for line in stages()["serve"] if "-deps /app/.venv" in line] == [
+        "COPY --from=serve-onnx-deps /app/.venv /app/.venv"
     ]
 
 
@@ -274,14 +296,16 @@ def make_docker(*variables: str) -> subprocess.CompletedProcess:
 
 def test_make_docker_builds_both_targets():
     dry = make_docker("IMAGE=registry.example/team/mlops").stdout.splitlines()
-    assert dry[:2] == [
+    assert dry[:3] == [
         'docker build --target pipeline -t "registry.example/team/mlops:pipeline" .',
+        'docker build --target serve-sklearn -t "registry.example/team/mlops:serve-sklearn" .',
         'docker build --target serve -t "registry.example/team/mlops:serve" .',
     ]
-    assert 'tools/image-sizes.sh "registry.example/team/mlops"' in dry[2]
+    assert 'tools/image-sizes.sh "registry.example/team/mlops"' in dry[3]
     podman = make_docker("ENGINE=podman").stdout.splitlines()
-    assert podman[:2] == [  # Docker's format keeps the HEALTHCHECK
+    assert podman[:3] == [  # Docker's format keeps the HEALTHCHECK
         'podman build --format docker --target pipeline -t "mlops:pipeline" .',
+        'podman build --format docker --target serve-sklearn -t "mlops:serve-sklearn" .',
         'podman build --format docker --target serve -t "mlops:serve" .',
     ]
     wrong = make_docker("ENGINE=nerdctl")

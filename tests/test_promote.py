@@ -170,12 +170,20 @@ def test_optional_floors(project, config):
     with pytest.raises(CheckFailed, match=r"recall 0\.\d+ < 0\.99 \(promotion\.min_recall\)"):
         promote.run(with_policy(config, min_recall=0.99))
     names = [item["name"] for item in report()["criteria"]]
-    assert names == ["min_accuracy", "validation", "min_roc_auc", "min_recall", "raw_rows_parity"]
+    assert names == [
+        "min_accuracy",
+        "validation",
+        "min_roc_auc",
+        "min_recall",
+        "raw_rows_parity",
+        "onnx_parity",
+    ]
     promote.run(with_policy(config, min_roc_auc=None))
     assert [item["name"] for item in report()["criteria"]] == [
         "min_accuracy",
         "validation",
         "raw_rows_parity",
+        "onnx_parity",
     ]
 
 

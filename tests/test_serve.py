@@ -26,10 +26,11 @@ from fastapi.testclient import TestClient
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
-from mlops import files, promote, registry, serve, train
+from mlops import files, onnx_runtime, promote, registry, serve, train
 from mlops.config import Config, load_config
 from mlops.encoding import feature_matrix
 from mlops.errors import InputError
+from mlops.predictions import predict
 
 MODELS = Path("models")
 
@@ -96,8 +97,17 @@ def shuffled(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def expected(frame: pd.DataFrame, models_dir: Path = MODELS) -> tuple[list, list]:
-    """Labels and positive-class probabilities of production's model file on the raw rows."""
-    model, _ = registry.load_production(models_dir)
+    """Labels and positive-class probabilities of production's model file on the raw rows (its
+    model.onnx on the coded rows when it has one: what the server answers with)."""
+    model, metadata = registry.load_production(models_dir)
+    found = onnx_runtime.version_files(Path(models_dir), metadata["version"], "auto", "-")
+    if found is not None:
+        onnx = onnx_runtime.OnnxModel(
+            found[0].read_bytes(), metadata["features"], metadata["classes"], found[0], 1
+        )
+        x = feature_matrix(frame, metadata["features"], metadata["categories"])
+        labels, proba = predict(onnx, x, metadata.get("positive"))
+        return labels.tolist(), proba[:, 1].tolist()
     rows = shuffled(frame)
     return model.predict(rows).tolist(), model.predict_proba(rows)[:, 1].tolist()
 

@@ -243,6 +243,8 @@ class ScoreConfig(Section):
     id_columns: list[str] = []  # copied beside each prediction and rejected row
     chunk_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 100_000
     engine: Literal["local", "dask"] = "local"  # dask: a task per file on a Dask cluster
+    # auto: production's model.onnx with ONNX Runtime when it has one, else scikit-learn
+    runtime: Literal["auto", "onnx", "sklearn"] = "auto"
 
 
 class InferenceLogConfig(Section):
@@ -264,6 +266,9 @@ class ServeConfig(Section):
     # The model's name in the Open Inference Protocol routes: /v2/models/{model_name}/infer.
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "mlops"
     inference_log: InferenceLogConfig = InferenceLogConfig()
+    # Which file answers: auto = models/vN/model.onnx with ONNX Runtime when the version has one,
+    # else model.joblib with scikit-learn; onnx or sklearn insist on one (mlops.serve.onnx_model).
+    runtime: Literal["auto", "onnx", "sklearn"] = "auto"
 
 
 class TrackingConfig(Section):

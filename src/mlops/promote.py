@@ -8,7 +8,11 @@ Criteria (params.yaml `promotion`), all on the current test split (data/processe
 - validation: reports/validation.json has status "passed";
 - min_roc_auc, min_recall: optional floors, skipped when null;
 - raw_rows_parity: the model file called on the raw test split (columns shuffled) gives the
-  fast path's answers (mlops.parity); force cannot override it.
+  fast path's answers (mlops.parity); force cannot override it;
+- onnx_parity: the candidate exported to ONNX (mlops.onnx_export) gives scikit-learn's labels and
+  probabilities within 1e-5 on the whole test split; force cannot override it. A model ONNX does
+  not represent passes it and is served by scikit-learn (registry `served_by`); a promoted version
+  stores models/vN/model.onnx and its sha256 as `onnx_sha256` in the registry.
 
 Decisions: "promoted" (exit 0), "unchanged" when the candidate's sha256 equals any known version
 (production, or one that was rolled back: never silently re-promoted; exit 0) and production still
@@ -21,6 +25,7 @@ A rejected or unchanged candidate leaves the registry and every version byte-ide
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ METRICS_REPORT = Path("reports/metrics.json")
 VALIDATION_REPORT = Path("reports/validation.json")
 # Metrics are rounded to 6 digits in metrics.json; a threshold met to within this counts as met.
 EPSILON = 1e-9
+UNFORCEABLE = ("raw_rows_parity", "onnx_parity")  # force never overrides these
 HEADLINES = {"promoted": "✅ promoted", "unchanged": "⚪ unchanged", "rejected": "❌ rejected"}
 
 
@@ -124,6 +130,26 @@ def parity_criterion(config: Config) -> dict[str, Any]:
         found["passed"],
         **{key: value for key, value in found.items() if key not in ("passed", "max_difference")},
     )
+
+
+def onnx_criterion(config: Config) -> tuple[dict[str, Any], bytes | None]:
+    """The candidate exported to ONNX against scikit-learn on the whole test split
+    (mlops.onnx_export); the ONNX bytes the promotion stores (None: scikit-learn serves it)."""
+    from mlops import onnx_export
+    from mlops.train import load_candidate
+
+    model, metadata = load_candidate()
+    test = files.read_parquet(config.data.processed_dir / "test.parquet")
+    found = onnx_export.check(model, metadata, test, config)
+    data = found.pop("data", None)
+    item = criterion(
+        "onnx_parity",
+        found.pop("max_difference"),
+        onnx_export.TOLERANCE,
+        found.pop("passed"),
+        **found,
+    )
+    return item, data
 
 
 def criterion(name: str, value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, Any]:
@@ -233,6 +259,12 @@ def failure_reason(item: dict[str, Any]) -> str:
             f"difference {value:.3g} (test row {item['row']}, tolerance {threshold:g}), "
             f"{item['labels_differ']} label(s) differ"
         )
+    if name == "onnx_parity":
+        return (
+            f"the ONNX export differs from scikit-learn: largest probability difference "
+            f"{value:.3g} (test row {item['row']}, tolerance {threshold:g}), "
+            f"{item['labels_differ']} label(s) differ; not promoted (docs/runbook.md)"
+        )
     if name == "max_regression":
         if threshold is None:
             return f"cannot compare with production {item['production']}: {item['note']}"
@@ -324,8 +356,10 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     production, production_metrics, production_sha, note = score_production(config)
     criteria = judge(config, metrics, validation, production, production_metrics, note)
     criteria.append(parity_criterion(config))
+    onnx_item, onnx_data = onnx_criterion(config)
+    criteria.append(onnx_item)
     failed = [item for item in criteria if not item["passed"]]
-    unforceable = [item for item in failed if item["name"] == "raw_rows_parity"]
+    unforceable = [item for item in failed if item["name"] in UNFORCEABLE]
     identical = registry.find_by_sha(registry_data, metadata["model_sha256"])
     forced = False
     version = None
@@ -355,7 +389,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
     elif failed and (not force_reason or unforceable):
         decision, reasons = "rejected", [failure_reason(item) for item in failed]
         if force_reason:
-            reasons.append("--force-reason ignored: it never overrides raw_rows_parity")
+            reasons.append("--force-reason ignored: it never overrides " + unforceable[0]["name"])
     else:
         decision = "promoted"
         forced = bool(failed)
@@ -392,6 +426,8 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             "test_data_sha256": test_sha,
             "feature_importance": metrics.get("feature_importance"),
             "gate": gate,
+            "onnx_sha256": hashlib.sha256(onnx_data).hexdigest() if onnx_data else None,
+            "onnx_note": onnx_item.get("note"),
         }
         why = "; ".join(reasons)
         if forced:
@@ -412,6 +448,7 @@ def run(config: Config, force_reason: str | None = None) -> dict[str, Any]:
             kind="forced" if forced else "promoted",
             why=why,
             journal=journal,
+            onnx=onnx_data,
         )
         report: dict[str, Any] = made["report"]
         after_promotion(version)

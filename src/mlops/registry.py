@@ -60,6 +60,7 @@ SUMMARY_METRICS = (
     "log_loss",
 )
 MODEL_FILE = "model.joblib"  # as in mlops.train (not imported: this module stays light)
+ONNX_FILE = "model.onnx"  # as in mlops.onnx_export: the version's model as ONNX, when it has one
 METADATA_FILE = "metadata.json"
 KILL_ENV = "MLOPS_TEST_KILL_AT"
 KILL_POINTS = (
@@ -208,6 +209,26 @@ def verified_model_file(models_dir: Path, version: str, registry: dict[str, Any]
     return path
 
 
+def verified_onnx_file(models_dir: Path, version: str, registry: dict[str, Any]) -> Path | None:
+    """The version's model.onnx after checking its sha256 against registry.json (None when the
+    registry names none: that version is served by scikit-learn)."""
+    entry = registry["versions"].get(version) or {}
+    expected = entry.get("onnx_sha256")
+    if not expected:
+        return None
+    path = version_path(models_dir, version) / ONNX_FILE
+    if not path.is_file():
+        raise InputError(
+            f"{path}: not found, but {Path(models_dir) / REGISTRY_FILE} names its onnx_sha256; "
+            "restore it (make release-import DIR=... with its release) or make rollback"
+        )
+    if files.sha256_file(path) != expected:
+        raise InputError(
+            f"{path}: sha256 does not match {Path(models_dir) / REGISTRY_FILE}; refusing to load"
+        )
+    return path
+
+
 def load_version(
     models_dir: Path, version: str, registry: dict[str, Any] | None = None
 ) -> tuple[Pipeline, dict[str, Any]]:
@@ -256,6 +277,8 @@ def summary(metadata: dict[str, Any]) -> dict[str, Any]:
         "data_sha256": metadata.get("data_sha256"),
         "test_data_sha256": metadata.get("test_data_sha256"),
         "git_commit": metadata.get("git_commit"),
+        "onnx_sha256": metadata.get("onnx_sha256"),
+        "served_by": "onnx" if metadata.get("onnx_sha256") else "sklearn",
         "metrics": {key: metrics.get(key) for key in SUMMARY_METRICS if key in metrics},
         "local": True,
     }
@@ -313,9 +336,14 @@ def clean_leftovers(models_dir: Path, registry: dict[str, Any]) -> list[str]:
 
 
 def install_version(
-    models_dir: Path, version: str, model_file: Path, metadata: dict[str, Any]
+    models_dir: Path,
+    version: str,
+    model_file: Path,
+    metadata: dict[str, Any],
+    onnx: bytes | None = None,
 ) -> None:
-    """Write models/<version>/ completely into a temp dir, then rename it into place."""
+    """Write models/<version>/ completely into a temp dir, then rename it into place (with
+    model.onnx when given: its sha256 must be metadata's onnx_sha256)."""
     models_dir = Path(models_dir)
     stage = Path(tempfile.mkdtemp(prefix=f".stage-{version}-", dir=models_dir))
     umask = os.umask(0)
@@ -327,6 +355,8 @@ def install_version(
             os.fsync(handle.fileno())
         if files.sha256_file(stage / MODEL_FILE) != metadata["model_sha256"]:
             raise InputError(f"{model_file}: changed while it was being copied; run the gate again")
+        if onnx is not None:
+            _write_onnx(stage / ONNX_FILE, onnx, metadata.get("onnx_sha256"))
         files.write_json(stage / METADATA_FILE, metadata)
         _fsync_dir(stage)
         checkpoint("version-staged")
@@ -341,6 +371,18 @@ def install_version(
     checkpoint("version-renamed")
 
 
+def _write_onnx(path: Path, data: bytes, expected: str | None) -> None:
+    """model.onnx into a version's staging dir, synced; its sha256 must be the one recorded."""
+    import hashlib
+
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise InputError(f"{path.name}: sha256 differs from the metadata's onnx_sha256")
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def add_version(
     models_dir: Path,
     model_file: Path,
@@ -350,6 +392,7 @@ def add_version(
     kind: str,
     why: str,
     journal: Callable[[str], dict[str, Any]] | None = None,
+    onnx: bytes | None = None,
 ) -> str:
     """Promote: install a new version and make it production; return its name.
 
@@ -377,7 +420,7 @@ def add_version(
             runlog.recover_locked(models_dir, registry)  # a journal a killed promotion left
             files.write_json(models_dir / PENDING_RUN, journal(version))
         stamped = {**metadata, "version": version, "promoted_at": now(), "promoted_by": who()}
-        install_version(models_dir, version, model_file, stamped)
+        install_version(models_dir, version, model_file, stamped, onnx)
         registry["versions"][version] = summary(stamped)
         registry["history"].append(event(kind, registry.get("production"), version, why))
         registry["production"] = version
@@ -432,6 +475,7 @@ def rollback(
                 + (f" (production is {current})" if current else " (no production model yet)")
             )
         verified_model_file(models_dir, target, registry)  # never roll back to a tampered model
+        verified_onnx_file(models_dir, target, registry)
         if target == current:
             log.info("%s is already production; nothing to do", target)
             return target
@@ -457,6 +501,7 @@ def consistency_problems(models_dir: Path = MODELS_DIR) -> list[str]:
             continue
         try:
             path = verified_model_file(models_dir, name, registry)
+            verified_onnx_file(models_dir, name, registry)
             metadata = files.read_json(path.parent / METADATA_FILE)
             if metadata.get("model_sha256") != entry["sha256"]:
                 problems.append(f"{name}: metadata.json sha256 differs from the registry")

@@ -1,9 +1,10 @@
 """Release bundles: how the production model outlives CI artifacts (one GitHub Release per version).
 
 `make release-export DIR=d` writes the version this run's gate promoted (or VERSION=vN) into d:
-model.joblib, metadata.json, metrics.json, registry.json (a snapshot: every version's summary and
-the whole history), MODEL_CARD.md (the release notes), MODEL.md (the short card for whoever serves
-the model file elsewhere: features, classes, metrics, the three lines that call it) and, last, TAG
+model.joblib, model.onnx (when the version has one), metadata.json, metrics.json, registry.json
+(a snapshot: every version's summary and the whole history), MODEL_CARD.md (the release notes),
+MODEL.md (the short card for whoever serves the model file elsewhere: features, classes, metrics,
+the three lines that call it) and, last, TAG
 (e.g. "model-v3"); when the
 gate promoted nothing it writes nothing. `make release-import DIR=d` installs such a bundle
 (downloaded release assets) as the production version, sha256-verified, merging the snapshot so
@@ -24,7 +25,7 @@ from typing import Any
 from mlops import files, registry
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.registry import METADATA_FILE, MODEL_FILE, MODELS_DIR
+from mlops.registry import METADATA_FILE, MODEL_FILE, MODELS_DIR, ONNX_FILE
 
 log = logging.getLogger(__name__)
 PROMOTION_REPORT = Path("reports/promotion.json")
@@ -37,6 +38,7 @@ RELEASES_DIR = "releases"
 BUNDLE_FILES = (
     TAG_FILE,
     MODEL_FILE,
+    ONNX_FILE,  # only when the version has one (registry onnx_sha256)
     METADATA_FILE,
     METRICS_FILE,
     SNAPSHOT_FILE,
@@ -230,6 +232,9 @@ def export_bundle(
     _remove_bundle(directory)  # TAG first: a bundle without TAG is never published
     directory.mkdir(parents=True, exist_ok=True)
     files.atomic_write(directory / MODEL_FILE, lambda tmp: shutil.copyfile(model, tmp))
+    onnx = registry.verified_onnx_file(models_dir, version, registry_data)
+    if onnx is not None:
+        files.atomic_write(directory / ONNX_FILE, lambda tmp: shutil.copyfile(onnx, tmp))
     files.write_json(directory / METADATA_FILE, {**metadata, "version": version})
     files.write_json(
         directory / METRICS_FILE, {"version": version, **(metadata.get("metrics") or {})}
@@ -265,6 +270,13 @@ def read_bundle(directory: Path) -> tuple[str, dict[str, Any], dict[str, Any], l
             f"{directory / MODEL_FILE}: sha256 does not match {directory / METADATA_FILE}; "
             "refusing to import"
         )
+    if metadata.get("onnx_sha256"):
+        path = directory / ONNX_FILE
+        if not path.is_file() or files.sha256_file(path) != metadata["onnx_sha256"]:
+            raise InputError(
+                f"{path}: missing or its sha256 does not match {directory / METADATA_FILE} "
+                "(onnx_sha256); refusing to import"
+            )
     if (directory / TAG_FILE).is_file():
         found = (directory / TAG_FILE).read_text(encoding="utf-8").strip()
         if found != tag:
@@ -322,7 +334,9 @@ def import_bundle(directory: Path, models_dir: Path = MODELS_DIR) -> str | None:
         local = current["versions"].get(version, {}).get("local", False)
         if not (local and (models_dir / version / MODEL_FILE).is_file()):
             registry.clean_leftovers(models_dir, merged)
-            registry.install_version(models_dir, version, directory / MODEL_FILE, metadata)
+            onnx = directory / ONNX_FILE
+            data = onnx.read_bytes() if metadata.get("onnx_sha256") else None
+            registry.install_version(models_dir, version, directory / MODEL_FILE, metadata, data)
         merged["versions"][version] = registry.summary(metadata)
         before = snapshot.get("production") if fresh else current.get("production")
         if before != version:

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import batches, cluster, files, registry, storage
+from mlops import batches, cluster, files, onnx_runtime, registry, storage
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
@@ -46,8 +46,10 @@ def predictions_frame(
 
     positive = model_positive(model, metadata)
     matrix = model_matrix(frame, metadata, config)
+    # An OnnxModel (mlops.onnx_runtime) scores the coded matrix itself, on its own threads.
+    scorer = model if getattr(model, "runtime", None) == "onnx" else matrix_model(model, metadata)
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
-        labels, proba = predict(matrix_model(model, metadata), matrix, positive)
+        labels, proba = predict(scorer, matrix, positive)
     classes = model.classes_.tolist()
     out = pd.DataFrame({"label": labels}, index=frame.index)
     if len(classes) == 2:
@@ -168,7 +170,9 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
     out = Path(out or "reports/scores")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: a file, not a folder (OUT names the folder to write into)")
-    found = registry.load_production(registry.MODELS_DIR)
+    found = onnx_runtime.production(registry.MODELS_DIR, config) or registry.load_production(
+        registry.MODELS_DIR
+    )
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
     model, metadata = found
@@ -198,6 +202,7 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
         "batch": str(current),
         "files": len(dataset.files),
         "engine": config.score.engine,
+        "runtime": getattr(model, "runtime", "sklearn"),
         "rows": total,
         "scored": scored.rows,
         "rejected": rejected.rows,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import yaml
 
-from mlops import files
 from mlops.bench import OWN_PEAK_MIB
 from mlops.bench.drift import CHILD, GOAL_PEAK_MIB, child, prepare, ratio
 from mlops.config import Config
@@ -49,19 +48,35 @@ def write_batch(folder: Path, bench: Config, rows: int, files: int) -> None:
 
 
 def promote_candidate(root: Path) -> None:
-    """The trained candidate as production v1 (what `make score` uses), without the gate."""
-    from mlops import registry
+    """The trained candidate as production v1 (what `make score` uses), without the gate, with
+    its model.onnx as the gate would store it."""
+    import contextlib
+    import hashlib
+
+    from mlops import onnx_export, registry, train
 
     candidate = root / "models/candidate"
-    metadata = files.read_json(candidate / "metadata.json")
+    with contextlib.chdir(root):  # the candidate as the gate loads it (sha256 checked)
+        model, metadata = train.load_candidate()
+    onnx = onnx_export.build(model, metadata)
     registry.add_version(
         root / "models",
         candidate / "model.joblib",
-        metadata,
+        {**metadata, "onnx_sha256": hashlib.sha256(onnx).hexdigest()},
         expected_production=None,
         kind="forced",
         why="benchmark: the trained candidate, no gate",
+        onnx=onnx,
     )
+
+
+def _same_labels(sklearn: Path, onnx: Path) -> bool:
+    """Both runs' predictions.parquet give every row the same label."""
+    import pyarrow.parquet as pq
+
+    left = pq.read_table(sklearn / "predictions.parquet", columns=["label"])
+    right = pq.read_table(onnx / "predictions.parquet", columns=["label"])
+    return left.equals(right)
 
 
 def _peak(run: dict) -> float:
@@ -72,6 +87,13 @@ def _peak(run: dict) -> float:
 def set_engine(root: Path, engine: str) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["drift"]["engine"] = params["score"]["engine"] = engine
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def set_runtime(root: Path, runtime: str) -> None:
+    """score.runtime: onnx (production's model.onnx) or sklearn (its model file)."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["score"]["runtime"] = runtime
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -108,8 +130,14 @@ def measure(
             floor_runs.append(child(root, FLOOR, "batch"))
             drift_runs.append(child(root, CHILD, "drift", "--current", "batch", ok=(0, 1)))
         report = json.loads((root / "reports/drift.json").read_text())
+        set_runtime(root, "sklearn")
         score = child(root, CHILD, "score", "--current", "batch", "--out", "scores")
         scored = json.loads((root / "scores/score.json").read_text())
+        set_runtime(root, "onnx")  # the same batch, each chunk through one ONNX Runtime session
+        score_onnx = child(root, CHILD, "score", "--current", "batch", "--out", "scores-onnx")
+        scored_onnx = json.loads((root / "scores-onnx/score.json").read_text())
+        same_labels = _same_labels(root / "scores", root / "scores-onnx")
+        set_runtime(root, "auto")
         if dask:
             set_engine(root, "dask")
             dask_drift = child(root, CHILD, "drift", "--current", "batch", ok=(0, 1))
@@ -154,6 +182,13 @@ def measure(
         "score_rows_per_second": round(rows / score["seconds"]),
         "score_peak_rss_mib": round(_peak(score), 1),
         "score_rejected": scored["rejected"],
+        # make score from production's model.onnx (ONNX Runtime) on the same batch (#28)
+        "score_onnx_seconds": score_onnx["seconds"],
+        "score_onnx_rows_per_second": round(rows / score_onnx["seconds"]),
+        "score_onnx_speedup": round(score["seconds"] / score_onnx["seconds"], 2),
+        "score_onnx_peak_rss_mib": round(_peak(score_onnx), 1),
+        "score_onnx_runtime": scored_onnx.get("runtime"),
+        "score_onnx_same_labels": same_labels,
         "engines": {"local": {"drift_seconds": drift_seconds, "score_seconds": score["seconds"]}},
         "runs": {
             "drift_seconds": [run["seconds"] for run in drift_runs],
@@ -173,10 +208,12 @@ def measure(
         "drift_peak_under_1_5_gb": result["drift_peak_rss_mib"] < GOAL_PEAK_MIB,
         "drift_within_2x_of_reading": result["drift_ratio_to_floor"] <= 2,
         "flags_exactly_the_shifted_columns": sorted(report["drifted_columns"]) == sorted(shifted),
+        "score_onnx_at_least_2x_sklearn": result["score_onnx_speedup"] >= 2,
     }
     log.info(
         "batch of %d rows in %d files: drift %.1fs (floor %.1fs, ratio %.2f), peak %.0f MiB, "
-        "flagged %s; score %.0f rows/s, peak %.0f MiB; engines %s",
+        "flagged %s; score %.0f rows/s (from model.onnx: %.0f rows/s, x%.2f), peak %.0f MiB; "
+        "engines %s",
         rows,
         files,
         drift_seconds,
@@ -185,6 +222,8 @@ def measure(
         result["drift_peak_rss_mib"],
         report["drifted_columns"],
         result["score_rows_per_second"],
+        result["score_onnx_rows_per_second"],
+        result["score_onnx_speedup"],
         result["score_peak_rss_mib"],
         result["engines"],
     )

@@ -46,6 +46,7 @@ GOAL = {
     "v2_ratio_at_least": 0.9,
     "naive_ratio_at_least": 5.0,
 }
+ONNX_GOAL = {"sequential_p99_ms_below": 2.0, "ratio_at_least": 0.7}  # serving.onnx (#28)
 LOG_GOAL = {"ratio_at_least": 0.9, "p99_within": 0.10, "rss_growth_mib_below": 50.0}
 MEMORY_REQUESTS = (10_000, 100_000)
 STAGES = ("data", "validate", "train", "evaluate", "promote")
@@ -583,6 +584,84 @@ def inference_log(
     }
 
 
+def load_ms(lines: list[str]) -> float | None:
+    """The server's model load time, from its "serving model ... loaded in N ms" log line."""
+    for line in lines:
+        if "loaded in" in line and "serving model" in line:
+            message = json.loads(line).get("message", "")
+            return float(message.rpartition("loaded in ")[2].split()[0])
+    return None
+
+
+def runtimes(
+    config: Config, root: Path, tmp: Path, bodies: list[str], seconds: float, rounds: int
+) -> dict:
+    """`serving.onnx` and `serving.sklearn`: the same production version served from its
+    model.onnx (serve.runtime onnx) and from its model file (sklearn), one after the other on
+    the same rows: sequential p50/p99, concurrency-8 requests/s and its ratio to /health, and
+    the model's load time at start. Empty when production has no ONNX file."""
+    from mlops import registry
+
+    version = registry.production_version(root / "models")
+    entry = registry.read_registry(root / "models")["versions"].get(version) or {}
+    if not entry.get("onnx_sha256"):
+        log.warning("production %s has no model.onnx: serving.onnx not measured", version)
+        return {}
+    found = {}
+    for runtime in ("onnx", "sklearn"):
+        dumped = config.model_dump(mode="json", by_alias=True)
+        dumped["serve"]["runtime"] = runtime
+        params = tmp / f"params-{runtime}.yaml"
+        params.write_text(yaml.safe_dump(dumped, sort_keys=False))
+        server_log = tmp / f"server-{runtime}.log"
+        port = free_port()
+        with running_server(root, params, port, server_log) as (_, pid):
+            plan = {"port": port, "seconds": seconds, "rounds": rounds, "bodies": bodies}
+            plan["server_pid"] = pid
+            result = client(plan, seconds * 3 + 60)
+        predict, baseline = result["concurrent_predict"], result["concurrent_baseline"]
+        ratio = round(predict["rps"] / baseline["rps"], 3) if baseline["rps"] else 0.0
+        found[runtime] = {
+            "sequential_p50_ms": result["sequential"]["p50_ms"],
+            "sequential_p99_ms": result["sequential"]["p99_ms"],
+            "sequential_rps": result["sequential"]["rps"],
+            "concurrent_rps": predict["rps"],
+            "concurrent_p99_ms": predict["p99_ms"],
+            "baseline_rps": baseline["rps"],
+            "ratio": ratio,
+            "cpu_ratio": cpu_ratio(
+                predict.get("server_cpu_ms_per_request"),
+                baseline.get("server_cpu_ms_per_request"),
+            ),
+            "server_cpu_ms_per_request": predict.get("server_cpu_ms_per_request"),
+            "load_ms": load_ms(server_log.read_text(encoding="utf-8").splitlines()),
+            "errors": sum(phase["errors"] for phase in result.values()),
+        }
+    onnx = found["onnx"]
+    onnx["goal"] = ONNX_GOAL
+    onnx["meets_goal"] = bool(
+        onnx["sequential_p99_ms"] < ONNX_GOAL["sequential_p99_ms_below"]
+        and onnx["ratio"] >= ONNX_GOAL["ratio_at_least"]
+    )
+    log.info(
+        "serving from model.onnx: p50 %.2f ms, p99 %.2f ms, %.0f req/s at concurrency %d "
+        "(ratio %.2f), load %s ms; from the model file: p50 %.2f ms, p99 %.2f ms, %.0f req/s "
+        "(ratio %.2f), load %s ms",
+        onnx["sequential_p50_ms"],
+        onnx["sequential_p99_ms"],
+        onnx["concurrent_rps"],
+        CONCURRENCY,
+        onnx["ratio"],
+        onnx["load_ms"],
+        found["sklearn"]["sequential_p50_ms"],
+        found["sklearn"]["sequential_p99_ms"],
+        found["sklearn"]["concurrent_rps"],
+        found["sklearn"]["ratio"],
+        found["sklearn"]["load_ms"],
+    )
+    return found
+
+
 def _bytes_per_million(folder: Path) -> int | None:
     rows = parquet_rows(folder)
     size = sum(path.stat().st_size for path in folder.rglob("*.parquet"))
@@ -627,6 +706,7 @@ def measure(
             rounds=rounds,
             memory_requests=memory_requests,
         )
+        compared = runtimes(config, root, tmp, plan["bodies"], seconds, rounds)
     access_lines = sum('"event": "access"' in line for line in server_log)
     scored = [json.loads(line) for line in server_log if '"scored ' in line]
     predict, baseline = result["concurrent_predict"], result["concurrent_baseline"]
@@ -688,6 +768,8 @@ def measure(
         "inference_log_ratio": logged["ratio"],
         "inference_log": logged,
     }
+    # The same server from model.onnx (ONNX Runtime) and from the model file (scikit-learn).
+    report.update(compared)
     log.info(
         "serving: sequential p50 %.2f ms, p99 %.2f ms; %.0f req/s at concurrency %d = %.0f%% of "
         "%s (%.0f req/s); OIP infer %.0f req/s (v2_ratio %.2f); naive %.0f req/s (naive_ratio "

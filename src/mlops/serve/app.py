@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from mlops.config import Config
 from mlops.errors import InputError
+from mlops.serve import onnx_model
 from mlops.serve.inference_log import InferenceLog
 from mlops.serve.logs import AccessLog, log_config
 from mlops.serve.metrics import Metrics
@@ -58,6 +59,7 @@ def create_app(
     serve.inference_log.enabled: an unwritable log destination is an InputError here.
     """
     slot = ModelSlot(config, models_dir)
+    slot.threads = onnx_model.serving_threads()
     batcher = Batcher(slot)
     # --- monitoring: GET /metrics and the inference log. Every scoring route calls answered().
     inference = InferenceLog(config) if config.serve.inference_log.enabled else None
@@ -341,6 +343,7 @@ def serve_command(
     inference_log: str | None = None,
 ) -> None:
     """CLI: serve the production model until SIGTERM/SIGINT (graceful); SIGHUP reloads it."""
+    onnx_model.preflight(config)  # a bad model.onnx: refuse to start (exit 2), naming it
     server = make_server(config, host, port, inference_log)
     log.info("serving on http://%s:%d (API docs at /docs)", server.config.host, server.config.port)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn re-raises it once shut down

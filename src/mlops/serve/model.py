@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ class Loaded:
         return self.coded.predict_proba(x)
 
 
-def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
-    """Refuse a model that cannot serve this schema; one trial prediction must succeed."""
+def check_schema(metadata: dict, config: Config) -> None:
+    """A model's features and categories (its metadata) must be those params.yaml declares."""
     version = str(metadata.get("version") or "unknown")
     trained_on = metadata.get("features")
     if trained_on is not None and list(trained_on) != config.features:
@@ -67,6 +68,12 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
             f"model {version} was trained with other allowed values for {', '.join(changed)} "
             "than params.yaml declares"
         )
+
+
+def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
+    """Refuse a model that cannot serve this schema; one trial prediction must succeed."""
+    version = str(metadata.get("version") or "unknown")
+    check_schema(metadata, config)
     raw = takes_raw_frame(metadata)
     names = getattr(model, "feature_names_in_", None)
     if raw and (names is None or sorted(names) != sorted(config.features)):
@@ -86,21 +93,26 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
     positive_label = metadata.get("positive", classes.tolist()[1] if len(classes) == 2 else None)
     if len(classes) == 2 and positive_label not in classes.tolist():
         raise InputError(f"model {version} has no probability for label {positive_label!r}")
-    example = request_model(config).model_validate({"instances": [example_instance(config)]})
-    instance = example.instances[0]
-    row = np.array(
-        [[getattr(instance, field) for field in type(instance).model_fields]], np.float64
-    )
     positive = None if len(classes) > 2 else classes.tolist().index(positive_label)
     legacy = None if raw else dict(config.categorical)
     loaded = Loaded(
         model, metadata, version, classes, positive, matrix_model(model, metadata), legacy
     )
+    trial(loaded, config)
+    return loaded
+
+
+def trial(loaded: Loaded, config: Config) -> None:
+    """One prediction of the schema's example row must give finite class probabilities."""
+    example = request_model(config).model_validate({"instances": [example_instance(config)]})
+    instance = example.instances[0]
+    row = np.array(
+        [[getattr(instance, field) for field in type(instance).model_fields]], np.float64
+    )
     with threadpool_limits(limits=1):  # this may run in a worker thread (a reload)
         proba = loaded.predict_proba(row)
-    if proba.shape != (1, len(classes)) or not np.all(np.isfinite(proba)):
-        raise InputError(f"model {version}: trial prediction returned {proba!r}")
-    return loaded
+    if proba.shape != (1, len(loaded.classes)) or not np.all(np.isfinite(proba)):
+        raise InputError(f"model {loaded.version}: trial prediction returned {proba!r}")
 
 
 def _encoded_categories(model: Any) -> list[list[Any]] | None:
@@ -119,6 +131,7 @@ class ModelSlot:
         self.current: Loaded | None = None
         self.problem = "no production model yet (promote one: make promote)"
         self._seen: tuple | None = None
+        self.threads = 1  # ONNX Runtime intra-op threads; the server sets serving_threads()
 
     @property
     def version(self) -> str | None:
@@ -134,6 +147,7 @@ class ModelSlot:
     def refresh(self, force: bool = False) -> bool:
         """Load production if registry.json changed (or force); True when the model was swapped."""
         from mlops import registry
+        from mlops.serve import onnx_model
 
         signature = self._signature()
         if signature == self._seen and not force:
@@ -149,17 +163,26 @@ class ModelSlot:
                 return False
             if self.current is not None and version == self.current.version and not force:
                 return False
-            found = registry.load_production(self.models_dir)
-            if found is None:
-                return False
-            loaded = check_model(*found, self.config)
+            started = time.perf_counter()
+            loaded = onnx_model.load(self.models_dir, version, self.config, self.threads)
+            if loaded is None:  # no model.onnx (or serve.runtime sklearn): scikit-learn serves
+                found = registry.load_production(self.models_dir)
+                if found is None:
+                    return False
+                loaded = check_model(*found, self.config)
         except Exception as exc:  # any bad model is refused; the old one keeps serving
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.problem = f"production model refused: {reason}"
             log.error("%s; serving %s", self.problem, self.version or "nothing")
             return False
         previous, self.current = self.version, loaded
-        log.info("serving model %s (was %s)", loaded.version, previous or "nothing")
+        log.info(
+            "serving model %s (was %s) with %s, loaded in %.1f ms",
+            loaded.version,
+            previous or "nothing",
+            "ONNX Runtime" if loaded.metadata.get("runtime") == "onnx" else "scikit-learn",
+            (time.perf_counter() - started) * 1000,
+        )
         return True
 
 
