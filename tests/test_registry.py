@@ -55,8 +55,8 @@ def test_load_production_returns_the_promoted_model(project, config):
 def test_tampered_model_is_refused_before_unpickling(project, config, tmp_path):
     promote.run(config)
     marker = tmp_path / "unpickled"
-    Path("models/v1/model.joblib").write_bytes(pickle.dumps(Explodes(marker)))
-    with pytest.raises(InputError, match=r"models/v1/model\.joblib: sha256 does not match"):
+    Path("models/v1/model.skops").write_bytes(pickle.dumps(Explodes(marker)))
+    with pytest.raises(InputError, match=r"models/v1/model\.skops: sha256 does not match"):
         registry.load_production()
     assert not marker.exists()
     assert registry.consistency_problems() != []
@@ -88,8 +88,8 @@ def test_malformed_registry_is_input_error(tmp_path, content, message):
 
 def test_missing_model_file_is_input_error(project, config):
     promote.run(config)
-    Path("models/v1/model.joblib").unlink()
-    with pytest.raises(InputError, match=r"model\.joblib: not found"):
+    Path("models/v1/model.skops").unlink()
+    with pytest.raises(InputError, match=r"model\.skops: not found"):
         registry.load_production()
 
 
@@ -113,7 +113,7 @@ def test_rollback_restores_byte_identical_files_and_is_recorded(project, config)
     assert last["why"] == "bad predictions in production"
     assert last["who"]
     assert last["when"].endswith("+00:00")
-    assert (project / "models/v2/model.joblib").is_file()  # nothing is deleted
+    assert (project / "models/v2/model.skops").is_file()  # nothing is deleted
 
 
 def test_rollback_walks_back_through_production_history(project, config):
@@ -164,7 +164,7 @@ def test_rollback_refusals(project, config):
         registry.rollback(version="v7")
     train_candidate(config, **BETTER)
     promote.run(config)
-    Path("models/v1/model.joblib").write_bytes(b"tampered")
+    Path("models/v1/model.skops").write_bytes(b"tampered")
     before = snapshot(project / "models")
     with pytest.raises(InputError, match="sha256 does not match"):
         registry.rollback()

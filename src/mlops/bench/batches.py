@@ -56,7 +56,7 @@ def promote_candidate(root: Path) -> None:
     metadata = files.read_json(candidate / "metadata.json")
     registry.add_version(
         root / "models",
-        candidate / "model.joblib",
+        candidate / "model.skops",
         metadata,
         expected_production=None,
         kind="forced",
