@@ -397,3 +397,58 @@ def test_rollback_refusals_name_the_problem(tmp_path):
         "re-made: restore it (make release-import DIR=... with its release) or make rollback "
         "VERSION=..."
     )
+
+
+def make_legacy(version: str = "v1") -> None:
+    """Turn a skops version back into what versions saved before skops were: a model.joblib
+    named by neither metadata.json nor registry.json (no model_file)."""
+    import joblib
+
+    folder = Path("models") / version
+    model, _ = registry.load_version(Path("models"), version)
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "model.skops").unlink()
+    sha = files.sha256_file(folder / "model.joblib")
+    metadata = files.read_json(folder / "metadata.json")
+    metadata.pop("model_file")
+    files.write_json(folder / "metadata.json", {**metadata, "model_sha256": sha})
+    data = registry.read_registry()
+    entry = data["versions"][version]
+    entry.pop("model_file")
+    data["versions"][version] = {**entry, "sha256": sha}
+    registry.write_registry(Path("models"), data)
+
+
+def test_models_upgrade_converts_legacy_versions_to_skops(project, config, capsys):
+    promote.run(config)
+    make_legacy()
+    model, metadata = registry.load_production()  # a legacy pickle: still readable
+    legacy_sha = metadata["model_sha256"]
+    assert run_cli(capsys, "models-upgrade")[0] == 0
+    assert capsys.readouterr().out == ""  # run_cli took stderr; stdout went with it
+    assert registry.upgrade_models() == []
+    folder = project / "models/v1"
+    assert not (folder / "model.joblib").exists()
+    entry = registry.read_registry()["versions"]["v1"]
+    assert entry["model_file"] == "model.skops"
+    assert entry["legacy_sha256"] == legacy_sha
+    assert entry["sha256"] == files.sha256_file(folder / "model.skops")
+    assert files.read_json(folder / "metadata.json")["model_sha256"] == entry["sha256"]
+    assert registry.consistency_problems() == []
+    upgraded, metadata = registry.load_production()
+    assert metadata["version"] == "v1"
+    rows = files.read_parquet(config.data.processed_dir / "test.parquet")[config.features]
+    np.testing.assert_array_equal(upgraded.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_models_upgrade_refuses_a_tampered_legacy_pickle(project, config, tmp_path):
+    promote.run(config)
+    make_legacy()
+    marker = tmp_path / "unpickled"
+    Path("models/v1/model.joblib").write_bytes(pickle.dumps(Explodes(marker)))
+    before = Path("models/registry.json").read_bytes()
+    with pytest.raises(InputError, match=r"model\.joblib: sha256 does not match"):
+        registry.upgrade_models()
+    assert not marker.exists()
+    assert Path("models/registry.json").read_bytes() == before
+    assert not Path("models/v1/model.skops").exists()

@@ -63,10 +63,28 @@ def _canonical(data: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for old, new in names.items():
-            archive.writestr(zipfile.ZipInfo(new, ZIP_TIME), members[old])
+            data = _zero_padding(members[old]) if old.endswith(".npy") else members[old]
+            archive.writestr(zipfile.ZipInfo(new, ZIP_TIME), data)
         text = json.dumps(schema, indent=2)
         archive.writestr(zipfile.ZipInfo("schema.json", ZIP_TIME), text)
     return buffer.getvalue()
+
+
+def _zero_padding(data: bytes) -> bytes:
+    """A structured array's bytes with its padding zeroed: scikit-learn's tree node records have
+    padding that holds whatever memory was there before (other bytes on every fit)."""
+    import numpy as np
+
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+    fields = array.dtype.fields
+    if not fields or sum(dtype.itemsize for dtype, *_ in fields.values()) == array.dtype.itemsize:
+        return data
+    clean = np.zeros(array.shape, array.dtype)
+    for name in array.dtype.names:
+        clean[name] = array[name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
+    return out.getvalue()
 
 
 def dumps(model: Any) -> bytes:
