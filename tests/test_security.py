@@ -267,7 +267,8 @@ def assert_401(answer: httpx.Response) -> None:
     if "error" in body:  # the Open Inference Protocol routes' own shape
         assert "bearer token" in body["error"]
     else:
-        assert body == {"detail": [{"field": "authorization", "reason": ANY, "type": "unauthorized"}]}
+        item = {"field": "authorization", "reason": ANY, "type": "unauthorized"}
+        assert body == {"detail": [item]}
 
 
 class _Any:
@@ -303,21 +304,25 @@ def test_missing_wrong_empty_or_padded_tokens_are_401(secured, promoted_dir, aut
     headers = {} if authorization is None else {"Authorization": authorization}
     for path in PROTECTED:
         assert_401(httpx.get(url + path, headers=headers))
-    assert_401(httpx.post(f"{url}/predict", json={"instances": [row(promoted_dir)]}, headers=headers))
+    body = {"instances": [row(promoted_dir)]}
+    assert_401(httpx.post(f"{url}/predict", json=body, headers=headers))
     assert_401(httpx.post(f"{url}/v2/models/mlops/infer", json={"inputs": []}, headers=headers))
     text = log_file.read_text()
-    assert TOKEN[:12] not in text and OTHER[:12] not in text  # never logged, not even a wrong one
+    assert TOKEN[:12] not in text  # never logged, not even a wrong one
+    assert OTHER[:12] not in text
 
 
 def test_either_token_opens_every_route_and_probes_need_none(secured, promoted_dir):
     url, _ = secured
     for token in (TOKEN, OTHER):
         bearer = {"Authorization": f"Bearer {token}"}
-        answer = httpx.post(f"{url}/predict", json={"instances": [row(promoted_dir)]}, headers=bearer)
+        body = {"instances": [row(promoted_dir)]}
+        answer = httpx.post(f"{url}/predict", json=body, headers=bearer)
         assert answer.status_code == 200, answer.text
         for path in ("/metadata", "/metrics", "/docs", "/openapi.json", "/v2/models/mlops"):
             assert httpx.get(url + path, headers=bearer).status_code == 200, path
-    twice = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer wrong-but-long-enough")]
+    wrong = "Bearer wrong-but-long-enough"
+    twice = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", wrong)]
     assert_401(httpx.get(f"{url}/metadata", headers=twice))  # one header, or none counts
     lower = {"Authorization": f"bearer {TOKEN}"}  # the scheme is case-insensitive (RFC 9110)
     assert httpx.get(f"{url}/metadata", headers=lower).status_code == 200
@@ -344,8 +349,10 @@ def test_attacker_host_and_forwarded_headers_change_nothing(secured, promoted_di
     spec = httpx.get(f"{url}/openapi.json", headers=bearer).json()
     assert "evil" not in json.dumps(spec)
     lines = [json.loads(line) for line in log_file.read_text().splitlines() if "attack-1" in line]
-    assert lines and all(line["client"].startswith("127.0.0.1:") for line in lines)
-    assert "evil" not in log_file.read_text() and "10.6.6.6" not in log_file.read_text()
+    assert lines
+    assert all(line["client"].startswith("127.0.0.1:") for line in lines)
+    assert "evil" not in log_file.read_text()
+    assert "10.6.6.6" not in log_file.read_text()
 
 
 def test_413_and_other_errors_share_one_json_shape(secured, promoted_dir):
@@ -423,5 +430,5 @@ def test_tokens_are_checked_at_start_and_none_is_on_purpose(promoted_dir, tmp_pa
     assert "short" not in str(refused.value)
     monkeypatch.delenv(guard.FILE_ENV)
     monkeypatch.setenv("MLOPS_API_TOKENS", TOKEN)
-    with pytest.raises(InputError, match="serve.auth.none is true but tokens"):
+    with pytest.raises(InputError, match=r"serve\.auth\.none is true but tokens"):
         guard.load_tokens(config.model_copy(update={"serve": on_purpose}))
