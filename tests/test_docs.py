@@ -63,6 +63,15 @@ def test_own_dataset_walkthrough_answers_what_it_says(
     assert outcome.answers_compared > 0
 
 
+def test_api_tokens_example_answers_what_it_says(
+    docs_project: Path, request: pytest.FixtureRequest
+) -> None:
+    """README's API tokens example starts a server of its own (with a token): its own session."""
+    outcome = harness.run_docs(docs_project, ("README.md",), session_name="tokens")
+    report(request, "tokens", outcome)
+    assert outcome.answers_compared > 0
+
+
 def test_docs_answer_what_the_real_thing_answers(
     docs_project: Path, request: pytest.FixtureRequest
 ) -> None:

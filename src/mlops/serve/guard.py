@@ -84,9 +84,10 @@ def public(reason: str | None) -> str:
 
 def error_body(path: str, field: str, reason: str, kind: str) -> bytes:
     """The one JSON error shape of the API (the /v2 routes: the protocol's {"error": ...})."""
-    if path.startswith("/v2/"):
-        return json.dumps({"error": reason}).encode()
-    return json.dumps({"detail": [{"field": field, "reason": reason, "type": kind}]}).encode()
+    body: dict = {"error": reason}
+    if not path.startswith("/v2/"):
+        body = {"detail": [{"field": field, "reason": reason, "type": kind}]}
+    return json.dumps(body, separators=(",", ":")).encode()  # as JSONResponse writes it
 
 
 class TooLarge(Exception):
