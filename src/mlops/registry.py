@@ -218,7 +218,7 @@ def load_version(
 def load_production(models_dir: Path = MODELS_DIR) -> tuple[Pipeline, dict[str, Any]] | None:
     """(model, metadata incl. "version") of production, or None when there is none yet.
 
-    The model file's sha256 is checked against registry.json before it is unpickled; a mismatch
+    The model file's sha256 is checked against registry.json before it is decoded; a mismatch
     is an InputError naming the file.
     """
     registry = read_registry(models_dir)
