@@ -432,3 +432,24 @@ def test_tokens_are_checked_at_start_and_none_is_on_purpose(promoted_dir, tmp_pa
     monkeypatch.setenv("MLOPS_API_TOKENS", TOKEN)
     with pytest.raises(InputError, match=r"serve\.auth\.none is true but tokens"):
         guard.load_tokens(config.model_copy(update={"serve": on_purpose}))
+
+
+def test_docs_can_be_switched_off_for_an_offline_image(promoted_dir, monkeypatch):
+    """Swagger UI loads its scripts from a CDN: serve.docs false (or MLOPS_DOCS=off, as the
+    image sets) serves no /docs page; /redoc (a CDN too) is never served."""
+    from fastapi.testclient import TestClient
+
+    from mlops import serve
+
+    config = load_config(promoted_dir / "params.yaml")
+    off = config.model_copy(update={"serve": config.serve.model_copy(update={"docs": False})})
+    app = serve.create_app(off, promoted_dir / "models", poll_seconds=3600, tokens=())
+    with TestClient(app) as client:
+        for path in ("/docs", "/redoc"):
+            answer = client.get(path)
+            assert answer.status_code == 404
+            assert answer.json()["detail"][0]["type"] == "not_found"
+    monkeypatch.setenv("MLOPS_DOCS", "off")
+    assert serve.make_server(config, "127.0.0.1", free_port()).config.app.docs_url is None
+    monkeypatch.setenv("MLOPS_DOCS", "on")
+    assert serve.make_server(config, "127.0.0.1", free_port()).config.app.docs_url == "/docs"
