@@ -27,16 +27,26 @@ SMALL = {
 }
 
 
-def fitted(estimator: str, native: bool, labels: list) -> tuple[object, pd.DataFrame]:
-    """A small real pipeline of this estimator, as mlops.train builds it, and rows to score."""
+def fitted(
+    estimator: str, native: bool, labels: list, gaps: bool = False
+) -> tuple[object, pd.DataFrame]:
+    """A small real pipeline of this estimator, as mlops.train builds it, and rows to score;
+    gaps: missing values allowed and present (an imputer in the logistic pipeline)."""
     base = load_config(ROOT / "params.yaml")
     schema = base.schema.model_copy(
-        update={"labels": labels, "positive": labels[-1] if len(labels) == 2 else None}
+        update={
+            "labels": labels,
+            "positive": labels[-1] if len(labels) == 2 else None,
+            "numeric": {
+                name: bounds.model_copy(update={"max_missing": 0.2 if gaps else None})
+                for name, bounds in base.schema.numeric.items()
+            },
+        }
     )
     settings = base.train.model_copy(
         update={"estimator": estimator, "native_categorical": native, "hyperparameters": SMALL}
     )
-    config = base.model_copy(update={"schema": schema, "train": settings})
+    config = base.model_copy(update={"schema_": schema, "train": settings})
     rng = np.random.default_rng(0)
     rows = 400
     x = pd.DataFrame(
@@ -47,14 +57,17 @@ def fitted(estimator: str, native: bool, labels: list) -> tuple[object, pd.DataF
             for name in config.features
         }
     )
+    if gaps:  # a numeric column with gaps (tests/test_own_tables.py has categorical ones too)
+        x.loc[x.index[::5], config.features[-1]] = np.nan
     y = np.array(labels)[np.arange(rows) % len(labels)]
     return train.build_pipeline(config).fit(x, y), x
 
 
+@pytest.mark.parametrize("gaps", [False, True], ids=["complete", "gaps"])
 @pytest.mark.parametrize("labels", [[0, 1], ["basic", "plus", "pro"]], ids=["binary", "multi"])
 @pytest.mark.parametrize(("estimator", "native"), KINDS)
-def test_every_estimator_round_trips_byte_stable(tmp_path, estimator, native, labels):
-    model, x = fitted(estimator, native, labels)
+def test_every_estimator_round_trips_byte_stable(tmp_path, estimator, native, labels, gaps):
+    model, x = fitted(estimator, native, labels, gaps)
     path = tmp_path / model_file.MODEL_FILE
     sha = model_file.save_model(model, path)
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()

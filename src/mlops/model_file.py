@@ -28,6 +28,7 @@ NAMES = (MODEL_FILE, LEGACY_FILE)
 # every estimator in mlops.estimators hold; tests/test_model_file.py fits each and checks this.
 TRUSTED = (
     "functools.partial",
+    "numpy.dtype",  # SimpleImputer's fitted dtype (a numeric column with gaps)
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
     "sklearn.utils.validation.check_array",
