@@ -221,7 +221,11 @@ RUN python -m compileall -q .venv/lib/python3.11/site-packages/mlops \
     && chgrp -R 0 logs \
     && chmod -R 2775 logs
 # Every scored row and its answer, as Parquet (docs/runbook.md, "Inference log"); `off` disables.
-ENV MLOPS_INFERENCE_LOG=/app/logs/inference
+# /docs off: Swagger UI would load its scripts from a CDN (docs/runbook.md, "API tokens").
+# The API token comes at run time, never baked in: -e MLOPS_API_TOKENS=... or a mounted secret
+# file named by -e MLOPS_API_TOKENS_FILE=/run/secrets/...; without one the server refuses to start.
+ENV MLOPS_INFERENCE_LOG=/app/logs/inference \
+    MLOPS_DOCS=off
 USER 10001:0
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
 REGISTRY := $(wildcard models/registry.json)
 
-.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models runs \
+.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models models-upgrade runs \
 	release-export release-import mlflow-sync mlflow-ui \
 	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
@@ -72,7 +72,7 @@ $(PARAMS_DIR)/%.json: $(STAMP)/params.ok ;
 # ran re-runs that stage, and through the stamps everything downstream of it, nothing more.
 DATA_OUT := $(addprefix data/processed/,train.parquet test.parquet current.parquet manifest.json)
 VALIDATE_OUT := reports/validation.json
-TRAIN_OUT := models/candidate/model.joblib models/candidate/metadata.json
+TRAIN_OUT := models/candidate/model.skops models/candidate/metadata.json
 EVALUATE_OUT := reports/metrics.json \
 	$(addprefix reports/,confusion_matrix.png roc_curve.png precision_recall.png feature_importance.png)
 PROMOTE_OUT := reports/promotion.json reports/promotion.md
@@ -82,8 +82,10 @@ $(DATA_OUT) $(VALIDATE_OUT) $(TRAIN_OUT) $(EVALUATE_OUT) $(PROMOTE_OUT) $(DRIFT_
 # Registry files are history, not outputs: nothing re-makes them. The production version that
 # models/registry.json names must be on disk (read without Python: the file is written indented).
 PRODUCTION := $(if $(REGISTRY),$(shell sed -n 's/^  "production": "\(v[1-9][0-9]*\)",*$$/\1/p' $(REGISTRY)))
-PRODUCTION_FILES := $(if $(PRODUCTION),$(addprefix models/$(PRODUCTION)/,model.joblib metadata.json))
-models/v%/model.joblib models/v%/metadata.json:
+# A version saved before skops keeps its model.joblib until `make models-upgrade`.
+PRODUCTION_MODEL = $(firstword $(wildcard models/$(PRODUCTION)/model.joblib) models/$(PRODUCTION)/model.skops)
+PRODUCTION_FILES := $(if $(PRODUCTION),$(PRODUCTION_MODEL) models/$(PRODUCTION)/metadata.json)
+models/v%/model.skops models/v%/model.joblib models/v%/metadata.json:
 	@echo "models/registry.json: production v$* has no $@; registry files are history and never" \
 		"re-made: restore it (make release-import DIR=... with its release) or make rollback" >&2
 	@exit 2
@@ -176,6 +178,9 @@ release-import: $(INSTALLED) ## Install downloaded release assets in DIR as the 
 
 models: $(INSTALLED) ## List model versions, their metrics and which is in production
 	@$(MLOPS) models
+
+models-upgrade: $(INSTALLED) ## Convert legacy model.joblib versions to model.skops (code-free files; sha256 checked first)
+	@$(MLOPS) models-upgrade
 
 runs: $(INSTALLED) ## Compare every training run (SORT=date for newest first)
 	@$(MLOPS) runs --sort $(or $(SORT),best)

@@ -24,7 +24,7 @@ def add_candidate(*, expected_production: str | None, why: str) -> str:
     """models/candidate written into the registry as the gate's last step does, without the gate."""
     return registry.add_version(
         Path("models"),
-        Path("models/candidate/model.joblib"),
+        Path("models/candidate/model.skops"),
         files.read_json(Path("models/candidate/metadata.json")),
         expected_production=expected_production,
         kind="promoted",

@@ -111,6 +111,18 @@ def test_measure_reports_latency_throughput_and_ratio(served):
         )
     assert report["onnx"]["goal"] == serving.ONNX_GOAL
     assert isinstance(report["onnx"]["meets_goal"], bool)
+    # Tokens off vs on, side by side: every request answered (the token accepted), both timed.
+    tokens = report["auth_ratio"]
+    assert tokens["tokens_on"]["errors"] == tokens["tokens_off"]["errors"] == 0
+    assert tokens["tokens_on"]["requests"] > 0
+    assert tokens["p50_ratio"] == pytest.approx(
+        tokens["tokens_on"]["p50_ms"] / tokens["tokens_off"]["p50_ms"], abs=1e-3
+    )
+    assert isinstance(tokens["meets_goal"], bool)
+    loading = report["load_seconds"]
+    assert loading["skops"] > 0
+    assert loading["joblib"] > 0
+    assert loading["bytes"]["skops"] > 0
     json.dumps(report)
 
 

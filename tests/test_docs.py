@@ -82,7 +82,7 @@ def test_own_dataset_walkthrough_after_make_all(
     assert outcome.answers_compared > 0
     archived = list((root / "models/archive").iterdir())
     assert len(archived) == 1
-    assert (archived[0] / "v1/model.joblib").is_file()
+    assert (archived[0] / "v1/model.skops").is_file()
     assert (archived[0] / "registry.json").is_file()
 
 
@@ -95,6 +95,15 @@ def test_runbook_gate_answers_what_it_says(
     outcome = harness.run_docs(root, ("docs/runbook.md",), session_name="gate")
     report(request, "gate", outcome)
     assert outcome.answers_compared >= 4
+
+
+def test_api_tokens_example_answers_what_it_says(
+    docs_project: Path, request: pytest.FixtureRequest
+) -> None:
+    """README's API tokens example starts a server of its own (with a token): its own session."""
+    outcome = harness.run_docs(docs_project, ("README.md",), session_name="tokens")
+    report(request, "tokens", outcome)
+    assert outcome.answers_compared > 0
 
 
 def test_docs_answer_what_the_real_thing_answers(

@@ -54,7 +54,7 @@ def test_metrics_are_deterministic(project):
 
 
 def test_failure_writes_error_status(project):
-    (project / "models/candidate/model.joblib").write_bytes(b"tampered")
+    (project / "models/candidate/model.skops").write_bytes(b"tampered")
     with pytest.raises(InputError):
         evaluate.run(load_config())
     report = json.loads((project / "reports/metrics.json").read_text())

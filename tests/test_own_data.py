@@ -341,11 +341,11 @@ def json_rows(frame: pd.DataFrame, features: list[str], categories: dict) -> lis
 def test_every_test_row_served_equals_the_model_file_on_raw_rows(walked):
     """Parity on an own table (strings, missing values): the real server's answers on every row
     of the test split equal the model file's predict_proba on the raw rows, columns shuffled."""
-    import joblib
+    from mlops.model_file import load_model
 
     assert pipeline_ran(walked), "make all failed; see test_accept_data_and_make_all_succeed"
     metadata = json.loads((walked.root / "models" / "v1" / "metadata.json").read_text())
-    model = joblib.load(walked.root / "models" / "v1" / "model.joblib")
+    model = load_model(walked.root / "models/v1/model.skops", metadata["model_sha256"])
     test = pd.read_parquet(walked.root / "data" / "processed" / "test.parquet")
     assert metadata["input"] == "raw_frame"
     assert test[metadata["features"]].isna().any().any()  # missing values among them

@@ -18,6 +18,7 @@ from helpers import edit_params, run_cli
 from mlops import data, evaluate, predictions, serve, train
 from mlops.config import load_config
 from mlops.errors import InputError
+from mlops.model_file import load_model
 from owndata import SECTORS, private_copy
 
 
@@ -88,8 +89,8 @@ def test_serving_matches_the_batch_model(churn):
     """A row answered by the API equals the pipeline's own prediction for it."""
     config = load_config(churn / "params.yaml")
     test = pd.read_parquet(churn / "data/processed/test.parquet").head(25)
-    model = train.joblib.load(churn / "models/candidate/model.joblib")
     metadata = json.loads((churn / "models/candidate/metadata.json").read_text())
+    model = load_model(churn / "models/candidate/model.skops", metadata["model_sha256"])
     x = predictions.model_matrix(test, metadata, config)
     coded = predictions.matrix_model(model, metadata)
     labels, proba = predictions.predict(coded, x, metadata["positive"])

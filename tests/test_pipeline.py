@@ -122,7 +122,7 @@ def test_a_missing_production_version_is_an_integrity_error(repo):
         result = make(repo, "all", check=False)
         assert result.returncode != 0
         assert stages_run(result) == []
-        assert "production v1 has no models/v1/model.joblib" in result.stderr
+        assert "production v1 has no models/v1/model.skops" in result.stderr
         assert "never re-made" in result.stderr
         assert not version.exists()
     finally:
@@ -227,11 +227,11 @@ def test_clean_and_clean_all_remove_no_tracked_file(tmp_path):
     outputs = [
         ".make/drift.ok",
         "data/processed/train.parquet",
-        "models/candidate/model.joblib",
+        "models/candidate/model.skops",
         *(f"reports/{name}" for name in ("metrics.json", "promotion.md", "drift.html", "run.log")),
         "reports/roc_curve.png",
     ]
-    history = ["models/v1/model.joblib", "models/registry.json", "reports/history/drift.jsonl"]
+    history = ["models/v1/model.skops", "models/registry.json", "reports/history/drift.jsonl"]
     for name in [*outputs, *history, "venv/bin/python"]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")

@@ -36,7 +36,7 @@ def test_first_candidate_becomes_v1(project, config):
     assert metadata["promoted_by"] == registry.who()
     assert metadata["promoted_at"].endswith("+00:00")
     assert metadata["metrics"]["accuracy"] == report()["candidate"]["metrics"]["accuracy"]
-    assert files.sha256_file(Path("models/v1/model.joblib")) == candidate["model_sha256"]
+    assert files.sha256_file(Path("models/v1/model.skops")) == candidate["model_sha256"]
     entry = json.loads(Path("models/registry.json").read_text())
     assert entry["versions"]["v1"]["sha256"] == candidate["model_sha256"]
     assert entry["history"][0]["event"] == "promoted"
@@ -268,8 +268,8 @@ def test_a_production_change_after_the_decision_stops_the_write(project, config)
         (lambda: Path("reports/metrics.json").unlink(), "reports/metrics.json: not found"),
         (lambda: Path("reports/validation.json").unlink(), "reports/validation.json: not found"),
         (
-            lambda: Path("models/candidate/model.joblib").write_bytes(b"x"),
-            "models/candidate/model.joblib: sha256 does not match",
+            lambda: Path("models/candidate/model.skops").write_bytes(b"x"),
+            "models/candidate/model.skops: sha256 does not match",
         ),
         (
             lambda: Path("reports/metrics.json").write_text('{"status": "error"}'),
@@ -337,14 +337,14 @@ def test_cli_exit_codes(project, config, capsys):
 
 def test_tampered_production_is_exit_2(project, config):
     promote.run(config)
-    with open("models/v1/model.joblib", "ab") as handle:
+    with open("models/v1/model.skops", "ab") as handle:
         handle.write(b"\0")
     train_candidate(config, **BETTER)
     before = snapshot(project / "models")
     result = run_module(project, "promote")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "models/v1/model.joblib: sha256 does not match" in result.stderr
+    assert "models/v1/model.skops: sha256 does not match" in result.stderr
     assert snapshot(project / "models") == before
 
 

@@ -55,8 +55,8 @@ def test_load_production_returns_the_promoted_model(project, config):
 def test_tampered_model_is_refused_before_unpickling(project, config, tmp_path):
     promote.run(config)
     marker = tmp_path / "unpickled"
-    Path("models/v1/model.joblib").write_bytes(pickle.dumps(Explodes(marker)))
-    with pytest.raises(InputError, match=r"models/v1/model\.joblib: sha256 does not match"):
+    Path("models/v1/model.skops").write_bytes(pickle.dumps(Explodes(marker)))
+    with pytest.raises(InputError, match=r"models/v1/model\.skops: sha256 does not match"):
         registry.load_production()
     assert not marker.exists()
     assert registry.consistency_problems() != []
@@ -88,8 +88,8 @@ def test_malformed_registry_is_input_error(tmp_path, content, message):
 
 def test_missing_model_file_is_input_error(project, config):
     promote.run(config)
-    Path("models/v1/model.joblib").unlink()
-    with pytest.raises(InputError, match=r"model\.joblib: not found"):
+    Path("models/v1/model.skops").unlink()
+    with pytest.raises(InputError, match=r"model\.skops: not found"):
         registry.load_production()
 
 
@@ -113,7 +113,7 @@ def test_rollback_restores_byte_identical_files_and_is_recorded(project, config)
     assert last["why"] == "bad predictions in production"
     assert last["who"]
     assert last["when"].endswith("+00:00")
-    assert (project / "models/v2/model.joblib").is_file()  # nothing is deleted
+    assert (project / "models/v2/model.skops").is_file()  # nothing is deleted
 
 
 def test_rollback_walks_back_through_production_history(project, config):
@@ -164,7 +164,7 @@ def test_rollback_refusals(project, config):
         registry.rollback(version="v7")
     train_candidate(config, **BETTER)
     promote.run(config)
-    Path("models/v1/model.joblib").write_bytes(b"tampered")
+    Path("models/v1/model.skops").write_bytes(b"tampered")
     before = snapshot(project / "models")
     with pytest.raises(InputError, match="sha256 does not match"):
         registry.rollback()
@@ -397,3 +397,58 @@ def test_rollback_refusals_name_the_problem(tmp_path):
         "re-made: restore it (make release-import DIR=... with its release) or make rollback "
         "VERSION=..."
     )
+
+
+def make_legacy(version: str = "v1") -> None:
+    """Turn a skops version back into what versions saved before skops were: a model.joblib
+    named by neither metadata.json nor registry.json (no model_file)."""
+    import joblib
+
+    folder = Path("models") / version
+    model, _ = registry.load_version(Path("models"), version)
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "model.skops").unlink()
+    sha = files.sha256_file(folder / "model.joblib")
+    metadata = files.read_json(folder / "metadata.json")
+    metadata.pop("model_file")
+    files.write_json(folder / "metadata.json", {**metadata, "model_sha256": sha})
+    data = registry.read_registry()
+    entry = data["versions"][version]
+    entry.pop("model_file")
+    data["versions"][version] = {**entry, "sha256": sha}
+    registry.write_registry(Path("models"), data)
+
+
+def test_models_upgrade_converts_legacy_versions_to_skops(project, config, capsys):
+    promote.run(config)
+    make_legacy()
+    model, metadata = registry.load_production()  # a legacy pickle: still readable
+    legacy_sha = metadata["model_sha256"]
+    assert run_cli(capsys, "models-upgrade")[0] == 0
+    assert capsys.readouterr().out == ""  # run_cli took stderr; stdout went with it
+    assert registry.upgrade_models() == []
+    folder = project / "models/v1"
+    assert not (folder / "model.joblib").exists()
+    entry = registry.read_registry()["versions"]["v1"]
+    assert entry["model_file"] == "model.skops"
+    assert entry["legacy_sha256"] == legacy_sha
+    assert entry["sha256"] == files.sha256_file(folder / "model.skops")
+    assert files.read_json(folder / "metadata.json")["model_sha256"] == entry["sha256"]
+    assert registry.consistency_problems() == []
+    upgraded, metadata = registry.load_production()
+    assert metadata["version"] == "v1"
+    rows = files.read_parquet(config.data.processed_dir / "test.parquet")[config.features]
+    np.testing.assert_array_equal(upgraded.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_models_upgrade_refuses_a_tampered_legacy_pickle(project, config, tmp_path):
+    promote.run(config)
+    make_legacy()
+    marker = tmp_path / "unpickled"
+    Path("models/v1/model.joblib").write_bytes(pickle.dumps(Explodes(marker)))
+    before = Path("models/registry.json").read_bytes()
+    with pytest.raises(InputError, match=r"model\.joblib: sha256 does not match"):
+        registry.upgrade_models()
+    assert not marker.exists()
+    assert Path("models/registry.json").read_bytes() == before
+    assert not Path("models/v1/model.skops").exists()

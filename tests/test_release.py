@@ -12,7 +12,7 @@ import pytest
 
 from candidates import BETTER, WEAK, snapshot, train_candidate
 from helpers import run_cli
-from mlops import cli, files, promote, registry, release
+from mlops import cli, files, model_file, promote, registry, release
 from mlops.errors import CheckFailed, InputError
 
 
@@ -20,11 +20,17 @@ def test_export_writes_the_promoted_version(project, config, tmp_path):
     promote.run(config)
     bundle = tmp_path / "bundle"
     assert release.export_bundle(bundle) == "model-v1"
-    assert sorted(p.name for p in bundle.iterdir()) == sorted(release.BUNDLE_FILES)
+    written = set(release.BUNDLE_FILES) - {"model.joblib"}
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(written)
     assert (bundle / "TAG").read_text() == "model-v1\n"
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert metadata["version"] == "v1"
-    assert files.sha256_file(bundle / "model.joblib") == metadata["model_sha256"]
+    assert files.sha256_file(bundle / "model.skops") == metadata["model_sha256"]
+    listed = dict(
+        reversed(line.split("  ")) for line in (bundle / "SHA256SUMS").read_text().splitlines()
+    )
+    assert sorted(listed) == sorted(written - {"SHA256SUMS"})
+    assert all(files.sha256_file(bundle / name) == sha for name, sha in listed.items())
     card = (bundle / "MODEL_CARD.md").read_text()
     assert card.startswith("# Model v1\n")
     assert metadata["model_sha256"] in card
@@ -52,7 +58,7 @@ def test_export_refuses_unknown_or_tampered_versions(project, config, tmp_path):
     promote.run(config)
     with pytest.raises(InputError, match="'v4' is not in"):
         release.export_bundle(tmp_path / "b", version="v4")
-    Path("models/v1/model.joblib").write_bytes(b"tampered")
+    Path("models/v1/model.skops").write_bytes(b"tampered")
     with pytest.raises(InputError, match="sha256 does not match"):
         release.export_bundle(tmp_path / "b")
 
@@ -144,10 +150,17 @@ def test_rolled_back_release_stays_known_in_ci(project, config, tmp_path):
     assert "v2 (release only)" in registry.table(data)
 
 
+def reseal(bundle: Path) -> None:
+    """Rewrite SHA256SUMS to match the bundle as it now is (a self-consistent forgery)."""
+    names = [p.name for p in sorted(bundle.iterdir()) if p.is_file() and p.name != "SHA256SUMS"]
+    lines = [f"{files.sha256_file(bundle / name)}  {name}\n" for name in names]
+    (bundle / "SHA256SUMS").write_text("".join(lines))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda b: (b / "model.joblib").write_bytes(b"x"), "sha256 does not match"),
+        (lambda b: (b / "model.skops").write_bytes(b"x"), "sha256 does not match"),
         (lambda b: (b / "TAG").write_text("model-v9\n"), "says 'model-v9'"),
         (lambda b: (b / "metadata.json").unlink(), r"not a model release bundle \(metadata"),
         (lambda b: (b / "registry.json").write_text("[]"), "expected a JSON object"),
@@ -158,11 +171,13 @@ def test_rolled_back_release_stays_known_in_ci(project, config, tmp_path):
     ],
 )
 def test_bad_bundles_are_refused(project, config, tmp_path, damage, message):
+    """Each damage behind a manifest that matches it (so the check after the manifest speaks)."""
     promote.run(config)
     bundle = tmp_path / "b"
     release.export_bundle(bundle)
     shutil.rmtree("models")
     damage(bundle)
+    reseal(bundle)
     with pytest.raises(InputError, match=message):
         release.import_bundle(bundle)
     assert not Path("models/registry.json").exists()
@@ -176,6 +191,7 @@ def test_import_conflicting_with_local_versions_is_refused(project, config, tmp_
     promote.run(config)
     (tmp_path / "b/metadata.json").write_text(json.dumps({**metadata, "version": "v2"}))
     (tmp_path / "b/TAG").unlink()
+    reseal(tmp_path / "b")
     with pytest.raises(InputError, match="conflicts with the local registry"):
         release.import_bundle(tmp_path / "b")
 
@@ -188,7 +204,7 @@ def test_release_commands_through_the_cli(project, config, tmp_path, capsys):
     assert run_cli(capsys, "release-import", str(tmp_path / "nothing"))[0] == 0
     assert run_cli(capsys, "release-import", str(tmp_path / "out"))[0] == 0
     assert registry.production_version(project / "models") == "v1"
-    (tmp_path / "out/model.joblib").write_bytes(b"x")
+    (tmp_path / "out/model.skops").write_bytes(b"x")
     refused = subprocess.run(
         [sys.executable, "-m", "mlops", "release-import", str(tmp_path / "out")],
         cwd=project,
@@ -198,11 +214,11 @@ def test_release_commands_through_the_cli(project, config, tmp_path, capsys):
     )
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0
-    assert "model.joblib: sha256 does not match" in refused.stderr
+    assert "model.skops: sha256 does not match" in refused.stderr
 
 
 # What the model file needs, at the lock's versions: scikit-learn and its own dependencies,
-# joblib (+ cloudpickle) for the file format, pandas for the rows (and its dependencies).
+# skops (+ packaging, prettytable, wcwidth) for the file format, pandas for the rows.
 SKLEARN_ONLY = (
     "sklearn",
     "scikit_learn",
@@ -210,6 +226,10 @@ SKLEARN_ONLY = (
     "scipy",
     "joblib",
     "cloudpickle",
+    "skops",
+    "packaging",
+    "prettytable",
+    "wcwidth",
     "narwhals",
     "threadpoolctl",
     "pandas",
@@ -258,7 +278,7 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert usage.startswith("# Model v1: how to use the file\n")
     for text in (
-        'model = joblib.load("model.joblib")',
+        'model = skops.io.load("model.skops", trusted=trusted)',
         "model.predict_proba(rows)",
         metadata["data_sha256"],
         "| MAR | category (int) | 1, 2, 3, 4, 5 |",
@@ -275,9 +295,9 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
         "import sys\n"
         "try:\n    import mlops\nexcept ImportError:\n    pass\n"
         "else:\n    raise SystemExit('mlops is importable')\n"
-        "import joblib, numpy, pandas\n"
+        "import numpy, pandas, skops.io\n"
         "rows = pandas.read_pickle(sys.argv[2])\n"
-        "model = joblib.load(sys.argv[1])\n"
+        f"model = skops.io.load(sys.argv[1], trusted={list(model_file.TRUSTED)!r})\n"
         "numpy.save(sys.argv[3], model.predict_proba(rows))\n"
     )
     out = tmp_path / "proba.npy"
@@ -287,7 +307,7 @@ def test_the_bundled_model_serves_raw_rows_with_scikit_learn_alone(project, conf
             "-I",
             "-c",
             script,
-            str(bundle / "model.joblib"),
+            str(bundle / "model.skops"),
             str(tmp_path / "rows.pkl"),
             str(out),
         ],

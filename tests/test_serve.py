@@ -141,6 +141,7 @@ def install(config: Config, write, raw: bool = True) -> str:
     metadata = {
         **files.read_json(train.CANDIDATE_DIR / train.METADATA_FILE),
         "model_sha256": files.sha256_file(path),
+        "model_file": "model.joblib",  # a pickle: loaded as a legacy version, behind its sha256
         "metrics": {"accuracy": 0.5},
     }
     if not raw:
@@ -318,7 +319,7 @@ def test_without_production_model_not_ready(project, config):
 
 def test_a_model_whose_sha256_does_not_match_is_not_served(served, caplog):
     rows, _ = sample_rows(served, 1)
-    model_file = MODELS / "v1" / "model.joblib"
+    model_file = MODELS / "v1" / "model.skops"
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
     app = serve.create_app(served, poll_seconds=3600)
     with caplog.at_level(logging.ERROR, "mlops.serve"), TestClient(app) as tampered:
@@ -326,6 +327,8 @@ def test_a_model_whose_sha256_does_not_match_is_not_served(served, caplog):
         predicted = tampered.post("/predict", json={"instances": rows})
     assert ready.status_code == 503
     assert "sha256" in ready.json()["reason"]
+    assert "models/" not in ready.text  # no paths
+    assert ready.json()["detail"][0]["type"] == "not_ready"
     assert predicted.status_code == 503
     assert any("sha256" in record.getMessage() for record in caplog.records)
 
@@ -444,7 +447,9 @@ def test_nan_and_infinity_are_422(client, literal):
         ('{"instances": [], "extra": 1}', "application/json", "extra", "not permitted"),
         ('{"instances": []}', "text/plain", "body", "Content-Type: application/json"),
         ('{"instances": []}', None, "body", "Content-Type: application/json"),
-        ('{"instances": []}', "application/problem+json", "instances", "at least 1 item"),
+        ('{"instances": []}', "application/problem+json", "body", "Content-Type: application/json"),
+        ('{"instances": []}', "application/jsonp", "body", "Content-Type: application/json"),
+        ('{"instances": []}', "application/json; charset=utf-8", "instances", "at least 1 item"),
         ('{"instances": [{"AGEP": 1' + "0" * 400 + "}]}", JSON, "instances[0].AGEP", "finite"),
     ],
 )
@@ -727,7 +732,8 @@ def test_a_failing_model_is_a_logged_json_500(served, caplog):
         slot.current = dataclasses.replace(slot.current, coded=Fails())
         answer = test_client.post("/predict", json={"instances": rows})
     assert answer.status_code == 500
-    assert answer.json() == {"detail": "prediction failed; see the server log"}
+    reason = "prediction failed; see the server log"
+    assert answer.json() == {"detail": [{"field": "", "reason": reason, "type": "internal"}]}
     assert "model exploded" in caplog.text
 
 

@@ -30,9 +30,9 @@ def test_same_inputs_give_same_model_bytes(project):
     In a process, not in this worker: after some other test modules ran in the same xdist worker,
     an in-process retrain wrote a pickle 6 bytes longer (not found yet; see the session note).
     """
-    before = (project / "models/candidate/model.joblib").read_bytes()
+    before = (project / "models/candidate/model.skops").read_bytes()
     subprocess.run([sys.executable, "-m", "mlops", "train"], cwd=project, check=True)
-    assert (project / "models/candidate/model.joblib").read_bytes() == before
+    assert (project / "models/candidate/model.skops").read_bytes() == before
     metadata = json.loads((project / "models/candidate/metadata.json").read_text())
     assert metadata["model_sha256"] == hashlib.sha256(before).hexdigest()
 
@@ -72,7 +72,7 @@ def test_cross_validation_and_search(project):
 
 
 def test_tampered_candidate_is_refused(project):
-    path = project / "models/candidate/model.joblib"
+    path = project / "models/candidate/model.skops"
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(InputError, match="sha256 does not match"):
         train.load_candidate()
@@ -163,9 +163,9 @@ def test_the_model_takes_raw_rows_by_name(target, estimator, native):
 
 
 def test_stored_model_is_a_raw_rows_pipeline(pipeline_dir):
-    import joblib
+    from mlops.model_file import load_model
 
     metadata = json.loads((pipeline_dir / "models/candidate/metadata.json").read_text())
-    model = joblib.load(pipeline_dir / "models/candidate/model.joblib")
+    model = load_model(pipeline_dir / "models/candidate/model.skops", metadata["model_sha256"])
     assert metadata["input"] == "raw_frame"
     assert list(model.feature_names_in_) == metadata["features"]

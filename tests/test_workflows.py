@@ -32,13 +32,19 @@ MAKE_TARGET = re.compile(r"(?:^|[;&|(]\s*|\n\s*)make\s+([a-z][\w-]*)")
 # Jobs allowed more than `contents: read`: none of them runs project code.
 WRITERS = {
     ("pipeline.yml", "comment"): {"pull-requests": "write"},
-    ("pipeline.yml", "release"): {"contents": "write"},
+    ("pipeline.yml", "release"): {
+        "contents": "write",
+        "id-token": "write",
+        "attestations": "write",
+    },
     ("drift.yml", "alert"): {"issues": "write"},
 }
 # Read permissions beyond contents: read.
 READERS = {
-    ("drift.yml", "drift"): {"contents": "read", "actions": "read"},
+    ("drift.yml", "drift"): {"contents": "read", "actions": "read", "attestations": "read"},
+    ("pipeline.yml", "pipeline"): {"contents": "read", "attestations": "read"},
 }
+VERIFY = "Verify its attestations (every file, signed by this repository's pipeline)"
 # Artifacts found again by name in a later run (all others are named by commit or run).
 STABLE_ARTIFACTS = {"drift-history"}
 OLD = 946_684_800  # 2000-01-01: clone files older than the shared .venv and npm stamps
@@ -705,8 +711,11 @@ def test_pipeline_job_runs_as_on_a_push_to_main(pipeline_run, clone):
     assert skipped["Download production (the latest model release, if any)"] == (
         "calls GitHub's API"
     )
+    assert skipped[VERIFY] == "calls GitHub's API"
     assert all(
-        reason == "uses: an action" for name, reason in skipped.items() if "Download" not in name
+        reason == "uses: an action"
+        for name, reason in skipped.items()
+        if "Download" not in name and name != VERIFY
     )
     assert "make all (data → validate → train → evaluate → promote → drift)" in result.ran()
     assert result.summary.startswith(summary.MARKER)
@@ -827,3 +836,89 @@ def test_drift_step_monitors_the_inference_log_when_drift_current_is_set(
     assert lines == [*expected, "AWS_REGION=eu-west-1"]  # empty AWS_* are unset, not ""
     assert (tmp_path / "output").read_text() == "exit-code=0\n"
     assert ("inference log" in done.stdout) == bool(variables)
+
+
+# ---------------------------------------------------------------- release attestations
+
+RECORDING_GH = r"""#!/usr/bin/env bash
+# gh stand-in: records each call; `gh attestation verify` fails for a file named in $GH_REJECT.
+printf '%s\n' "$*" >> "$GH_CALLS"
+[[ -n ${GH_REJECT:-} && $3 == *"$GH_REJECT" ]] && { echo "verification failed" >&2; exit 1; }
+exit 0
+"""
+
+
+def test_the_release_job_attests_the_bundle_before_publishing_it():
+    job = workflows()["pipeline.yml"]["jobs"]["release"]
+    uses = [step.get("uses", "") for step in job["steps"]]
+    (attest,) = [step for step in job["steps"] if "attest-build-provenance" in step.get("uses", "")]
+    assert attest["uses"].startswith("actions/attest-build-provenance@")
+    download = job["steps"][0]
+    assert attest["with"]["subject-path"] == f"{download['with']['path']}/*"
+    runs = [step.get("run", "") for step in job["steps"]]
+    publish = next(i for i, run in enumerate(runs) if "gh release create" in run)
+    assert uses.index(attest["uses"]) < publish  # nothing is published unattested
+    assert job["permissions"]["id-token"] == "write"
+    assert job["permissions"]["attestations"] == "write"
+    for name, job_id, other in jobs():  # the one job that may sign
+        if (name, job_id) != ("pipeline.yml", "release"):
+            assert "id-token" not in other.get("permissions", {}), f"{name}:{job_id}"
+            assert other.get("permissions", {}).get("attestations") in (None, "read")
+
+
+def verify_step(workflow: str, job: str) -> tuple[dict, list[str]]:
+    steps = workflows()[workflow]["jobs"][job]["steps"]
+    names = [step.get("name") for step in steps]
+    return steps[names.index(VERIFY)], names
+
+
+@pytest.mark.parametrize(
+    ("workflow", "job"), [("pipeline.yml", "pipeline"), ("drift.yml", "drift")]
+)
+def test_downloaded_releases_are_verified_before_the_import(tmp_path, workflow, job):
+    """The verify step, run as the runner would with a recording `gh`: every downloaded file is
+    verified against this repository's pipeline; one that fails stops the job before the import;
+    no release yet (an empty directory) verifies nothing."""
+    step, names = verify_step(workflow, job)
+    download = "Download production (the latest model release, if any)"
+    assert names.index(VERIFY) == names.index("Install it as the production model") - 1
+    assert names.index(VERIFY) == names.index(download) + 1
+    assert step["env"] == {"GH_TOKEN": "${{ github.token }}"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(RECORDING_GH)
+    (bin_dir / "gh").chmod(0o755)
+    production = tmp_path / ".cache/production"
+    production.mkdir(parents=True)
+    calls = tmp_path / "calls"
+
+    def run(**extra: str) -> subprocess.CompletedProcess:
+        calls.write_text("")
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                "PRODUCTION_DIR": ".cache/production",
+                "GITHUB_REPOSITORY": "example-org/mlops",
+                "GH_CALLS": str(calls),
+                **extra,
+            },
+            capture_output=True,
+            text=True,
+        )
+
+    assert run().returncode == 0
+    assert calls.read_text() == ""  # no release yet: nothing to verify
+    for name in ("TAG", "SHA256SUMS", "model.skops", "metadata.json"):
+        (production / name).write_text(name)
+    assert run().returncode == 0, run().stderr
+    signer = "--signer-workflow example-org/mlops/.github/workflows/pipeline.yml"
+    assert calls.read_text().splitlines() == [
+        f"attestation verify .cache/production/{name} --repo example-org/mlops {signer}"
+        for name in ("SHA256SUMS", "TAG", "metadata.json", "model.skops")
+    ]
+    rejected = run(GH_REJECT="model.skops")
+    assert rejected.returncode == 1
+    assert "verification failed" in rejected.stderr

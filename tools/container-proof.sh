@@ -24,8 +24,9 @@
 #    and as an arbitrary uid with group 0 (OpenShift) on a named volume;
 #  - a mounted folder the user cannot write: exit 2 and one line naming it, no traceback;
 #  - serving (default CMD, models mounted read-only, loopback-only network): /health, /ready,
-#    POST /predict (from model.onnx), a bad body is 422, the HEALTHCHECK, SIGHUP, SIGTERM; as an
-#    arbitrary uid; a tampered model.onnx: exit 2 and one line naming it; serve-sklearn answers.
+#    POST /predict (from model.onnx) with the API token (401 without; no token at all: it refuses
+#    to start), a bad body is 422, the HEALTHCHECK, SIGHUP, SIGTERM; as an arbitrary uid (token
+#    from a file); a tampered model.onnx: exit 2 and one line naming it; serve-sklearn answers.
 # Logs: $W/logs/*.log; summary: $W/logs/summary.txt.
 set -euo pipefail
 
@@ -39,6 +40,8 @@ MIRROR=${DEBIAN_MIRROR:-${mirrors[0]:-}}
 SEC_MIRROR=${DEBIAN_SECURITY_MIRROR:-${mirrors[1]:-$MIRROR-security}}
 NETNS=mlopsproof$$
 CTR=mlops-proof-serve-$$
+# The API token the serve container gets (it binds 0.0.0.0: without one it refuses to start).
+TOKEN=proof-token-$$-$RANDOM$RANDOM-0123456789
 VOL=mlops-proof-models-$$
 LOGS=$W/logs
 n() { nice -n "$NICE" "$@"; }
@@ -259,7 +262,7 @@ check bash -c "nice -n $NICE podman run --rm --network none --user 1000:1000 -v 
 desc="arbitrary uid 123456 with group 0 (OpenShift), named volume for models/: make all"
 check bash -c "nice -n $NICE podman run --rm --network none --user 123456:0 -v $VOL:/app/models $IMAGE:pipeline make all >$LOGS/make-all-uid123456.log 2>&1"
 desc="then the image's own user retrains on that volume (what uid 123456 made is group-writable)"
-check bash -c "nice -n $NICE podman run --rm --network none -v $VOL:/app/models $IMAGE:pipeline make train >$LOGS/train-after-uid123456.log 2>&1 && podman run --rm --network none -v $VOL:/app/models $IMAGE:pipeline stat -c '%U %a' models/candidate/model.joblib | grep -q '^mlops 664$'"
+check bash -c "nice -n $NICE podman run --rm --network none -v $VOL:/app/models $IMAGE:pipeline make train >$LOGS/train-after-uid123456.log 2>&1 && podman run --rm --network none -v $VOL:/app/models $IMAGE:pipeline stat -c '%U %a' models/candidate/model.skops | grep -q '^mlops 664$'"
 
 mkdir -p "$M/root-owned/models"   # root-owned 755, like a folder a user just created as root
 desc="make all on a mounted folder it cannot write: exit 2, one line naming it, no traceback"
@@ -281,14 +284,20 @@ serve_checks() {  # serve_checks LABEL: the server in $CTR answers
   desc="$1: GET /health and /ready 200"
   check bash -c "ip netns exec $NETNS curl -fsS $url/health >/dev/null && ip netns exec $NETNS curl -fsS $url/ready >/dev/null"
   desc="$1: POST /predict answers a label and a probability"
-  check bash -c "ip netns exec $NETNS curl -fsS -X POST -H 'Content-Type: application/json' -d '$body' $url/predict | tee -a $LOGS/predict.txt | grep -q '\"probability\"'"
+  check bash -c "ip netns exec $NETNS curl -fsS -X POST -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' -d '$body' $url/predict | tee -a $LOGS/predict.txt | grep -q '\"probability\"'"
+  desc="$1: POST /predict without the token is 401"
+  check bash -c "[[ \$(ip netns exec $NETNS curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '$body' $url/predict) == 401 ]]"
 }
+desc="serve without an API token refuses to start on 0.0.0.0: exit 2, one line"
+check bash -c "
+  rc=0; podman run --rm --network none -v $M/own/models:/app/models:ro $IMAGE:serve >$LOGS/serve-no-token.out 2>$LOGS/serve-no-token.err || rc=\$?
+  [[ \$rc == 2 && \$(wc -l <$LOGS/serve-no-token.err) == 1 ]] && grep -q 'without API tokens' $LOGS/serve-no-token.err"
 podman run -d --name "$CTR" --network "ns:/var/run/netns/$NETNS" -v "$M/own/models:/app/models:ro" \
-  "$IMAGE:serve" >"$LOGS/serve-run.log" 2>&1 || true
+  -e MLOPS_API_TOKENS="$TOKEN" "$IMAGE:serve" >"$LOGS/serve-run.log" 2>&1 || true
 serve_checks "serve (default user, models read-only)"
 stamp "  $(cat "$LOGS/predict.txt")"
 desc="POST /predict with a bad body is 422"
-check bash -c "[[ \$(ip netns exec $NETNS curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{\"instances\":[{\"MAR\":9}]}' $url/predict) == 422 ]]"
+check bash -c "[[ \$(ip netns exec $NETNS curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' -d '{\"instances\":[{\"MAR\":9}]}' $url/predict) == 422 ]]"
 desc="HEALTHCHECK healthy"; check podman healthcheck run "$CTR"
 desc="runs as uid 10001, group 0"; check bash -c "[[ \$(podman exec $CTR id -u):\$(podman exec $CTR id -g) == 10001:0 ]]"
 desc="SIGHUP reload keeps serving"
@@ -297,8 +306,10 @@ desc="SIGTERM stops it cleanly (exit 0)"
 check bash -c "podman stop -t 15 $CTR >/dev/null && [[ \$(podman inspect -f '{{.State.ExitCode}}' $CTR) == 0 ]]"
 podman logs "$CTR" >"$LOGS/serve.log" 2>&1 || true
 podman rm -f "$CTR" >/dev/null 2>&1 || true
+echo "$TOKEN" >"$M/tokens" && chmod 644 "$M/tokens"   # the token as a mounted secret file
 podman run -d --name "$CTR" --user 123456:0 --network "ns:/var/run/netns/$NETNS" \
-  -v "$M/own/models:/app/models:ro" "$IMAGE:serve" >"$LOGS/serve-run-uid.log" 2>&1 || true
+  -v "$M/own/models:/app/models:ro" -v "$M/tokens:/run/secrets/mlops_api_tokens:ro" \
+  -e MLOPS_API_TOKENS_FILE=/run/secrets/mlops_api_tokens "$IMAGE:serve" >"$LOGS/serve-run-uid.log" 2>&1 || true
 serve_checks "serve as uid 123456:0"
 podman logs "$CTR" >"$LOGS/serve-uid.log" 2>&1 || true
 podman rm -f "$CTR" >/dev/null 2>&1 || true

@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "promote": ("mlops.promote", "run", "the gate: promote the candidate or say why not"),
     "rollback": ("mlops.registry", "rollback_command", "restore the previous production version"),
     "models": ("mlops.registry", "list_command", "list model versions and production"),
+    "models-upgrade": (
+        "mlops.registry",
+        "upgrade_command",
+        "convert legacy model.joblib versions to model.skops (sha256 checked first)",
+    ),
     "runs": ("mlops.runlog", "show_command", "compare training runs"),
     "mlflow-sync": (
         "mlops.tracking",

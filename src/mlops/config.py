@@ -259,6 +259,14 @@ class InferenceLogConfig(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class AuthConfig(Section):
+    """`serve.auth`: bearer tokens for every route but /health and /ready (serve/guard.py)."""
+
+    tokens_file: str | None = None  # one token a line (# comments); $MLOPS_API_TOKENS_FILE too
+    tokens_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "MLOPS_API_TOKENS"
+    none: bool = False  # on purpose: no tokens even when bound beyond loopback
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
@@ -267,8 +275,10 @@ class ServeConfig(Section):
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "mlops"
     inference_log: InferenceLogConfig = InferenceLogConfig()
     # Which file answers: auto = models/vN/model.onnx with ONNX Runtime when the version has one,
-    # else model.joblib with scikit-learn; onnx or sklearn insist on one (mlops.serve.onnx_model).
+    # else its model file with scikit-learn; onnx or sklearn insist on one (mlops.serve.onnx_model).
     runtime: Literal["auto", "onnx", "sklearn"] = "auto"
+    auth: AuthConfig = AuthConfig()
+    docs: bool = True  # /docs (Swagger UI loads its scripts from a CDN); $MLOPS_DOCS=off too
 
 
 class TrackingConfig(Section):

@@ -1,9 +1,10 @@
 """The model registry: versioned models under models/ and models/registry.json.
 
-Layout: models/v1, v2, … each hold model.joblib and metadata.json (model sha256, metrics, params,
-data sha256, library versions, git commit, creation and promotion time). models/registry.json
-names the production version, summarises every version (sha256, key metrics) and keeps the full
-history of promotions, forced promotions, rollbacks and imports (who, when, why).
+Layout: models/v1, v2, … each hold model.skops (older ones model.joblib until `make
+models-upgrade`) and metadata.json (model sha256, metrics, params, data sha256, library
+versions, git commit, creation and promotion time). models/registry.json names the production
+version, summarises every version (sha256, key metrics) and keeps the full history of
+promotions, forced promotions, rollbacks and imports (who, when, why).
 
 Crash safety: a new version is written completely into a temp dir beside its final place, renamed
 into place, and only then is registry.json replaced atomically. A crash (even SIGKILL) at any
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops import files
+from mlops import files, model_file
 from mlops.config import Config
 from mlops.errors import InputError
 
@@ -59,7 +60,7 @@ SUMMARY_METRICS = (
     "recall",
     "log_loss",
 )
-MODEL_FILE = "model.joblib"  # as in mlops.train (not imported: this module stays light)
+MODEL_FILE = model_file.MODEL_FILE  # registry entries before skops name none: model.joblib
 ONNX_FILE = "model.onnx"  # as in mlops.onnx_export: the version's model as ONNX, when it has one
 METADATA_FILE = "metadata.json"
 KILL_ENV = "MLOPS_TEST_KILL_AT"
@@ -190,7 +191,7 @@ def verified_model_file(models_dir: Path, version: str, registry: dict[str, Any]
     if entry is None:
         known = ", ".join(sorted(registry["versions"], key=version_number)) or "none"
         raise InputError(f"version {version!r} is not in the registry (known: {known})")
-    path = version_path(models_dir, version) / MODEL_FILE
+    path = version_path(models_dir, version) / model_file.entry_file(entry, f"versions.{version}")
     if not entry.get("local", True):
         raise InputError(
             f"{version}: its files are not here, only its summary (published as release "
@@ -202,7 +203,7 @@ def verified_model_file(models_dir: Path, version: str, registry: dict[str, Any]
             "are history and never re-made: restore it (make release-import DIR=... with its "
             "release) or make rollback VERSION=..."
         )
-    if files.sha256_file(path) != entry["sha256"]:
+    if path.is_symlink() or files.sha256_file(path) != entry["sha256"]:
         raise InputError(
             f"{path}: sha256 does not match {Path(models_dir) / REGISTRY_FILE}; refusing to load"
         )
@@ -232,21 +233,21 @@ def verified_onnx_file(models_dir: Path, version: str, registry: dict[str, Any])
 def load_version(
     models_dir: Path, version: str, registry: dict[str, Any] | None = None
 ) -> tuple[Pipeline, dict[str, Any]]:
-    """(model, metadata incl. "version") of one version, sha256-verified before unpickling."""
-    import joblib
-
+    """(model, metadata incl. "version") of one version, sha256-verified before decoding."""
     registry = read_registry(models_dir) if registry is None else registry
     path = verified_model_file(models_dir, version, registry)
     metadata = files.read_json(path.parent / METADATA_FILE)
     if metadata.get("model_sha256") != registry["versions"][version]["sha256"]:
         raise InputError(f"{path.parent / METADATA_FILE}: model_sha256 does not match the registry")
-    return joblib.load(path), {**metadata, "version": version}
+    sha256 = registry["versions"][version]["sha256"]
+    model = model_file.load_model(path, sha256, str(Path(models_dir) / REGISTRY_FILE))
+    return model, {**metadata, "version": version}
 
 
 def load_production(models_dir: Path = MODELS_DIR) -> tuple[Pipeline, dict[str, Any]] | None:
     """(model, metadata incl. "version") of production, or None when there is none yet.
 
-    The model file's sha256 is checked against registry.json before it is unpickled; a mismatch
+    The model file's sha256 is checked against registry.json before it is decoded; a mismatch
     is an InputError naming the file.
     """
     registry = read_registry(models_dir)
@@ -271,6 +272,7 @@ def summary(metadata: dict[str, Any]) -> dict[str, Any]:
     metrics = metadata.get("metrics") or {}
     return {
         "sha256": metadata["model_sha256"],
+        "model_file": model_file.entry_file(metadata, "metadata.json"),
         "estimator": metadata.get("estimator"),
         "created_at": metadata.get("created_at"),
         "promoted_at": metadata.get("promoted_at"),
@@ -338,7 +340,7 @@ def clean_leftovers(models_dir: Path, registry: dict[str, Any]) -> list[str]:
 def install_version(
     models_dir: Path,
     version: str,
-    model_file: Path,
+    source: Path,
     metadata: dict[str, Any],
     onnx: bytes | None = None,
 ) -> None:
@@ -349,12 +351,13 @@ def install_version(
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; readable like any new dir instead
+    name = model_file.entry_file(metadata, f"{source}'s metadata")
     try:
-        shutil.copyfile(model_file, stage / MODEL_FILE)
-        with open(stage / MODEL_FILE, "rb+") as handle:
+        shutil.copyfile(source, stage / name)
+        with open(stage / name, "rb+") as handle:
             os.fsync(handle.fileno())
-        if files.sha256_file(stage / MODEL_FILE) != metadata["model_sha256"]:
-            raise InputError(f"{model_file}: changed while it was being copied; run the gate again")
+        if files.sha256_file(stage / name) != metadata["model_sha256"]:
+            raise InputError(f"{source}: changed while it was being copied; run the gate again")
         if onnx is not None:
             _write_onnx(stage / ONNX_FILE, onnx, metadata.get("onnx_sha256"))
         files.write_json(stage / METADATA_FILE, metadata)
@@ -582,3 +585,58 @@ def rollback_command(config: Config, version: str | None = None, reason: str | N
 
     if tracking.enabled(config):  # the champion alias follows production
         tracking.mirror_registry(config, "the rollback")
+
+
+def upgrade_models(models_dir: Path = MODELS_DIR) -> list[str]:
+    """Convert every local legacy model.joblib version to model.skops; return the versions done.
+
+    Each legacy file is unpickled only behind its registry sha256, re-saved with skops and must
+    pass the trusted-type check. Order per version: model.skops, metadata.json, then
+    registry.json (atomic), then the pickle goes; an interrupted run leaves a version that is
+    refused, never a wrong one, and running again finishes it.
+    """
+    models_dir = Path(models_dir)
+    done = []
+    with locked(models_dir):
+        registry = read_registry(models_dir)
+        for name in sorted(registry["versions"], key=version_number):
+            entry = registry["versions"][name]
+            folder = version_path(models_dir, name)
+            metadata = files.read_json(folder / METADATA_FILE) if entry.get("local", True) else {}
+            if model_file.entry_file(entry, f"versions.{name}") != model_file.LEGACY_FILE:
+                continue
+            if metadata.get("model_file") == MODEL_FILE:  # interrupted after metadata.json
+                sha256 = metadata["model_sha256"]
+                model_file.load_model(folder / MODEL_FILE, sha256, str(folder / METADATA_FILE))
+            else:
+                legacy = model_file.load_model(
+                    verified_model_file(models_dir, name, registry), entry["sha256"], REGISTRY_FILE
+                )
+                sha256 = model_file.save_model(legacy, folder / MODEL_FILE)
+                model_file.load_model(folder / MODEL_FILE, sha256)  # the trusted-type check
+                files.write_json(
+                    folder / METADATA_FILE,
+                    {
+                        **metadata,
+                        "model_sha256": sha256,
+                        "model_file": MODEL_FILE,
+                        "legacy_sha256": entry["sha256"],
+                    },
+                )
+            registry["versions"][name] = {
+                **entry,
+                "sha256": sha256,
+                "model_file": MODEL_FILE,
+                "legacy_sha256": entry["sha256"],
+            }
+            write_registry(models_dir, registry)
+            (folder / model_file.LEGACY_FILE).unlink(missing_ok=True)
+            log.info("%s: model.joblib → model.skops (sha256 %s)", name, sha256[:12])
+            done.append(name)
+    return done
+
+
+def upgrade_command(config: Config) -> None:
+    """CLI `models-upgrade`: every legacy pickle in the registry re-saved as a skops file."""
+    done = upgrade_models(MODELS_DIR)
+    print(f"upgraded to {MODEL_FILE}: {', '.join(done)}" if done else "nothing to upgrade")

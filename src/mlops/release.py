@@ -1,28 +1,33 @@
 """Release bundles: how the production model outlives CI artifacts (one GitHub Release per version).
 
 `make release-export DIR=d` writes the version this run's gate promoted (or VERSION=vN) into d:
-model.joblib, model.onnx (when the version has one), metadata.json, metrics.json, registry.json
-(a snapshot: every version's summary and the whole history), MODEL_CARD.md (the release notes),
+model.skops, model.onnx (when the version has one), metadata.json, metrics.json, registry.json (a
+snapshot: every version's summary and the whole history), MODEL_CARD.md (the release notes),
 MODEL.md (the short card for whoever serves the model file elsewhere: features, classes, metrics,
-the three lines that call it) and, last, TAG
-(e.g. "model-v3"); when the
+the three lines that call it), SHA256SUMS (the manifest: every other file's sha256, TAG included)
+and, last, TAG (e.g. "model-v3"); when the
 gate promoted nothing it writes nothing. `make release-import DIR=d` installs such a bundle
-(downloaded release assets) as the production version, sha256-verified, merging the snapshot so
-version numbers never repeat and a model that was rolled back is still known; an empty or missing
-d (no release yet) is a no-op. Optional d/releases/<tag>/metadata.json files (other releases'
-metadata) are merged as versions known by summary only.
+(downloaded release assets) as the production version, merging the snapshot so version numbers
+never repeat and a model that was rolled back is still known; an empty or missing d (no release
+yet) is a no-op. It refuses a symlink anywhere in d, any file the manifest does not list, any
+listed file whose sha256 differs, and a model that is not a skops file of trusted types: nothing
+is ever unpickled. Optional d/releases/<tag>/metadata.json files (other releases' metadata, JSON
+only) are merged as versions known by summary only.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from mlops import files, registry
+from mlops import files, model_file, registry
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.registry import METADATA_FILE, MODEL_FILE, MODELS_DIR, ONNX_FILE
@@ -35,10 +40,14 @@ TAG_FILE = "TAG"
 METRICS_FILE = "metrics.json"
 SNAPSHOT_FILE = "registry.json"
 RELEASES_DIR = "releases"
+MANIFEST_FILE = "SHA256SUMS"
+MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9_.-]+)$")
 BUNDLE_FILES = (
     TAG_FILE,
+    MANIFEST_FILE,
     MODEL_FILE,
     ONNX_FILE,  # only when the version has one (registry onnx_sha256)
+    model_file.LEGACY_FILE,
     METADATA_FILE,
     METRICS_FILE,
     SNAPSHOT_FILE,
@@ -91,8 +100,9 @@ def usage_lines(metadata: dict[str, Any]) -> list[str]:
         f"{saved}; load it with the same scikit-learn version.",
         "",
         "```python",
-        "import joblib",
-        'model = joblib.load("model.joblib")',
+        "import skops.io",
+        f"trusted = {json.dumps(list(model_file.TRUSTED))}  # beyond skops' defaults",
+        'model = skops.io.load("model.skops", trusted=trusted)  # refuses any other type',
         "probabilities = model.predict_proba(rows)  # rows: a pandas DataFrame, columns by name",
         "```",
     ]
@@ -194,7 +204,7 @@ def model_card(version: str, metadata: dict[str, Any], registry_data: dict[str, 
         *usage_lines(metadata),
         "",
         f"Features, their types and the three lines in {USAGE_FILE}. "
-        "Verify before use: `sha256sum model.joblib` must print the sha256 above; "
+        "Verify before use: `sha256sum --check SHA256SUMS` and `gh attestation verify` each file; "
         "`make release-import DIR=<downloaded assets>` checks it and installs the model.",
         "Limits: scored on one held-out split of the training periods; watch `make drift` on new "
         "data. Census microdata: do not try to re-identify people.",
@@ -227,6 +237,10 @@ def export_bundle(
     if version not in registry_data["versions"]:
         raise InputError(f"version {version!r} is not in {models_dir / registry.REGISTRY_FILE}")
     model = registry.verified_model_file(models_dir, version, registry_data)
+    if model.name != MODEL_FILE:
+        raise InputError(
+            f"{model}: a pickle (saved before skops); run `make models-upgrade` and export again"
+        )
     metadata = files.read_json(model.parent / METADATA_FILE)
     tag = tag_for(version)
     _remove_bundle(directory)  # TAG first: a bundle without TAG is never published
@@ -242,6 +256,12 @@ def export_bundle(
     files.write_json(directory / SNAPSHOT_FILE, registry_data)
     files.write_text(directory / CARD_FILE, model_card(version, metadata, registry_data))
     files.write_text(directory / USAGE_FILE, usage_card(version, metadata))
+    written = [name for name in BUNDLE_FILES[2:] if (directory / name).is_file()]
+    listed = {name: files.sha256_file(directory / name) for name in written}
+    listed[TAG_FILE] = hashlib.sha256((tag + "\n").encode()).hexdigest()
+    files.write_text(
+        directory / MANIFEST_FILE, "".join(f"{listed[n]}  {n}\n" for n in sorted(listed))
+    )
     files.write_text(directory / TAG_FILE, tag + "\n")
     log.info("release bundle %s written to %s", tag, directory)
     return tag
@@ -255,8 +275,11 @@ def _remove_bundle(directory: Path) -> None:
 def read_bundle(directory: Path) -> tuple[str, dict[str, Any], dict[str, Any], list[dict]] | None:
     """(version, metadata, registry snapshot, other releases' metadata), verified; None if empty."""
     directory = Path(directory)
+    if directory.is_symlink():
+        raise InputError(f"{directory}: a symlink; refusing to import")
     if not directory.is_dir() or not any(directory.iterdir()):
         return None
+    verify_manifest(directory)
     for name in (MODEL_FILE, METADATA_FILE):
         if not (directory / name).is_file():
             raise InputError(f"{directory}: not a model release bundle ({name} missing)")
@@ -265,11 +288,12 @@ def read_bundle(directory: Path) -> tuple[str, dict[str, Any], dict[str, Any], l
     if not isinstance(version, str):
         raise InputError(f"{directory / METADATA_FILE}: no `version`")
     tag = tag_for(version)
-    if files.sha256_file(directory / MODEL_FILE) != metadata.get("model_sha256"):
-        raise InputError(
-            f"{directory / MODEL_FILE}: sha256 does not match {directory / METADATA_FILE}; "
-            "refusing to import"
-        )
+    if metadata.get("model_file") != MODEL_FILE:
+        raise InputError(f"{directory / METADATA_FILE}: model_file is not {MODEL_FILE}")
+    data = model_file.read_verified(
+        directory / MODEL_FILE, metadata.get("model_sha256"), str(directory / METADATA_FILE)
+    )
+    model_file.loads(data, str(directory / MODEL_FILE))  # trusted types only: runs no code
     if metadata.get("onnx_sha256"):
         path = directory / ONNX_FILE
         if not path.is_file() or files.sha256_file(path) != metadata["onnx_sha256"]:
@@ -295,6 +319,49 @@ def read_bundle(directory: Path) -> tuple[str, dict[str, Any], dict[str, Any], l
         registry.version_number(other["version"])
         others.append(other)
     return version, metadata, snapshot, others
+
+
+def _listing(directory: Path) -> list[str]:
+    """Every entry under directory (relative, sorted); a symlink anywhere is refused."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        for name in sorted(dirs + names):
+            path = Path(root) / name
+            if path.is_symlink():
+                raise InputError(f"{path}: a symlink in the release bundle; refusing to import")
+            if path.is_file():
+                found.append(path.relative_to(directory).as_posix())
+            elif not path.is_dir():
+                raise InputError(f"{path}: not a regular file; refusing to import")
+    return sorted(found)
+
+
+def verify_manifest(directory: Path) -> dict[str, str]:
+    """The bundle's SHA256SUMS, checked: every file listed and matching, nothing else present."""
+    manifest = directory / MANIFEST_FILE
+    present = _listing(directory)
+    if MANIFEST_FILE not in present:
+        raise InputError(f"{manifest}: missing; not a verifiable release bundle, not imported")
+    listed: dict[str, str] = {}
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        match = MANIFEST_LINE.match(line)
+        if not match or match.group(2) not in (*BUNDLE_FILES[2:], TAG_FILE):
+            raise InputError(f"{manifest}:{number}: not a `<sha256>  <bundle file>` line")
+        listed[match.group(2)] = match.group(1)
+    others = f"{RELEASES_DIR}/"  # other releases' metadata: JSON summaries, never a model
+    for name in present:
+        if name == MANIFEST_FILE or name in listed:
+            continue
+        if not (name.startswith(others) and name.endswith(f"/{METADATA_FILE}")):
+            raise InputError(f"{directory / name}: not listed in {manifest}; refusing to import")
+    for name, sha in listed.items():
+        if name not in present:
+            raise InputError(f"{directory / name}: listed in {manifest} but missing")
+        if files.sha256_file(directory / name) != sha:
+            raise InputError(
+                f"{directory / name}: sha256 does not match {manifest}; refusing to import"
+            )
+    return listed
 
 
 def import_bundle(directory: Path, models_dir: Path = MODELS_DIR) -> str | None:
@@ -332,7 +399,9 @@ def import_bundle(directory: Path, models_dir: Path = MODELS_DIR) -> str | None:
         seen = {_event_key(item) for item in merged["history"]}
         merged["history"] += [item for item in snapshot["history"] if _event_key(item) not in seen]
         local = current["versions"].get(version, {}).get("local", False)
-        if not (local and (models_dir / version / MODEL_FILE).is_file()):
+        entry = current["versions"].get(version, {})
+        here = models_dir / version / model_file.entry_file(entry, f"versions.{version}")
+        if not (local and here.is_file()):
             registry.clean_leftovers(models_dir, merged)
             onnx = directory / ONNX_FILE
             data = onnx.read_bytes() if metadata.get("onnx_sha256") else None

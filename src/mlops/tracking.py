@@ -382,9 +382,9 @@ class Mirror:
         existing = self.runs.get(sha)
         before = self.changes
         if model is None and model_file is not None and self._needs_model(existing):
-            import joblib
+            from mlops.model_file import load_model
 
-            model = joblib.load(model_file)
+            model = load_model(model_file, sha)
         if existing is None:
             run = self.client.create_run(
                 self.experiment,
@@ -493,7 +493,8 @@ class Mirror:
             folder = Path(models_dir) / version
             metadata = files.read_json(folder / "metadata.json")
             item = {**candidate_item(metadata, metadata.get("metrics") or {})}
-            run_id = self.candidate_run(item, model_file=folder / "model.joblib")
+            name_of_file = entry.get("model_file", "model.joblib")  # as mlops.model_file.entry_file
+            run_id = self.candidate_run(item, model_file=folder / name_of_file)
             source = self.runs[metadata["model_sha256"]].data.tags[MODEL_TAG]
             known[version] = self.client.create_model_version(
                 name,
@@ -698,8 +699,9 @@ def _where() -> str:
 def sync_into(client: MlflowClient, config: Config, *, drift: bool = True) -> int:
     """Mirror models/runs.jsonl, models/registry.json (and the drift history) into the store;
     returns how many writes it made (0 when the mirror was complete)."""
+    from mlops import model_file as model_files
     from mlops import registry, runlog
-    from mlops.registry import METADATA_FILE, MODEL_FILE
+    from mlops.registry import METADATA_FILE
 
     mirror = Mirror(client, config)
     registry_data = registry.read_registry(registry.MODELS_DIR)
@@ -714,10 +716,14 @@ def sync_into(client: MlflowClient, config: Config, *, drift: bool = True) -> in
     for sha, item in latest.items():
         model_file = None
         if sha in by_sha and registry_data["versions"][by_sha[sha]].get("local", True):
-            model_file = registry.MODELS_DIR / by_sha[sha] / MODEL_FILE
+            entry = registry_data["versions"][by_sha[sha]]
+            name = model_files.entry_file(entry, f"versions.{by_sha[sha]}")
+            model_file = registry.MODELS_DIR / by_sha[sha] / name
         elif sha == candidate_sha:
-            model_file = CANDIDATE_DIR / MODEL_FILE
-        if model_file is not None and files.sha256_file(model_file) != sha:
+            model_file = model_files.model_path(CANDIDATE_DIR)
+        if model_file is not None and (
+            not model_file.is_file() or files.sha256_file(model_file) != sha
+        ):
             model_file = None  # never log a model other than the one the run names
         artifacts = candidate_artifacts() if scored.get("model_sha256") == sha else ()
         mirror.candidate_run(item, model_file=model_file, artifacts=artifacts)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -20,7 +19,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from mlops import files
+from mlops import files, model_file
 from mlops.config import Config
 from mlops.encoding import encoder_categories
 from mlops.errors import InputError
@@ -29,9 +28,9 @@ from mlops.predictions import RAW_FRAME
 
 log = logging.getLogger(__name__)
 CANDIDATE_DIR = Path("models/candidate")
-MODEL_FILE = "model.joblib"
+MODEL_FILE = model_file.MODEL_FILE
 METADATA_FILE = "metadata.json"
-LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 
 
 def positive_label(y: pd.Series, config: Config) -> Any:
@@ -173,7 +172,7 @@ def library_versions() -> dict[str, str]:
 
 
 def run(config: Config) -> dict:
-    """Fit on data/processed/train.parquet; write models/candidate/{model.joblib,metadata.json}."""
+    """Fit on data/processed/train.parquet; write models/candidate/{model.skops,metadata.json}."""
     train_path = config.data.processed_dir / "train.parquet"
     frame = files.read_parquet(train_path)
     x, y = frame[config.features], frame[config.schema.target].to_numpy()
@@ -190,9 +189,11 @@ def run(config: Config) -> dict:
             pipeline.fit(x, y)
     fit_seconds = time.perf_counter() - started
     model_path = CANDIDATE_DIR / MODEL_FILE
-    files.atomic_write(model_path, lambda tmp: joblib.dump(pipeline, tmp))
+    sha256 = model_file.save_model(pipeline, model_path)
+    (CANDIDATE_DIR / model_file.LEGACY_FILE).unlink(missing_ok=True)  # a pre-skops candidate
     metadata = {
-        "model_sha256": files.sha256_file(model_path),
+        "model_sha256": sha256,
+        "model_file": MODEL_FILE,
         "estimator": config.train.estimator,
         "input": RAW_FRAME,
         "params": {"seed": config.seed, "train": config.train.model_dump(mode="json")},
@@ -224,11 +225,9 @@ def run(config: Config) -> dict:
 def load_candidate() -> tuple[Pipeline, dict]:
     """The candidate model, refused unless its bytes match the sha256 in its metadata."""
     metadata = files.read_json(CANDIDATE_DIR / METADATA_FILE)
-    path = CANDIDATE_DIR / MODEL_FILE
+    path = CANDIDATE_DIR / model_file.entry_file(metadata, str(CANDIDATE_DIR / METADATA_FILE))
     if not path.is_file():
         raise InputError(f"{path}: not found (run `make train`)")
-    if files.sha256_file(path) != metadata["model_sha256"]:
-        raise InputError(
-            f"{path}: sha256 does not match {CANDIDATE_DIR / METADATA_FILE}; refusing to load"
-        )
-    return joblib.load(path), metadata
+    against = str(CANDIDATE_DIR / METADATA_FILE)
+    model = model_file.load_model(path, metadata["model_sha256"], against)
+    return model, metadata

@@ -61,7 +61,7 @@ def promote_candidate(root: Path) -> None:
     onnx = onnx_export.build(model, metadata)
     registry.add_version(
         root / "models",
-        candidate / "model.joblib",
+        candidate / "model.skops",
         {**metadata, "onnx_sha256": hashlib.sha256(onnx).hexdigest()},
         expected_production=None,
         kind="forced",

@@ -11,6 +11,11 @@ when there is none.
 The inference log (`inference_log_ratio`): two servers side by side, the log off and on (its
 defaults), driven in alternating rounds at concurrency 8; then the memory of the logging server
 (RSS) after 10,000 and after 100,000 logged requests, and the writer's own rows/s.
+
+API tokens (`auth_ratio`): two servers side by side, without tokens and with them (every request
+carrying its bearer token), sequential single rows in alternating rounds: p50 and p99 of each.
+Model loading (`load_seconds`): the production model from skops bytes (with the trusted-type
+check) vs the same model from joblib bytes, best of several loads each.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ GOAL = {
 }
 ONNX_GOAL = {"sequential_p99_ms_below": 2.0, "ratio_at_least": 0.7}  # serving.onnx (#28)
 LOG_GOAL = {"ratio_at_least": 0.9, "p99_within": 0.10, "rss_growth_mib_below": 50.0}
+AUTH_GOAL = {"p50_within": 0.05, "p99_within": 0.05}
+BENCH_TOKEN = "bench-token-0123456789abcdef"  # a loopback-only server of the bench's own
 MEMORY_REQUESTS = (10_000, 100_000)
 STAGES = ("data", "validate", "train", "evaluate", "promote")
 
@@ -55,13 +62,14 @@ STAGES = ("data", "validate", "train", "evaluate", "promote")
 # ---------------------------------------------------------------- load generator (client side)
 
 
-def http_request(path: str, body: bytes | None = None) -> bytes:
+def http_request(path: str, body: bytes | None = None, token: str | None = None) -> bytes:
     """Raw HTTP/1.1 keep-alive request bytes: GET without a body, else a JSON POST."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     if body is None:
-        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{auth}Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -241,6 +249,33 @@ def drive_pair(plan: dict) -> dict:
     return {side: merge(found) for side, found in phases.items()}
 
 
+def drive_auth(plan: dict) -> dict:
+    """Tokens off and on, side by side: sequential single rows in alternating rounds."""
+    seconds, rounds = plan["seconds"], plan["rounds"]
+    requests = {
+        "off": [http_request("/predict", body.encode()) for body in plan["bodies"]],
+        "on": [http_request("/predict", body.encode(), plan["token"]) for body in plan["bodies"]],
+    }
+    ports = {"off": plan["ports"][0], "on": plan["ports"][1]}
+    for side, port in ports.items():
+        sequential(port, requests[side], 0.05 * seconds)
+    phases: dict[str, list[dict]] = {"off": [], "on": []}
+    share = 0.5 * seconds / rounds
+    for number in range(rounds):
+        for side in ("off", "on") if number % 2 == 0 else ("on", "off"):
+            phases[side].append(sequential(ports[side], requests[side], share))
+    # p50 and p99 over every round's latencies would need them all; the median round is robust.
+    return {
+        side: {
+            "requests": sum(p["requests"] for p in found),
+            "errors": sum(p["errors"] for p in found),
+            "p50_ms": float(np.median([p["p50_ms"] for p in found])),
+            "p99_ms": float(np.median([p["p99_ms"] for p in found])),
+        }
+        for side, found in phases.items()
+    }
+
+
 def drive_memory(plan: dict) -> dict:
     """RSS of the logging server after each count of requests (concurrency 8, requests/s too)."""
     predict = [http_request("/predict", body.encode()) for body in plan["bodies"]]
@@ -286,7 +321,7 @@ def client_main() -> None:
     """Second process: read the plan (JSON) on stdin, print the measurements (JSON)."""
     plan = json.loads(sys.stdin.read())
     mode = plan.get("mode", "serving")
-    work = {"serving": drive, "pair": drive_pair, "memory": drive_memory}[mode]
+    work = {"serving": drive, "pair": drive_pair, "memory": drive_memory, "auth": drive_auth}[mode]
     print(json.dumps(work(plan)))
 
 
@@ -327,13 +362,17 @@ def running_server(
     *,
     naive: bool = False,
     inference_log: Path | str | None = None,
+    tokens: str = "",
 ) -> Iterator[tuple[dict, int]]:
     """`python -m mlops serve` (naive: the naive server) in root on 127.0.0.1:port until the
     block ends (SIGTERM: the inference log, when one is given, is flushed by then).
 
     Yields the /ready answer and the server's process id.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLOPS_INFERENCE_LOG": str(inference_log or "off")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_API_TOKENS")}
+    env.update(OMP_NUM_THREADS="1", MLOPS_INFERENCE_LOG=str(inference_log or "off"))
+    if tokens:
+        env["MLOPS_API_TOKENS"] = tokens
     command = [sys.executable, "-m", "mlops", "--params", str(params), "serve"]
     if naive:
         command = [sys.executable, "-m", "mlops.bench.serving", "naive", str(params)]
@@ -662,6 +701,67 @@ def runtimes(
     return found
 
 
+def auth(root: Path, params: Path, tmp: Path, bodies: list[str], *, seconds: float, rounds: int):
+    """Tokens off vs on, side by side: p50/p99 of each and on/off (goal: within 5%)."""
+    ports = (free_port(), free_port())
+    with contextlib.ExitStack() as servers:
+        servers.enter_context(running_server(root, params, ports[0], tmp / "auth-off.log"))
+        servers.enter_context(
+            running_server(root, params, ports[1], tmp / "auth-on.log", tokens=BENCH_TOKEN)
+        )
+        plan = {"mode": "auth", "ports": ports, "bodies": bodies, "token": BENCH_TOKEN}
+        pair = client({**plan, "seconds": seconds, "rounds": rounds}, seconds * 3 + 60)
+    off, on = pair["off"], pair["on"]
+    p50 = round(on["p50_ms"] / off["p50_ms"], 3) if off["p50_ms"] else None
+    p99 = round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None
+    return {
+        "p50_ratio": p50,
+        "p99_ratio": p99,
+        "tokens_off": off,
+        "tokens_on": on,
+        "goal": AUTH_GOAL,
+        "meets_goal": bool(
+            p50 is not None
+            and p99 is not None
+            and p50 <= 1 + AUTH_GOAL["p50_within"]
+            and p99 <= 1 + AUTH_GOAL["p99_within"]
+        ),
+    }
+
+
+def load_seconds(root: Path, repeats: int = 5) -> dict:
+    """The production model loaded from skops bytes (trusted-type check included) vs the same
+    model from joblib bytes: the best of `repeats` loads each, and the file sizes."""
+    import io
+
+    import joblib
+
+    from mlops import model_file, registry
+
+    model, _ = registry.load_production(root / "models")
+    skops_bytes = model_file.dumps(model)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    joblib_bytes = buffer.getvalue()
+
+    def best(load: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            load()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    skops = best(lambda: model_file.loads(skops_bytes, "bench"))
+    pickled = best(lambda: joblib.load(io.BytesIO(joblib_bytes)))
+    return {
+        "skops": round(skops, 4),
+        "joblib": round(pickled, 4),
+        "skops_over_joblib": round(skops / pickled, 2) if pickled else None,
+        "bytes": {"skops": len(skops_bytes), "joblib": len(joblib_bytes)},
+    }
+
+
 def _bytes_per_million(folder: Path) -> int | None:
     rows = parquet_rows(folder)
     size = sum(path.stat().st_size for path in folder.rglob("*.parquet"))
@@ -696,6 +796,8 @@ def measure(
             plan["server_pid"], plan["naive_pid"] = pid, naive_pid
             result = client(plan, seconds * 3 + 60)
         server_log = (tmp / "server.log").read_text(encoding="utf-8").splitlines()
+        tokens = auth(root, params, tmp, plan["bodies"], seconds=seconds, rounds=rounds)
+        loading = load_seconds(root)
         logged = inference_log(
             config,
             root,
@@ -767,6 +869,10 @@ def measure(
         # The inference log on vs off, side by side (goal: >= 0.9, p99 within 10%).
         "inference_log_ratio": logged["ratio"],
         "inference_log": logged,
+        # Bearer tokens on vs off, side by side: p50 and p99 (goal: within 5%).
+        "auth_ratio": tokens,
+        # Loading the model at start: skops (with its trusted-type check) vs joblib, seconds.
+        "load_seconds": loading,
     }
     # The same server from model.onnx (ONNX Runtime) and from the model file (scikit-learn).
     report.update(compared)
@@ -785,6 +891,14 @@ def measure(
         v2_ratio,
         naive["rps"],
         naive_ratio,
+    )
+    log.info(
+        "tokens: p50 x%s, p99 x%s of the server without them; model load: skops %.3fs, joblib "
+        "%.3fs",
+        tokens["p50_ratio"],
+        tokens["p99_ratio"],
+        loading["skops"],
+        loading["joblib"],
     )
     log.info(
         "inference log: %.0f%% of the throughput without it (p99 x%s), RSS +%s MiB from %d to %d "

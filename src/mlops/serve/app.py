@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -24,11 +25,13 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.serve import onnx_model
+from mlops.serve.guard import Guard, check_binding, load_tokens, public
 from mlops.serve.inference_log import InferenceLog
 from mlops.serve.logs import AccessLog, log_config
 from mlops.serve.metrics import Metrics
@@ -51,13 +54,16 @@ def create_app(
     *,
     poll_seconds: float = 1.0,
     own_process: bool = False,
+    tokens: tuple[bytes, ...] | None = None,
 ) -> FastAPI:
     """The API: /health, /ready, /metadata, /predict, /metrics and the /v2 (OIP) routes for the
     production model in models_dir.
 
     own_process (the server, not tests): SIGHUP reloads, and the garbage collector is tuned.
     serve.inference_log.enabled: an unwritable log destination is an InputError here.
+    tokens: the bearer tokens every route but the probes needs (default: serve.auth's).
     """
+    tokens = load_tokens(config) if tokens is None else tokens
     slot = ModelSlot(config, models_dir)
     slot.threads = onnx_model.serving_threads()
     batcher = Batcher(slot)
@@ -154,13 +160,37 @@ def create_app(
         summary=f"Predicts {config.schema.target} from {len(names)} features.",
         version="1",
         lifespan=lifespan,
+        docs_url="/docs" if config.serve.docs else None,
+        redoc_url=None,
     )
-    app.state.slot, app.state.batcher = slot, batcher
+    app.state.slot, app.state.batcher, app.state.tokens = slot, batcher, bool(tokens)
     app.state.answered, app.state.metrics, app.state.inference_log = answered, monitor, inference
+    # Guard inside AccessLog: a refused request is logged (without its headers) and counted too.
+    app.add_middleware(Guard, tokens=tokens, body_limit=body_limit)
     app.add_middleware(AccessLog, slot=slot, observe=monitor.observe)
 
+    def failure(
+        status: int, field: str, reason: str, kind: str, extra: dict | None = None
+    ) -> JSONResponse:
+        """Every error of the API: {"detail": [{"field", "reason", "type"}]} (as a 422)."""
+        body = {**(extra or {}), "detail": [{"field": field, "reason": reason, "type": kind}]}
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/v2/"):
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        kind = kinds.get(exc.status_code, "http")
+        answer = failure(exc.status_code, "path", str(exc.detail), kind)
+        answer.headers.update(exc.headers or {})
+        return answer
+
     def unavailable() -> JSONResponse:
-        return JSONResponse({"status": "not ready", "reason": slot.problem}, status_code=503)
+        """503: the reason without file paths (the server log has them)."""
+        reason = public(slot.problem)
+        extra = {"status": "not ready", "reason": reason}  # what probes and people read
+        return failure(503, "model", reason, "not_ready", extra)
 
     @app.get("/health", summary="The process is up")
     async def health() -> dict:
@@ -232,13 +262,12 @@ def create_app(
             422: {"model": ValidationErrorResponse, "description": "bad request: field, reason"},
             503: {"description": "no verified production model"},
         },
-        max_body_size=body_limit,
     )
     async def predict(request: Request) -> Response:
         # The body is parsed and validated in one pass by pydantic-core (the schema in /docs is
         # the same model, added by openapi() below): faster than FastAPI's own body handling.
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith(JSON_TYPE) and "+json" not in content_type:
+        if content_type.partition(";")[0].strip().lower() != JSON_TYPE:
             reason = f'expected {{"instances": [...]}} as Content-Type: {JSON_TYPE}'
             return bad_request([{"field": "body", "reason": reason, "type": "content_type"}])
         body = await request.body()
@@ -256,7 +285,7 @@ def create_app(
             labels, probability, proba, version = await batcher.predict(x)
         except Exception:  # a bug or a broken model, never the request: log it, answer JSON
             log.exception("prediction failed (model %s)", slot.version)
-            return JSONResponse({"detail": "prediction failed; see the server log"}, 500)
+            return failure(500, "", "prediction failed; see the server log", "internal")
         answered(x, labels, probability, proba, version, getattr(request.state, "request_id", ""))
         predictions = [
             {"label": label, "probability": p}
@@ -318,19 +347,25 @@ def make_server(
     import uvicorn
 
     config = with_inference_log(config, inference_log)
+    if os.environ.get("MLOPS_DOCS", "").lower() in ("off", "false", "no", "0"):
+        serve = config.serve.model_copy(update={"docs": False})
+        config = config.model_copy(update={"serve": serve})
 
     host = host or config.serve.host
     port = config.serve.port if port is None else port
     if not 1 <= port <= 65_535:
         raise InputError(f"--port {port}: must be between 1 and 65535")
+    tokens = load_tokens(config)
+    check_binding(config, host, tokens)
     settings = uvicorn.Config(
-        create_app(config, own_process=True),
+        create_app(config, own_process=True, tokens=tokens),
         host=host,
         port=port,
         workers=1,
         access_log=False,
         log_config=log_config(),
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* never rewrite the client address that is logged
         timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(settings)
@@ -345,6 +380,9 @@ def serve_command(
     """CLI: serve the production model until SIGTERM/SIGINT (graceful); SIGHUP reloads it."""
     onnx_model.preflight(config)  # a bad model.onnx: refuse to start (exit 2), naming it
     server = make_server(config, host, port, inference_log)
-    log.info("serving on http://%s:%d (API docs at /docs)", server.config.host, server.config.port)
+    app = server.config.app
+    docs = " (API docs at /docs)" if app.docs_url else ""
+    auth = "bearer tokens required" if app.state.tokens else "no tokens: open on loopback"
+    log.info("serving on http://%s:%d%s; %s", server.config.host, server.config.port, docs, auth)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn re-raises it once shut down
         server.run()

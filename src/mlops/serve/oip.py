@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 
 from mlops import __version__
 from mlops.config import Config
+from mlops.serve.guard import public
 from mlops.serve.model import Batcher, ModelSlot
 from mlops.serve.schema import feature_fields
 
@@ -211,7 +212,7 @@ def add_oip_routes(
             raise OipError(404, f"model {name!r} not found: this server serves {model_name!r}")
         loaded = slot.current
         if loaded is None:
-            raise OipError(503, f"model {model_name!r} not ready: {slot.problem}")
+            raise OipError(503, f"model {model_name!r} not ready: {public(slot.problem)}")
         if version is not None and version != loaded.version:
             raise OipError(404, version_not_found(version, loaded.version))
 
@@ -362,7 +363,7 @@ def add_oip_routes(
     @route("GET", "/health/ready", summary="A verified model is loaded (503 otherwise)")
     async def server_ready() -> Response:
         if slot.current is None:
-            return error(503, f"not ready: {slot.problem}")
+            return error(503, f"not ready: {public(slot.problem)}")
         return JSONResponse({"ready": True})
 
     def metadata(name: str, version: str | None) -> Response:
