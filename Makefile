@@ -232,9 +232,10 @@ test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.
 	@$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder \
 		--cov --cov-report=term-missing:skip-covered --cov-report=xml:coverage.xml
 
-lint: $(INSTALLED) ## ruff check and ruff format --check
+lint: $(INSTALLED) ## ruff check, ruff format --check and mypy (src/mlops; the decision modules strict)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
 
 audit: $(INSTALLED) ## pip-audit both locks; "could not be audited" fails on GitHub, is a loud SKIP elsewhere
 	@$(MLOPS) audit

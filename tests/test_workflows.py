@@ -667,7 +667,7 @@ def test_lint_job_runs_as_on_github(clone, tmp_path):
     result = runner.run_job(workflows()["ci.yml"], "lint")
     assert result.succeeded, explain(result)
     assert result.ran() == [
-        "ruff check and ruff format --check",
+        "ruff check, ruff format --check and mypy",
         "Workflows and Dockerfile (check-jsonschema, zizmor, actionlint, hadolint)",
     ]
     output = result.steps[-1].output

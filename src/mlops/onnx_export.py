@@ -285,7 +285,7 @@ def _passthrough(step: Any) -> bool:
 
 def _tree_nodes(tree: Any) -> list[dict[str, Any]]:
     """A scikit-learn decision tree's nodes as _Trees.add_tree takes them."""
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for index in range(tree.node_count):
         left = int(tree.children_left[index])
         if left == -1:
@@ -346,18 +346,19 @@ def _boosting(graph: _Graph, x: str, model: Any) -> str:
             parts.append(_columns(graph, x, list(range(n_cat, len(mask)))))
         x = parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=1)
     known = getattr(model, "_bin_mapper", None)
+    assert known is not None  # a fitted HistGradientBoosting model
     known_bitsets, feature_map = known.make_known_categories_bitsets()
     per_iteration = model.n_trees_per_iteration_
     trees = _Trees()
     for iteration in model._predictors:
         for target, predictor in enumerate(iteration):
-            nodes = []
+            nodes: list[dict[str, Any]] = []
             for node in predictor.nodes:
                 if node["is_leaf"]:
                     nodes.append({"leaf": True, "value": float(node["value"])})
                     continue
                 feature = int(node["feature_idx"])
-                entry = {
+                entry: dict[str, Any] = {
                     "leaf": False,
                     "feature": feature,
                     "left": int(node["left"]),

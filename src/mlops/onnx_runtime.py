@@ -123,6 +123,7 @@ def version_files(
     # The version's model file too (hashed, never loaded): a tampered version is not served.
     registry.verified_model_file(models_dir, version, registry_data)
     path = registry.verified_onnx_file(models_dir, version, registry_data)
+    assert path is not None  # the entry names an onnx_sha256
     where = path.parent / registry.METADATA_FILE
     metadata = files.read_json(where)
     if metadata.get("model_sha256") != entry["sha256"]:

@@ -572,7 +572,12 @@ def inference_log(
         on = servers.enter_context(
             running_server(root, params, ports[1], tmp / "on.log", inference_log=folder)
         )
-        plan = {"mode": "pair", "ports": ports, "pids": (off[1], on[1]), "bodies": bodies}
+        plan: dict[str, Any] = {
+            "mode": "pair",
+            "ports": ports,
+            "pids": (off[1], on[1]),
+            "bodies": bodies,
+        }
         pair = client({**plan, "seconds": seconds, "rounds": rounds}, seconds * 3 + 60)
     logged_rows = parquet_rows(folder)
     memory_folder = tmp / "memory-log"
@@ -738,7 +743,9 @@ def load_seconds(root: Path, repeats: int = 5) -> dict:
 
     from mlops import model_file, registry
 
-    model, _ = registry.load_production(root / "models")
+    found = registry.load_production(root / "models")
+    assert found is not None  # production_project promoted one
+    model, _ = found
     skops_bytes = model_file.dumps(model)
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
@@ -784,7 +791,12 @@ def measure(
         root = production_project(config, params, tmp)
         port = free_port()
         naive_port = free_port()
-        plan = {"port": port, "seconds": seconds, "rounds": rounds, "naive_port": naive_port}
+        plan: dict[str, Any] = {
+            "port": port,
+            "seconds": seconds,
+            "rounds": rounds,
+            "naive_port": naive_port,
+        }
         plan["bodies"] = sample_bodies(config)
         plan["v2_bodies"] = v2_bodies(config)
         plan["model_name"] = config.serve.model_name

@@ -216,7 +216,7 @@ def create_app(
         if loaded is None:
             return unavailable()
         meta = loaded.metadata
-        schema = [
+        schema: list[dict[str, Any]] = [
             {"name": name, "type": "categorical", "allowed": list(values)}
             for name, values in config.categorical.items()
         ] + [
@@ -275,7 +275,7 @@ def create_app(
             reason = f'empty body: expected {{"instances": [...]}} as Content-Type: {JSON_TYPE}'
             return bad_request([{"field": "body", "reason": reason, "type": "missing"}])
         try:
-            payload = payload_model.model_validate_json(body)
+            payload: Any = payload_model.model_validate_json(body)
         except ValidationError as exc:
             return bad_request(error_items(exc.errors(include_input=False)))
         if slot.current is None:
@@ -302,8 +302,9 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema, plus the generated request model as /predict's body."""
-        if app.openapi_schema is None:
-            spec = FastAPI.openapi(app)
+        spec = app.openapi_schema
+        if spec is None:
+            spec = FastAPI.openapi(app)  # cached in app.openapi_schema: completed here once
             request_schema = payload_model.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
@@ -315,7 +316,7 @@ def create_app(
                 "required": True,
                 "content": {JSON_TYPE: {"schema": reference}},
             }
-        return app.openapi_schema
+        return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
     # The Open Inference Protocol (V2) routes: the same rules, coding and batching as /predict.

@@ -39,7 +39,7 @@ def load_tokens(config: Config) -> tuple[bytes, ...]:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror or type(exc).__name__
+            why = getattr(exc, "strerror", None) or type(exc).__name__
             raise InputError(f"serve.auth.tokens_file {path}: cannot read ({why})") from None
         lines = [line.strip() for line in text.splitlines()]
         found += [line for line in lines if line and not line.startswith("#")]

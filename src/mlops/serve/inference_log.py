@@ -288,7 +288,7 @@ class InferenceLog:
         )
         if all(entry.proba is not None for entry in entries):
             proba = np.concatenate([entry.proba for entry in entries])
-            names = [str(label) for label in entries[0].classes]
+            names = [str(label) for label in entries[0].classes or ()]
             count, width = proba.shape
             offsets = pa.array(np.arange(0, (count + 1) * width, width, dtype=np.int32))
             keys = pa.array(names * count)

@@ -80,9 +80,10 @@ class AccessLog:
                 for key, value in headers:
                     if key == b"x-model-version":
                         seen["version"] = value.decode("latin-1")
-                if seen["version"] is None and self.slot.version is not None:
-                    seen["version"] = self.slot.version  # every answer says which model is loaded
-                    headers.append((b"x-model-version", seen["version"].encode("latin-1")))
+                version = self.slot.version
+                if seen["version"] is None and version is not None:
+                    seen["version"] = version  # every answer says which model is loaded
+                    headers.append((b"x-model-version", version.encode("latin-1")))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)

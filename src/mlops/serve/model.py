@@ -104,7 +104,7 @@ def check_model(model: Any, metadata: dict, config: Config) -> Loaded:
 
 def trial(loaded: Loaded, config: Config) -> None:
     """One prediction of the schema's example row must give finite class probabilities."""
-    example = request_model(config).model_validate({"instances": [example_instance(config)]})
+    example: Any = request_model(config).model_validate({"instances": [example_instance(config)]})
     instance = example.instances[0]
     row = np.array(
         [[getattr(instance, field) for field in type(instance).model_fields]], np.float64

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired, Union, get_args
 
 import numpy as np
@@ -26,7 +26,7 @@ from typing_extensions import TypedDict
 from mlops import __version__
 from mlops.config import Config
 from mlops.serve.guard import public
-from mlops.serve.model import Batcher, ModelSlot
+from mlops.serve.model import Batcher, Loaded, ModelSlot
 from mlops.serve.schema import feature_fields
 
 log = logging.getLogger("mlops.serve")
@@ -39,6 +39,8 @@ MAX_REASONS = 5  # validation errors named in one 400
 LABEL_DATATYPES = {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP64"}  # numpy kind: else BYTES
 STRICT = ConfigDict(strict=True, extra="ignore")
 TAG = "Open Inference Protocol (V2)"
+# The request's TypedDicts are made at run time from the schema: no static type to check.
+typed_dict: Any = TypedDict
 
 
 class OipError(Exception):
@@ -97,7 +99,7 @@ def request_adapter(config: Config) -> TypeAdapter:
     """The inference request, checked in one pass: one tensor type per feature (told apart by
     `name`) whose datatype is one accepted for it and whose elements are /predict's field type
     for that feature, so a valid tensor's data holds the model's codes (NaN for null)."""
-    tensors = []
+    tensors: list[Any] = []
     fields = feature_fields(config).values()
     for name, (annotated, _) in zip(config.features, fields, strict=True):
         base, *metadata = get_args(annotated) or (annotated,)  # without the field's alias, docs
@@ -107,12 +109,12 @@ def request_adapter(config: Config) -> TypeAdapter:
             element = Annotated[element, BeforeValidator(_nan_missing)]
         accepted = tuple(sorted(declared_datatype(config.categorical.get(name))[1]))
         data = list[element]  # type: ignore[valid-type]
-        tensor = TypedDict(  # noqa: UP013 (types made here: no string annotations)
+        tensor = typed_dict(
             f"Input{len(tensors)}",
             {
                 "name": Literal[name],
                 "shape": list[Annotated[int, Field(ge=0)]],
-                "datatype": Literal[accepted],  # type: ignore[valid-type]
+                "datatype": Literal[accepted],
                 "data": data,
                 "parameters": NotRequired[dict[str, Any] | None],
             },
@@ -124,16 +126,17 @@ def request_adapter(config: Config) -> TypeAdapter:
         tensor_type = Annotated[Union[tuple(tensors)], Field(discriminator="name")]  # noqa: UP007
     inputs = Annotated[list[tensor_type], Field(min_length=1)]
 
-    output = TypedDict(  # noqa: UP013
+    output = typed_dict(
         "RequestOutput", {"name": str, "parameters": NotRequired[dict[str, Any] | None]}
     )
-    request = TypedDict(  # noqa: UP013
+    strict_output = with_config(STRICT)(output)
+    request = typed_dict(
         "InferenceRequest",
         {
             "id": NotRequired[str | None],
             "parameters": NotRequired[dict[str, Any] | None],
             "inputs": inputs,
-            "outputs": NotRequired[list[with_config(STRICT)(output)] | None],
+            "outputs": NotRequired[list[strict_output] | None],  # type: ignore[valid-type]
         },
     )
     return TypeAdapter(with_config(STRICT)(request))
@@ -146,7 +149,7 @@ def _where(loc: tuple | list) -> str:
     return text
 
 
-def describe(errors: list[dict[str, Any]], config: Config) -> str:
+def describe(errors: Sequence[Mapping[str, Any]], config: Config) -> str:
     """Pydantic's errors on a request as one line: input, row and reason (no value echoed but
     a wrong datatype's name or an unknown input's)."""
     first = errors[0]
@@ -206,8 +209,9 @@ def add_oip_routes(
     def version_not_found(version: str, served: str) -> str:
         return f"model {model_name!r} version {version!r} not found: serving {served}"
 
-    def check_model(name: str, version: str | None) -> None:
-        """404 for another model name or a version not served; 503 while nothing is loaded."""
+    def check_model(name: str, version: str | None) -> Loaded:
+        """The loaded model; 404 for another model name or a version not served; 503 while
+        nothing is loaded."""
         if name != model_name:
             raise OipError(404, f"model {name!r} not found: this server serves {model_name!r}")
         loaded = slot.current
@@ -215,9 +219,10 @@ def add_oip_routes(
             raise OipError(503, f"model {model_name!r} not ready: {public(slot.problem)}")
         if version is not None and version != loaded.version:
             raise OipError(404, version_not_found(version, loaded.version))
+        return loaded
 
-    def label_datatype() -> str:
-        return LABEL_DATATYPES.get(slot.current.classes.dtype.kind, "BYTES")
+    def label_datatype(loaded: Loaded) -> str:
+        return LABEL_DATATYPES.get(loaded.classes.dtype.kind, "BYTES")
 
     async def read_body(request: Request) -> bytes:
         """The body, refused (413) as soon as it passes body_limit; 415 for binary or gzip."""
@@ -293,8 +298,8 @@ def add_oip_routes(
                 except ValidationError as again:
                     raise OipError(400, describe(again.errors(), config)) from None
             x = coded_rows(parsed)  # as /predict: a bad request is a 400 even with no model
-            check_model(name, version)
-            multiclass = slot.current.positive is None
+            loaded = check_model(name, version)
+            multiclass = loaded.positive is None
             available = ["label", "probability", *(["probabilities"] if multiclass else [])]
             wanted = [output["name"] for output in parsed.get("outputs") or ()] or available
             unknown = [output for output in wanted if output not in available]
@@ -368,24 +373,24 @@ def add_oip_routes(
 
     def metadata(name: str, version: str | None) -> Response:
         try:
-            check_model(name, version)
+            loaded = check_model(name, version)
         except OipError as exc:
             return error(exc.status, str(exc))
-        loaded = slot.current
         inputs = []
         for feature in features:
             values = config.categorical.get(feature)
             bounds = config.numeric.get(feature)
-            parameters: dict[str, Any] = (
-                {"allowed": list(values)}
-                if values is not None
-                else {"min": bounds.min, "max": bounds.max}
-            )
+            parameters: dict[str, Any]
+            if values is not None:
+                parameters = {"allowed": list(values)}
+            else:
+                assert bounds is not None  # a feature is categorical or numeric
+                parameters = {"min": bounds.min, "max": bounds.max}
             parameters["nullable"] = feature in nullable
             tensor = {"name": feature, "datatype": declared[feature], "shape": [-1]}
             inputs.append({**tensor, "parameters": parameters})
-        outputs = [
-            {"name": "label", "datatype": label_datatype(), "shape": [-1]},
+        outputs: list[dict[str, Any]] = [
+            {"name": "label", "datatype": label_datatype(loaded), "shape": [-1]},
             {"name": "probability", "datatype": "FP64", "shape": [-1]},
         ]
         classes = loaded.classes.tolist()
@@ -398,7 +403,7 @@ def add_oip_routes(
                     "parameters": {"classes": classes},
                 }
             )
-        body = {
+        body: dict[str, Any] = {
             "name": model_name,
             "versions": [loaded.version],
             "platform": "scikit-learn",

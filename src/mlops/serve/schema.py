@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -76,7 +76,7 @@ def feature_fields(config: Config) -> dict[str, Any]:
         fields[f"f{len(fields)}"] = (Annotated[kind, field], ...)
 
     for name, values in config.categorical.items():
-        coded = Annotated[_category_type(values), AfterValidator(_coder(values))]
+        coded: Any = Annotated[_category_type(values), AfterValidator(_coder(values))]
         enum = {"enum": list(values)}
         add(name, coded, f"one of {', '.join(map(str, values))}", json_schema_extra=enum)
     for name, bounds in config.numeric.items():
@@ -103,7 +103,8 @@ def request_model(config: Config) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True),
         **feature_fields(config),
     )
-    rows = Annotated[list[instance], Field(min_length=1, max_length=config.serve.max_batch)]
+    # a model made at run time from the schema: no static type to check
+    rows = Annotated[list[instance], Field(min_length=1, max_length=config.serve.max_batch)]  # type: ignore[valid-type]
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(
@@ -140,7 +141,7 @@ class ValidationErrorResponse(BaseModel):
     detail: list[ErrorItem]
 
 
-def error_items(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def error_items(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors as {field, reason, type}, field like instances[0].AGEP; no input echoed."""
     items = []
     for error in errors[:MAX_ERRORS]:
