@@ -152,7 +152,7 @@ COPY --from=wheel /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/mlops-*.whl \
     && rm -rf /tmp/wheels \
     && pip check
-COPY Makefile params.yaml pyproject.toml requirements.lock README.md ./
+COPY Makefile stages.mk params.yaml pyproject.toml requirements.lock README.md ./
 COPY src ./src
 COPY data/raw ./data/raw
 # Make's prerequisite of the venv stamp; the venv is ready, so its stamp is made newer (Make must

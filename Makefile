@@ -20,9 +20,20 @@ export DO_NOT_TRACK := 1
 export OMP_NUM_THREADS := 1
 
 RAW := $(sort $(wildcard data/raw/*.csv)) data/raw/SHA256SUMS
+# data/raw in a DVC remote (make data-remote): `make data` first checks data/raw against
+# data/raw.dvc and runs `dvc pull` when files are missing or differ. The check runs only when the
+# pointer or a file it lists (RAW_PULLED, from .make/raw.mk, which the check writes) is newer than
+# .make/raw.ok, or missing; .make/raw.json changes only when the files do (then data re-runs).
+# Without data/raw.dvc nothing here runs and nothing of DVC is imported.
+DVC_POINTER := $(wildcard data/raw.dvc)
+ifneq ($(DVC_POINTER),)
+-include $(STAMP)/raw.mk
+RAW := $(STAMP)/raw.json $(sort $(wildcard data/raw/*.csv))
+endif
 REGISTRY := $(wildcard models/registry.json)
 
-.PHONY: all help venv data validate train evaluate promote drift drift-demo drift-ui score rollback models models-upgrade runs \
+.PHONY: all help venv data data-remote dvc-yaml validate train evaluate promote drift drift-demo drift-ui score rollback \
+	models models-upgrade runs \
 	release-export release-import mlflow-sync mlflow-ui \
 	accept-data schema test lint format audit ci-lint bench mutate serve summary lock docker clean clean-all
 
@@ -55,6 +66,12 @@ $(INSTALLED): requirements-dev.lock pyproject.toml
 	@$(PY) -m pip check >/dev/null
 	@touch $@
 
+$(STAMP)/raw.ok: $(DVC_POINTER) $(RAW_PULLED) $(INSTALLED)
+	@$(MLOPS) dvc-pull --stamp $(STAMP)/raw.json
+	@touch $@
+$(STAMP)/raw.json: $(STAMP)/raw.ok ;
+$(RAW_PULLED): ;
+
 # PARAMS=other.yaml (or $$PARAMS) is the params file of every stage; the file the stamps were made
 # from is recorded, so switching files re-stamps (and re-runs the stages whose sections differ).
 PARAMS_FILE := $(or $(PARAMS),params.yaml)
@@ -70,13 +87,9 @@ $(PARAMS_DIR)/%.json: $(STAMP)/params.ok ;
 # Each stage's declared outputs are prerequisites of its own stamp: a missing output (its empty
 # rule below "remakes" it by doing nothing, so it counts as changed) or one edited after the stage
 # ran re-runs that stage, and through the stamps everything downstream of it, nothing more.
-DATA_OUT := $(addprefix data/processed/,train.parquet test.parquet current.parquet manifest.json)
-VALIDATE_OUT := reports/validation.json
-TRAIN_OUT := models/candidate/model.skops models/candidate/metadata.json
-EVALUATE_OUT := reports/metrics.json \
-	$(addprefix reports/,confusion_matrix.png roc_curve.png precision_recall.png feature_importance.png)
-PROMOTE_OUT := reports/promotion.json reports/promotion.md
-DRIFT_OUT := reports/drift.html reports/drift.json reports/drift.md
+# Each stage's <NAME>_OUT and <NAME>_CODE come from the stage table (src/mlops/stages.py), as
+# dvc.yaml does: `make dvc-yaml` regenerates both.
+include stages.mk
 $(DATA_OUT) $(VALIDATE_OUT) $(TRAIN_OUT) $(EVALUATE_OUT) $(PROMOTE_OUT) $(DRIFT_OUT): ;
 
 # Registry files are history, not outputs: nothing re-makes them. The production version that
@@ -104,27 +117,25 @@ endef
 # report on production and the new data, which the rejection does not change); `all` then fails.
 RUN_QUEUE = $(if $(strip $(QUEUE)),@$(MLOPS) stages --stamps $(STAMP) --record-rejection $(QUEUE))
 
-$(STAMP)/data.ok: $(RAW) $(PARAMS_DIR)/data.json $(SRC)/data.py $(SRC)/synthetic.py $(SRC)/files.py \
-		$(DATA_OUT)
+$(STAMP)/data.ok: $(RAW) $(PARAMS_DIR)/data.json $(DATA_CODE) $(DATA_OUT)
 	$(call stage,data)
 
-$(STAMP)/validate.ok: $(STAMP)/data.ok $(PARAMS_DIR)/validate.json $(SRC)/validate.py $(VALIDATE_OUT)
+$(STAMP)/validate.ok: $(STAMP)/data.ok $(PARAMS_DIR)/validate.json $(VALIDATE_CODE) $(VALIDATE_OUT)
 	$(call stage,validate)
 
-$(STAMP)/train.ok: $(STAMP)/validate.ok $(PARAMS_DIR)/train.json $(SRC)/train.py $(TRAIN_OUT)
+$(STAMP)/train.ok: $(STAMP)/validate.ok $(PARAMS_DIR)/train.json $(TRAIN_CODE) $(TRAIN_OUT)
 	$(call stage,train)
 
-$(STAMP)/evaluate.ok: $(STAMP)/train.ok $(PARAMS_DIR)/evaluate.json $(SRC)/evaluate.py $(SRC)/plots.py \
-		$(EVALUATE_OUT)
+$(STAMP)/evaluate.ok: $(STAMP)/train.ok $(PARAMS_DIR)/evaluate.json $(EVALUATE_CODE) $(EVALUATE_OUT)
 	$(call stage,evaluate)
 
 # The gate re-runs when production changes (a rollback or an import rewrites registry.json).
-$(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(SRC)/promote.py \
-		$(SRC)/registry.py $(REGISTRY) $(PRODUCTION_FILES) $(PROMOTE_OUT)
+$(STAMP)/promote.ok: $(STAMP)/evaluate.ok $(PARAMS_DIR)/promote.json $(PROMOTE_CODE) $(REGISTRY) \
+		$(PRODUCTION_FILES) $(PROMOTE_OUT)
 	$(call stage,promote)
 
 $(STAMP)/drift.ok: $(STAMP)/promote.ok $(REGISTRY) $(PRODUCTION_FILES) $(PARAMS_DIR)/drift.json \
-		$(wildcard $(SRC)/drift/*.py) $(DRIFT_OUT)
+		$(DRIFT_CODE) $(DRIFT_OUT)
 	$(call stage,drift)
 
 data: $(STAMP)/data.ok ## Verify raw checksums; split into train/test (earlier periods) and current (newest)
@@ -191,8 +202,15 @@ schema: $(INSTALLED) ## Infer params.yaml `schema` from data/raw (TARGET=label c
 	@$(MLOPS) schema --target "$(TARGET)" $(if $(TIME),--time "$(TIME)") \
 		$(if $(PERIOD),--period "$(PERIOD)") $(if $(POSITIVE),--positive "$(POSITIVE)")
 
-accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (accepting new data)
+accept-data: $(INSTALLED) ## Record sha256 of new or changed files in data/raw (with data/raw.dvc: dvc add + push)
 	@$(MLOPS) accept-data
+
+data-remote: $(INSTALLED) ## Move data/raw out of git into a DVC remote: REMOTE=<folder|s3://...|any DVC URL>
+	$(if $(REMOTE),,$(error make data-remote: REMOTE=<url> is required (a folder, s3://..., any DVC URL)))
+	@$(MLOPS) data-remote --remote "$(REMOTE)"
+
+dvc-yaml: $(INSTALLED) ## Regenerate dvc.yaml and stages.mk from the stage table (src/mlops/stages.py)
+	@$(MLOPS) dvc-yaml
 
 summary: $(INSTALLED) ## Markdown report of metrics, gate and drift → reports/summary.md (SECTIONS=drift,artifacts)
 	@$(MLOPS) summary --output reports/summary.md $(if $(SECTIONS),--sections "$(SECTIONS)")

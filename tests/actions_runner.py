@@ -242,10 +242,22 @@ class Runner:
             result = result and not job_failed
         return result
 
-    def run_job(self, workflow: dict[str, Any], job_id: str, extra_env: dict | None = None):
+    def run_job(
+        self,
+        workflow: dict[str, Any],
+        job_id: str,
+        extra_env: dict | None = None,
+        contexts: dict[str, dict] | None = None,
+    ):
+        """contexts: e.g. {"secrets": {...}, "vars": {...}} (absent ones read as empty)."""
         job = workflow["jobs"][job_id]
         result = JobResult()
-        context: dict[str, Any] = {"github": self.github, "steps": result.outputs, "env": {}}
+        context: dict[str, Any] = {
+            **(contexts or {}),
+            "github": self.github,
+            "steps": result.outputs,
+            "env": {},
+        }
         env = dict(self.base_env)
         for scope in (workflow.get("env") or {}, job.get("env") or {}):
             for key, value in scope.items():

@@ -76,6 +76,7 @@ def copy_project(destination: Path) -> Path:
 HEAVY_FIRST = (
     "test_faults.py",  # about 60 real drift, promote and score runs, each killed or starved
     "test_pipeline.py",
+    "test_dvc_remote.py",
     "test_tracking.py",
     "test_drift.py",
     "test_own_data.py",
@@ -84,6 +85,7 @@ HEAVY_FIRST = (
     "test_docs.py",
     "test_drift_rules.py",
     "test_workflows.py",
+    "test_stages.py",
     "test_bench_batches.py",
     "test_bench_drift.py",
     "test_train.py",
@@ -228,3 +230,17 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in objectstore.environment(s3_server).items():
         monkeypatch.setenv(key, value)
     return objectstore.new_bucket(s3_server)
+
+
+@pytest.fixture(scope="session")
+def trained_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `git clone` of this branch's HEAD after `make train` (read-only): the model bytes Make
+    makes, which DVC (`dvc repro`, a pulled remote) must make too."""
+    from helpers import git_clone, run_in
+
+    def build(root: Path) -> None:
+        git_clone(ROOT, root)
+        done = run_in(root, "make", "train")
+        assert done.returncode == 0, f"make train: {done.stderr[-3000:]}"
+
+    return shared(tmp_path_factory, "trained-clone", build)

@@ -60,7 +60,13 @@ def run_module(
     )
 
 
-MAKE_FILES = ("Makefile", "pyproject.toml", "requirements.lock", "requirements-dev.lock")
+MAKE_FILES = (
+    "Makefile",
+    "stages.mk",
+    "pyproject.toml",
+    "requirements.lock",
+    "requirements-dev.lock",
+)
 
 
 def made_copy(promoted: Path, root: Path) -> Path:
@@ -79,3 +85,52 @@ def made_copy(promoted: Path, root: Path) -> Path:
         done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
     return root
+
+
+OLD = 946_684_800  # 2000-01-01: older than the shared .venv's stamp, so Make never reinstalls it
+GIT = ("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid")
+
+
+def git_clone(source: Path, destination: Path) -> Path:
+    """`git clone` of source's committed HEAD, its files dated 2000 (Make reuses this .venv)."""
+    subprocess.run([*GIT, "clone", "--quiet", str(source), str(destination)], check=True)
+    for path in destination.rglob("*"):
+        if ".git" not in path.relative_to(destination).parts and path.is_file():
+            os.utime(path, (OLD, OLD))
+    return destination
+
+
+def clone_env(clone: Path, **extra: str) -> dict[str, str]:
+    """This .venv's commands first, the clone's own code (not this checkout's), DVC offline."""
+    drop = ("MAKE", "MFLAGS", "COV_", "COVERAGE_", "PYTEST_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+    return {
+        **env,
+        "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(clone / "src"),
+        "DO_NOT_TRACK": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_NO_UPDATE_CHECK": "1",
+        **extra,
+    }
+
+
+def run_in(clone: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command in the clone (`make ...` uses this checkout's .venv); output captured."""
+    if argv[0] == "make":
+        argv = (*argv, f"VENV={ROOT / '.venv'}")
+    return subprocess.run(
+        argv,
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env or clone_env(clone),
+        timeout=900,
+    )
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,6 +8,7 @@ for this process and every process it starts (make, python -m mlops).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -34,8 +35,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """`moto_server` on 127.0.0.1 until the block ends; yields its endpoint URL."""
+def moto_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`moto_server` on 127.0.0.1 until the block ends; yields its endpoint URL. env: moto's
+    settings, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 to check every request's credentials."""
     program = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
         "moto_server"
     )
@@ -45,7 +47,10 @@ def moto_server(log: Path) -> Iterator[str]:
     endpoint = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [program, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+            [program, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         deadline = time.monotonic() + 60

@@ -30,7 +30,7 @@ from test_schema import sections
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 VENV = f"VENV={ROOT / '.venv'}"
-FILES = ("Makefile", "params.yaml", "pyproject.toml", "requirements-dev.lock")
+FILES = ("Makefile", "stages.mk", "params.yaml", "pyproject.toml", "requirements-dev.lock")
 
 
 @dataclass(frozen=True)

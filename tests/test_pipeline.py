@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = f"VENV={ROOT / '.venv'}"
-FILES = ("Makefile", "params.yaml", "pyproject.toml", "requirements-dev.lock")
+FILES = ("Makefile", "stages.mk", "params.yaml", "pyproject.toml", "requirements-dev.lock")
 
 
 def make(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -187,6 +187,8 @@ def test_help_lists_contract_targets(repo):
         "serve",
         "models",
         "runs",
+        "data-remote",
+        "dvc-yaml",
     ):
         assert re.search(rf"^\s+(\x1b\[36m)?{target}\b", listed, flags=re.MULTILINE), target
 

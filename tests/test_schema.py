@@ -347,7 +347,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(scratch, capsys, how, 
 
 
 def test_make_schema_needs_target(tmp_path):
-    for name in ("Makefile", "pyproject.toml", "requirements-dev.lock"):
+    for name in ("Makefile", "stages.mk", "pyproject.toml", "requirements-dev.lock"):
         shutil.copy2(ROOT / name, tmp_path / name)  # same mtimes: Make reuses the venv
     result = subprocess.run(
         ["make", "schema", f"VENV={ROOT / '.venv'}"],

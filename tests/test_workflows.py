@@ -8,18 +8,25 @@ test job's `make test` is only dry-run here: running it would run this suite ins
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
 
+import objectstore
 from actions_runner import Runner, load_workflow
+from helpers import GIT, git_clone, run_in
 from mlops import summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +49,15 @@ WRITERS = {
 # Read permissions beyond contents: read.
 READERS = {
     ("drift.yml", "drift"): {"contents": "read", "actions": "read", "attestations": "read"},
-    ("pipeline.yml", "pipeline"): {"contents": "read", "attestations": "read"},
+    # and an OIDC token for a cloud role (the DVC remote): no write access to the repository
+    ("pipeline.yml", "pipeline"): {
+        "contents": "read",
+        "attestations": "read",
+        "id-token": "write",
+    },
 }
 VERIFY = "Verify its attestations (every file, signed by this repository's pipeline)"
+OIDC = {("pipeline.yml", "pipeline")}  # jobs with id-token: write that sign nothing
 # Artifacts found again by name in a later run (all others are named by commit or run).
 STABLE_ARTIFACTS = {"drift-history"}
 OLD = 946_684_800  # 2000-01-01: clone files older than the shared .venv and npm stamps
@@ -124,7 +137,9 @@ def test_every_job_has_a_name_timeout_and_least_privilege():
         assert isinstance(job.get("timeout-minutes"), int), where
         assert 1 <= job["timeout-minutes"] <= 60, where
         assert job["runs-on"] == "ubuntu-24.04", where
-        expected = WRITERS.get((name, job_id)) or READERS.get((name, job_id), {"contents": "read"})
+        expected = (
+            WRITERS.get((name, job_id)) or READERS.get((name, job_id)) or {"contents": "read"}
+        )
         assert job.get("permissions") == expected, where
 
 
@@ -306,6 +321,7 @@ def test_tool_scripts():
         "image-sizes.sh",
         "container-proof.sh",
         "drift-history.sh",
+        "dvc-pull.sh",
     ):
         path = ROOT / "tools" / name
         assert os.access(path, os.X_OK), name
@@ -712,6 +728,9 @@ def test_pipeline_job_runs_as_on_a_push_to_main(pipeline_run, clone):
         "calls GitHub's API"
     )
     assert skipped[VERIFY] == "calls GitHub's API"
+    # Raw data in git (no data/raw.dvc): no pull, no credentials.
+    pull = "Pull data/raw from its DVC remote and split it (only with data/raw.dvc)"
+    assert skipped.pop(pull) == "if: ${{ hashFiles('data/raw.dvc') != '' }}"
     assert all(
         reason == "uses: an action"
         for name, reason in skipped.items()
@@ -862,7 +881,8 @@ def test_the_release_job_attests_the_bundle_before_publishing_it():
     assert job["permissions"]["attestations"] == "write"
     for name, job_id, other in jobs():  # the one job that may sign
         if (name, job_id) != ("pipeline.yml", "release"):
-            assert "id-token" not in other.get("permissions", {}), f"{name}:{job_id}"
+            if (name, job_id) not in OIDC:  # a cloud role's token only, never attestations: write
+                assert "id-token" not in other.get("permissions", {}), f"{name}:{job_id}"
             assert other.get("permissions", {}).get("attestations") in (None, "read")
 
 
@@ -922,3 +942,97 @@ def test_downloaded_releases_are_verified_before_the_import(tmp_path, workflow, 
     rejected = run(GH_REJECT="model.skops")
     assert rejected.returncode == 1
     assert "verification failed" in rejected.stderr
+
+
+def test_pipeline_job_pulls_data_raw_from_a_dvc_remote_with_its_secrets(tmp_path, s3_server, s3):
+    """data/raw in a DVC remote on a real S3 server (moto): the pipeline job's pull step, as the
+    runner runs it, fails in one line without credentials and pulls and splits with the secrets';
+    after it `make data` (so `make all`) needs no credentials."""
+    origin = git_clone(ROOT, tmp_path / "origin")
+    moved = run_in(origin, "make", "data-remote", f"REMOTE={s3}/dvc")
+    assert moved.returncode == 0, moved.stderr
+    subprocess.run([*GIT, "-C", str(origin), "commit", "-qm", "data in DVC"], check=True)
+    workspace = git_clone(origin, tmp_path / "workspace")
+    (workspace / ".venv").symlink_to(ROOT / ".venv")
+    workflow = workflows()["pipeline.yml"]
+    for event in ("pull_request", "push"):  # a new data/raw.dvc retrains
+        paths = workflow["on"][event]["paths"]
+        assert any(fnmatch.fnmatch("data/raw.dvc", path.replace("**", "*")) for path in paths)
+    job = workflow["jobs"]["pipeline"]
+    pull = [step for step in job["steps"] if "DVC remote" in step.get("name", "")]
+    assert len(pull) == 1
+    assert pull[0]["if"] == "${{ hashFiles('data/raw.dvc') != '' }}"
+    only = {**workflow, "jobs": {"pipeline": {**job, "steps": pull}}}
+    runner = runner_for(workspace, tmp_path / "scratch")
+    for key in objectstore.environment(s3_server):
+        runner.base_env.pop(key, None)  # only what the step maps from secrets and vars
+    runner.base_env.update(
+        {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "DVC_NO_ANALYTICS": "1",
+        }
+    )
+    variables = {"DVC_AWS_ENDPOINT_URL": s3_server, "DVC_AWS_REGION": "us-east-1"}
+    secrets = {"DVC_AWS_ACCESS_KEY_ID": "testing", "DVC_AWS_SECRET_ACCESS_KEY": "testing"}
+
+    denied = runner.run_job(only, "pipeline", contexts={"vars": variables})
+    assert not denied.succeeded
+    assert "no credentials for the remote" in denied.steps[0].output, explain(denied)
+    assert not (workspace / "data/processed").exists()
+
+    pulled = runner.run_job(only, "pipeline", contexts={"vars": variables, "secrets": secrets})
+    assert pulled.succeeded, explain(pulled)
+    assert (workspace / "data/processed/train.parquet").is_file()
+    again = subprocess.run(
+        ["make", "data"], cwd=workspace, env=runner.base_env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert "dvc pull" not in again.stdout
+
+    # An OIDC role instead of keys: the step fetches the job's token (here from a loopback
+    # stand-in for GitHub's token service) and boto exchanges it at STS (moto's) for the role.
+    shutil.rmtree(workspace / "data/raw")
+    shutil.rmtree(workspace / ".make")
+    role = {**variables, "DVC_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/dvc-read"}
+    without_token = runner.run_job(only, "pipeline", contexts={"vars": role})
+    assert not without_token.succeeded
+    assert "id-token: write" in without_token.steps[0].output
+    with oidc_token_service() as (url, requests):
+        runner.base_env.update(
+            {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "job-token"}
+        )
+        assumed = runner.run_job(only, "pipeline", contexts={"vars": role})
+    assert assumed.succeeded, explain(assumed)
+    assert "dvc pull data/raw" in assumed.steps[0].output
+    assert requests == [("bearer job-token", "sts.amazonaws.com")]
+    assert (workspace / "data/raw/SHA256SUMS").is_file()
+
+
+@contextlib.contextmanager
+def oidc_token_service():
+    """GitHub's OIDC token endpoint as a job sees it, on loopback: (URL, requests received)."""
+    requests: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            requests.append((self.headers["Authorization"], query["audience"][0]))
+            body = json.dumps({"value": "oidc-token"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/token?api-version=2.0", requests
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -27,7 +27,22 @@ log = logging.getLogger("mlops")
 # command: (module, entry function, one-line help). Every entry takes the Config first.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("mlops.data", "run", "verify raw checksums, split into train/test/current"),
-    "accept-data": ("mlops.data", "accept_command", "record sha256 of new or changed raw files"),
+    "accept-data": (
+        "mlops.dvc_remote",
+        "accept_command",
+        "record sha256 of new or changed raw files (with data/raw.dvc: dvc add and push them)",
+    ),
+    "data-remote": (
+        "mlops.dvc_remote",
+        "remote_command",
+        "move data/raw out of git into a DVC remote (folder, s3://..., any DVC URL)",
+    ),
+    "dvc-pull": (
+        "mlops.dvc_remote",
+        "pull_command",
+        "with data/raw.dvc: dvc pull data/raw when files are missing or differ",
+    ),
+    "dvc-yaml": ("mlops.stages", "dvc_yaml_command", "regenerate dvc.yaml and stages.mk"),
     "validate": ("mlops.validate", "run", "schema and quality checks of every split"),
     "train": ("mlops.train", "run", "fit the candidate pipeline"),
     "evaluate": ("mlops.evaluate", "run", "score the candidate on the test split"),
@@ -150,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--only", help="mutant globs (space-separated), a subset")
         if name == "bench":
             command.add_argument("--only", help="sections (space-separated), the others kept")
+        if name == "data-remote":
+            command.add_argument("--remote", default="", help="the DVC remote's URL")
+        if name == "dvc-pull":
+            command.add_argument("--stamp", type=Path, required=True, help="rewritten on change")
         if name == "params-stamps":
             command.add_argument("directory", type=Path)
         if name == "schema":

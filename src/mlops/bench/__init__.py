@@ -16,7 +16,7 @@ from mlops.errors import InputError
 
 log = logging.getLogger(__name__)
 REPORT = Path("reports/bench.json")
-SECTIONS = ("pipeline", "drift", "serving", "schema", "batches")
+SECTIONS = ("pipeline", "drift", "serving", "schema", "batches", "dvc")
 # For a child interpreter to print: its own peak resident memory in MiB (VmHWM). Not ru_maxrss:
 # Linux carries the memory of the process that spawned it (the bench, holding its data) into it.
 OWN_PEAK_MIB = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"

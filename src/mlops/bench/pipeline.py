@@ -34,7 +34,7 @@ from mlops.config import Config
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
-PROJECT_FILES = ("Makefile", "params.yaml", "pyproject.toml", "requirements-dev.lock")
+PROJECT_FILES = ("Makefile", "stages.mk", "params.yaml", "pyproject.toml", "requirements-dev.lock")
 TRAIN_ROWS = (100_000, 1_000_000)
 PAIRS = 3  # alternating (make all, one process) pairs; medians compared, as the drift bench does
 GOAL_RATIO = 1.5
