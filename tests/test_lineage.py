@@ -25,14 +25,14 @@ def test_other_columns_archive_the_registry_whole(promoted_dir, tmp_path, monkey
     shutil.copytree(promoted_dir, root)
     monkeypatch.chdir(root)
     old = {p.name: p.read_bytes() for p in (root / "models").glob("*.json*")}
-    model = (root / "models/v1/model.joblib").read_bytes()
+    model = (root / "models/v1/model.skops").read_bytes()
     edit_params(root / "params.yaml", lambda p: p["schema"]["categorical"].pop("MAR"))
     with caplog.at_level(logging.INFO, logger="mlops.lineage"):
         archived = lineage.start_new(load_config())
     assert archived.parent == registry.MODELS_DIR / "archive"
     archived = root / archived
     assert {name: (archived / name).read_bytes() for name in old} == old
-    assert (archived / "v1/model.joblib").read_bytes() == model
+    assert (archived / "v1/model.skops").read_bytes() == model
     assert not (root / "models/registry.json").exists()
     assert not (root / "models/v1").exists()
     assert registry.next_version(registry.read_registry()) == "v1"

@@ -15,11 +15,13 @@ import pytest
 from mlops import model_file, train
 from mlops.config import load_config
 from mlops.errors import InputError
-from mlops.estimators import CLASSES
+from mlops.estimators import SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every estimator of the table; HistGradientBoosting with native categorical splits off and on.
-KINDS = [(name, False) for name in CLASSES] + [("hist_gradient_boosting", True)]
+# Every estimator spec; those with native categorical splits also with them on.
+KINDS = [(name, False) for name in SPECS] + [
+    (name, True) for name, spec in SPECS.items() if spec.native_categorical
+]
 SMALL = {
     "hist_gradient_boosting": {"max_iter": 5},
     "random_forest": {"n_estimators": 5, "n_jobs": 1},

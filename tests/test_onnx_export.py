@@ -16,15 +16,14 @@ from threadpoolctl import threadpool_limits
 
 from mlops import onnx_export, onnx_runtime, promote, train
 from mlops.config import Config, SchemaConfig, load_config
+from mlops.estimators import SPECS
 from mlops.predictions import RAW_FRAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-VARIANTS = [
-    ("hist_gradient_boosting", False),
-    ("hist_gradient_boosting", True),
-    ("random_forest", False),
-    ("logistic_regression", False),
+# Every estimator spec; those with native categorical splits also with them on.
+VARIANTS = [(name, False) for name in SPECS] + [
+    (name, True) for name, spec in SPECS.items() if spec.native_categorical
 ]
 SMALL = {"random_forest": {"n_estimators": 15, "min_samples_leaf": 5, "n_jobs": 1}}
 
