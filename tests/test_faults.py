@@ -43,13 +43,13 @@ DRIFT_WRITES = (
     "reports/.drift-generations/g-*/drift.html",
     "reports/.drift-generations/g-*/drift.json",
     "reports/.drift-generations/g-*/drift.md",
+    "reports/history/snapshots/*-ok.json",
+    "reports/drift_history.html",
+    "reports/history/drift.jsonl",  # the run recorded
     "reports/drift.html",  # the stable links, into .drift-current
     "reports/drift.json",
     "reports/drift.md",
     "reports/.drift-current",  # the switch
-    "reports/history/drift.jsonl",
-    "reports/drift_history.html",
-    "reports/history/snapshots/*-ok.json",
 )
 SCORE_WRITES = ("out/predictions.parquet", "out/rejects.parquet", "out/score.json")
 ROLLBACK_WRITES = ("models/registry.json",)
@@ -295,9 +295,11 @@ def test_drift_killed_after_each_write_never_mixes_its_reports(promoted_dir, tmp
     ],
 )
 def test_drift_on_a_full_disk_is_one_line(promoted_dir, tmp_path, write):
+    """Wherever the disk fills, the run is in neither the reports nor the history."""
     root = copy(promoted_dir, tmp_path)
     assert probe(root, "none", 0, "drift").returncode == 0  # reports of an earlier run
-    before = {p: (root / "reports" / p).read_bytes() for p in ("drift.json", "drift.md")}
+    names = ("drift.json", "drift.md", "history/drift.jsonl")
+    before = {p: (root / "reports" / p).read_bytes() for p in names}
     at = DRIFT_WRITES.index(write) + 1
     full = probe(root, "enospc", at, "drift")
     assert full.returncode == 2, full.stderr
@@ -305,8 +307,8 @@ def test_drift_on_a_full_disk_is_one_line(promoted_dir, tmp_path, write):
     assert line.startswith("[drift] error: ")
     assert "no space left on the device" in line
     assert_drift_reports(root)
-    if at < DRIFT_WRITES.index("reports/.drift-current") + 1:  # before the switch: the old ones
-        assert {p: (root / "reports" / p).read_bytes() for p in before} == before
+    assert {p: (root / "reports" / p).read_bytes() for p in before} == before
+    assert not list((root / "reports/.drift-generations").glob("g-*/drift.md"))[1:]
     assert probe(root, "none", 0, "drift").returncode == 0
     assert_drift_reports(root)
     assert_no_leftovers(root)

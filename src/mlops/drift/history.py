@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,19 +68,32 @@ def read_history(path: Path = HISTORY_LOG) -> list[dict]:
     return entries
 
 
-def record(result: dict, snapshot: Any, keep: int) -> None:
-    """Every run: a line in reports/history/drift.jsonl, the static page redrawn, and Evidently's
-    snapshot saved (the newest `keep`) for `make drift-ui`. Cost independent of history length,
-    apart from the small log and page."""
+def record(result: dict, snapshot: Any, keep: int) -> Callable[[], None]:
+    """Every run: Evidently's snapshot saved (the newest `keep`) for `make drift-ui`, the static
+    page redrawn, then a line in reports/history/drift.jsonl, the record itself, written last.
+    Returns the undo of that line (for a run whose reports then could not be switched). Cost
+    independent of history length, apart from the small log and page."""
+    saved = None
+    if keep > 0:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        saved = SNAPSHOTS / f"{stamp}-{result['status']}.json"
+        files.write_text(saved, snapshot.dumps())
+        for old in sorted(SNAPSHOTS.glob("*.json"))[:-keep]:
+            old.unlink()
+    before = HISTORY_LOG.read_bytes() if HISTORY_LOG.is_file() else None
     entries = [*read_history(), history_entry(result)]
-    files.write_text(HISTORY_LOG, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
     files.write_text(HISTORY_PAGE, history_page(entries))
-    if keep <= 0:
-        return
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    files.write_text(SNAPSHOTS / f"{stamp}-{result['status']}.json", snapshot.dumps())
-    for old in sorted(SNAPSHOTS.glob("*.json"))[:-keep]:
-        old.unlink()
+    files.write_text(HISTORY_LOG, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+    def undo() -> None:
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+        if before is None:
+            HISTORY_LOG.unlink(missing_ok=True)
+        else:
+            files.write_bytes(HISTORY_LOG, before)
+
+    return undo
 
 
 def _svg_line(values: list[float | None], limit: float | None, title: str) -> str:

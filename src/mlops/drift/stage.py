@@ -26,12 +26,9 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".html", ".json", ".md")
 
 
-def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
-    """drift.{html,json,md} replaced together: written into a new generation folder
-    (reports/.drift-generations/g-*), then the link reports/.drift-current is switched to it in
-    one rename. reports/drift.html etc. are fixed links into .drift-current, so a reader (or a
-    kill at any point) sees the three of one run, never a mix; older generations are removed
-    (the caller holds the reports folder's lock)."""
+def write_generation(result: dict, snapshot: Any, prefix: Path) -> Path:
+    """drift.{html,json,md} of this run in a new generation folder (reports/.drift-generations/
+    g-*), not yet what reports/drift.* show."""
     folder, name = prefix.parent, prefix.name
     generations = folder / f".{name}-generations"
     generations.mkdir(parents=True, exist_ok=True)
@@ -41,11 +38,19 @@ def write_reports(result: dict, snapshot: Any, prefix: Path) -> None:
     files.write_text(html, html_report.page(result, snapshot.get_html_str(as_iframe=False)))
     files.write_json(generation / f"{name}.json", result)
     files.write_text(generation / f"{name}.md", markdown(result, html.name))
+    return generation
+
+
+def switch(prefix: Path, generation: Path) -> None:
+    """reports/drift.html etc. are fixed links into .drift-current; the link .drift-current is
+    switched to the generation in one rename, so a reader (or a kill at any point) sees the three
+    of one run, never a mix; older generations are removed (the caller holds the lock)."""
+    folder, name = prefix.parent, prefix.name
     current = folder / f".{name}-current"
     for suffix in SUFFIXES:  # the stable paths (an older plain file replaced)
         _link(prefix.with_suffix(suffix), f"{current.name}/{name}{suffix}")
-    _link(current, f"{generations.name}/{generation.name}")  # the switch: one rename
-    for old in generations.iterdir():
+    _link(current, f"{generation.parent.name}/{generation.name}")  # the switch: one rename
+    for old in generation.parent.iterdir():
         if old != generation:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -102,8 +107,17 @@ def report(
         model_info=model_info,
     )
     with locked(prefix.parent):  # two drift runs at once: each writes and records whole
-        write_reports(result, snapshot, prefix)
-        record(result, snapshot, config.drift.history_snapshots)
+        generation = write_generation(result, snapshot, prefix)
+        try:  # a run is in the history and in reports/drift.*, or in neither
+            undo = record(result, snapshot, config.drift.history_snapshots)
+            try:
+                switch(prefix, generation)
+            except BaseException:
+                undo()
+                raise
+        except BaseException:
+            shutil.rmtree(generation, ignore_errors=True)
+            raise
     perf = result["performance"]
     log.info(
         "%s: %d of %d columns drifted (share %.2f, importance %s), prediction %s %.3f, "
