@@ -68,7 +68,9 @@ def run(config: Config) -> dict:
         x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
         positive = model_positive(model, metadata)
         coded = matrix_model(model, metadata)  # the pipeline after its raw-columns step
-        result = {key: _plain(value) for key, value in score(coded, x, y, positive).items()}
+        result = {
+            key: files.plain_json(value) for key, value in score(coded, x, y, positive).items()
+        }
         predicted = predict(coded, x, positive)[0]
         importance = plots.write_all(coded, x, y, predicted, config, positive)
     except Exception as exc:
@@ -98,14 +100,3 @@ def run(config: Config) -> dict:
     if tracking.enabled(config):
         tracking.log_candidate(config, model, metadata, report)
     return report
-
-
-def _plain(value: object) -> object:
-    """numpy scalars and nested dicts to plain JSON-able Python values, rounded for stable diffs."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float | np.floating):
-        return round(float(value), 6)
-    return value
