@@ -11,7 +11,7 @@ import numpy as np
 from sklearn import metrics
 from sklearn.pipeline import Pipeline
 
-from mlops import __version__, files, plots, tracking
+from mlops import __version__, files, tracking
 from mlops.config import Config
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.train import load_candidate
@@ -72,6 +72,8 @@ def run(config: Config) -> dict:
             key: files.plain_json(value) for key, value in score(coded, x, y, positive).items()
         }
         predicted = predict(coded, x, positive)[0]
+        from mlops import plots  # matplotlib: only evaluate draws (promote imports score)
+
         importance = plots.write_all(coded, x, y, predicted, config, positive)
     except Exception as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
