@@ -72,3 +72,11 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "registry.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_plain_json_turns_numpy_scalars_into_rounded_python_values():
+    import numpy as np
+
+    plain = files.plain_json({"a": np.float32(0.1234567891), 1: {"n": np.int64(3), "s": "x"}})
+    assert plain == {"a": 0.123457, "1": {"n": 3, "s": "x"}}
+    assert type(plain["1"]["n"]) is int

@@ -110,6 +110,11 @@ def test_only_drift_imports_evidently():
     assert "sklearn" not in loaded_after("import mlops.cli, mlops.config, mlops.validate")
 
 
+def test_only_evaluate_draws_with_matplotlib():
+    """promote imports evaluate's scoring; the plots' matplotlib (1.5 s) is evaluate.run's."""
+    assert "matplotlib" not in loaded_after("import mlops.cli, mlops.evaluate, mlops.promote")
+
+
 def test_validating_the_config_imports_no_scikit_learn():
     """The estimator table lives in mlops.estimators (static names); until it exists, skip."""
     pytest.importorskip("mlops.estimators")

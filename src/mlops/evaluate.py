@@ -11,7 +11,7 @@ import numpy as np
 from sklearn import metrics
 from sklearn.pipeline import Pipeline
 
-from mlops import __version__, files, plots, tracking
+from mlops import __version__, files, tracking
 from mlops.config import Config
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.train import load_candidate
@@ -68,8 +68,12 @@ def run(config: Config) -> dict:
         x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
         positive = model_positive(model, metadata)
         coded = matrix_model(model, metadata)  # the pipeline after its raw-columns step
-        result = {key: _plain(value) for key, value in score(coded, x, y, positive).items()}
+        result = {
+            key: files.plain_json(value) for key, value in score(coded, x, y, positive).items()
+        }
         predicted = predict(coded, x, positive)[0]
+        from mlops import plots  # matplotlib: only evaluate draws (promote imports score)
+
         importance = plots.write_all(coded, x, y, predicted, config, positive)
     except Exception as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -98,14 +102,3 @@ def run(config: Config) -> dict:
     if tracking.enabled(config):
         tracking.log_candidate(config, model, metadata, report)
     return report
-
-
-def _plain(value: object) -> object:
-    """numpy scalars and nested dicts to plain JSON-able Python values, rounded for stable diffs."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float | np.floating):
-        return round(float(value), 6)
-    return value

@@ -58,6 +58,18 @@ def json_text(payload: Any) -> str:
     return json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
 
 
+def plain_json(value: Any) -> Any:
+    """numpy scalars and nested dicts to plain JSON-able Python values, floats rounded to 6
+    decimals for stable diffs (metrics.json, the gate's comparison)."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
 def write_json(path: Path, payload: Any) -> None:
     write_text(path, json_text(payload))
 

@@ -88,7 +88,7 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
 
     The production model is loaded sha256-verified (a tampered file is an InputError).
     """
-    from mlops.evaluate import _plain, score
+    from mlops.evaluate import score
     from mlops.predictions import matrix_model, model_matrix, model_positive
 
     found = registry.load_production(registry.MODELS_DIR)
@@ -107,7 +107,7 @@ def score_production(config: Config) -> tuple[str | None, dict[str, Any] | None,
     y = test[config.schema.target].to_numpy()
     x, positive = model_matrix(test, metadata, config), model_positive(model, metadata)
     scores = score(matrix_model(model, metadata), x, y, positive)
-    metrics = {key: _plain(scores[key]) for key in registry.SUMMARY_METRICS}
+    metrics = {key: files.plain_json(scores[key]) for key in registry.SUMMARY_METRICS}
     return (
         version,
         metrics,

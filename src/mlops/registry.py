@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops import files, model_file
+from mlops import files, model_file, tables
 from mlops.config import Config
 from mlops.errors import InputError
 
@@ -513,10 +513,6 @@ def consistency_problems(models_dir: Path = MODELS_DIR) -> list[str]:
     return problems
 
 
-def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
-
-
 def table(registry: dict[str, Any]) -> str:
     """A fixed-width table of the versions (newest first) with production marked."""
     header = (
@@ -539,17 +535,16 @@ def table(registry: dict[str, Any]) -> str:
             (
                 "*" if name == registry.get("production") else "",
                 name + ("" if entry.get("local", True) else " (release only)"),
-                *(_number(metrics.get(key)) for key in ("accuracy", "roc_auc", "f1", "recall")),
+                *(
+                    tables.number(metrics.get(key))
+                    for key in ("accuracy", "roc_auc", "f1", "recall")
+                ),
                 str(entry.get("estimator") or "?"),
                 str(entry.get("promoted_at") or "?"),
                 str(entry.get("sha256", ""))[:12],
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return tables.aligned(rows)
 
 
 def history_lines(registry: dict[str, Any], last: int = 10) -> list[str]:

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlops import files
+from mlops import files, tables
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.registry import MODELS_DIR, PENDING_RUN, checkpoint, locked, read_registry
@@ -151,10 +151,6 @@ def flat_params(item: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "n/a"
-
-
 def ordered(runs: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
     if sort == "date":  # newest first; the log is in order, so a later line wins a tie
         indexed = sorted(enumerate(runs), key=lambda p: (str(p[1].get("logged_at") or ""), p[0]))
@@ -198,18 +194,17 @@ def table(runs: list[dict[str, Any]]) -> str:
                 str(run.get("decision")) + (" (forced)" if run.get("forced") else ""),
                 str(run.get("version") or "-"),
                 str(run.get("estimator") or "?"),
-                *(_number(metrics.get(name)) for name in ("accuracy", "roc_auc", "f1", "recall")),
+                *(
+                    tables.number(metrics.get(name))
+                    for name in ("accuracy", "roc_auc", "f1", "recall")
+                ),
                 " ".join(f"{k}={v}" for k, v in params.items()),
                 str(run.get("model_sha256", ""))[:10],
                 str(run.get("data_sha256") or "")[:10],
                 str(run.get("git_commit") or "")[:8],
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return tables.aligned(rows)
 
 
 def show_command(config: Config, sort: str = "best") -> None:
