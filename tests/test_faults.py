@@ -268,6 +268,14 @@ def test_two_promotions_at_once(gate_ready, tmp_path):
 # --- drift ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory, promoted_dir) -> Path:
+    """Production v1 and the reports and history of one drift run."""
+    root = copy(promoted_dir, tmp_path_factory.mktemp("faults"), "drifted")
+    assert probe(root, "none", 0, "drift").returncode == 0
+    return root
+
+
 def test_drift_killed_after_each_write_never_mixes_its_reports(promoted_dir, tmp_path):
     """One project killed after write 1, then after write 2, …: each run starts from what the
     killed one left; the reports are never a mix, and a last run finishes clean."""
@@ -294,10 +302,9 @@ def test_drift_killed_after_each_write_never_mixes_its_reports(promoted_dir, tmp
         "reports/history/drift.jsonl",
     ],
 )
-def test_drift_on_a_full_disk_is_one_line(promoted_dir, tmp_path, write):
+def test_drift_on_a_full_disk_is_one_line(drifted, tmp_path, write):
     """Wherever the disk fills, the run is in neither the reports nor the history."""
-    root = copy(promoted_dir, tmp_path)
-    assert probe(root, "none", 0, "drift").returncode == 0  # reports of an earlier run
+    root = copy(drifted, tmp_path)
     names = ("drift.json", "drift.md", "history/drift.jsonl")
     before = {p: (root / "reports" / p).read_bytes() for p in names}
     at = DRIFT_WRITES.index(write) + 1
