@@ -45,7 +45,7 @@ def write_metrics(config: Config) -> dict[str, Any]:
     test = files.read_parquet(test_path)
     x, y = model_matrix(test, metadata, config), test[config.schema.target].to_numpy()
     scored = evaluate.score(matrix_model(model, metadata), x, y)
-    metrics = {key: evaluate._plain(value) for key, value in scored.items()}
+    metrics = {key: files.plain_json(value) for key, value in scored.items()}
     report = {
         "status": "success",
         **metrics,

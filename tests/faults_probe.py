@@ -3,6 +3,7 @@
 Every os.replace / os.rename inside the working directory is a write's commit, counted from 1.
 MODE kill: SIGKILL right after write AT; enospc: write AT fails with ENOSPC (a full disk) before
 it happens; trace: append each write's path to $FAULT_TRACE; none: no fault.
+`faults_probe.py serve`: the same runs from a fork server, without re-importing per run.
 """
 
 from __future__ import annotations
@@ -35,14 +36,84 @@ def hooked(real: Callable, mode: str, at: int, count: list[int]) -> Callable:
     return call
 
 
-def main() -> int:
-    mode, at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def run(mode: str, at: int, argv: list[str]) -> int:
     count = [0]
     os.replace = hooked(os.replace, mode, at, count)
     os.rename = hooked(os.rename, mode, at, count)
     from mlops import cli
 
     return cli.main(argv)
+
+
+# What the commands import (seconds of a run): loaded once by `serve`, before any fork.
+PRELOAD = (
+    "mlops.cli",
+    "mlops.train",
+    "mlops.evaluate",
+    "mlops.promote",
+    "mlops.score",
+    "mlops.drift.stage",
+    "mlops.onnx_runtime",
+    "skops.io",
+)
+
+
+def serve() -> int:
+    """A fork server: import what the commands use once, then for each request on stdin (one JSON
+    line: cwd, mode, at, argv, env, out, err) fork a child that runs it exactly as `faults_probe.py
+    MODE AT ARGV` would from that cwd, and answer its exit code (negative: the signal). Forking is
+    safe only without other threads: with any, it answers not ready and the tests start processes
+    instead."""
+    import importlib
+    import json
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # pyarrow's jemalloc starts its background thread at import; jemalloc is fork-safe (its
+    # pthread_atfork handlers, the thread restarted in the child). Any other thread: unsafe.
+    names = [
+        open(f"/proc/self/task/{task}/comm").read().strip()  # noqa: SIM115
+        for task in os.listdir("/proc/self/task")
+        if int(task) != os.getpid()
+    ]
+    safe = all(name == "jemalloc_bg_thd" for name in names)
+    print(json.dumps({"ready": safe, "threads": names}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh run of the command, nothing of it ran in the parent
+            code = 1
+            try:
+                os.chdir(request["cwd"])
+                os.environ.update(request["env"])
+                for fd, path in ((1, request["out"]), (2, request["err"])):
+                    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.dup2(target, fd)
+                    os.close(target)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                code = run(request["mode"], request["at"], request["argv"])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"status": os.waitstatus_to_exitcode(status)}), flush=True)
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1] == "serve":
+        return serve()
+    return run(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ runs the CLI; production code has no hook for them.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fnmatch
 import json
@@ -55,20 +56,59 @@ SCORE_WRITES = ("out/predictions.parquet", "out/rejects.parquet", "out/score.jso
 ROLLBACK_WRITES = ("models/registry.json",)
 
 
+class ForkServer:
+    """tests/faults_probe.py's `serve`, one per test process: each probe forks a child of a
+    process that has imported the commands' libraries once, instead of a new interpreter that
+    imports them for seconds. The child is a real process (killed, out of disk, exit codes) run
+    in the project's folder exactly as `faults_probe.py MODE AT ARGV` runs."""
+
+    process: subprocess.Popen | None = None
+    usable: bool | None = None
+
+    @classmethod
+    def call(cls, root: Path, request: dict) -> subprocess.CompletedProcess | None:
+        if cls.usable is None:
+            env = {**os.environ, **PROBE_ENV, "OPENBLAS_NUM_THREADS": "1"}
+            cls.process = subprocess.Popen(
+                [sys.executable, str(PROBE), "serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            atexit.register(cls.process.kill)
+            cls.usable = json.loads(cls.process.stdout.readline() or "{}").get("ready", False)
+        if not cls.usable or cls.process is None:
+            return None
+        out, err = root.parent / f".{root.name}.out", root.parent / f".{root.name}.err"
+        request = {**request, "cwd": str(root), "out": str(out), "err": str(err)}
+        cls.process.stdin.write(json.dumps(request) + "\n")
+        cls.process.stdin.flush()
+        status = json.loads(cls.process.stdout.readline())["status"]
+        texts = [path.read_text() for path in (out, err)]
+        out.unlink()
+        err.unlink()
+        return subprocess.CompletedProcess(request["argv"], status, *texts)
+
+
+PROBE_ENV = {"DO_NOT_TRACK": "1", "PYTHONPATH": str(PROBE.parent)}
+
+
 def probe(
     root: Path, mode: str, at: int, *argv: str, trace: Path | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m mlops ARGV` in root with fault `mode` (kill, enospc, trace) at write number at."""
-    env = {**os.environ, "DO_NOT_TRACK": "1", "PYTHONPATH": str(PROBE.parent)}
-    if trace is not None:
-        env["FAULT_TRACE"] = str(trace)
+    extra = {} if trace is None else {"FAULT_TRACE": str(trace)}
+    served = ForkServer.call(root, {"mode": mode, "at": at, "argv": list(argv), "env": extra})
+    if served is not None:
+        return served
     return subprocess.run(
         [sys.executable, str(PROBE), mode, str(at), *argv],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
-        env=env,
+        env={**os.environ, **PROBE_ENV, **extra},
         timeout=600,
     )
 
