@@ -136,6 +136,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 \
     DO_NOT_TRACK=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 # Files and folders a command creates are group-writable (umask 0002), so every uid of group 0
 # can carry on with them; exec keeps the command as PID 1, receiving SIGTERM and SIGHUP itself.

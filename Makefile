@@ -16,6 +16,8 @@ MLOPS := $(PY) -m mlops
 SRC := src/mlops
 # Evidently (`evidently ui`) sends usage telemetry unless DO_NOT_TRACK is set (any value).
 export DO_NOT_TRACK := 1
+# ONNX Runtime writes a device id and sends usage events unless this is set before its import.
+export ORT_DISABLE_TELEMETRY := 1
 # One OpenMP/BLAS thread: identical model bytes on any machine; no thrashing on 2-core runners.
 export OMP_NUM_THREADS := 1
 

@@ -318,7 +318,8 @@ check grep -q 'with ONNX Runtime' "$LOGS/serve.log"
 stamp "  $(grep -o 'serving model [^"]*' "$LOGS/serve.log" | head -1)"
 
 podman run -d --name "$CTR" --network "ns:/var/run/netns/$NETNS" \
-  -v "$M/own/models:/app/models:ro" "$IMAGE:serve-sklearn" >"$LOGS/serve-sklearn-run.log" 2>&1 || true
+  -v "$M/own/models:/app/models:ro" -e MLOPS_API_TOKENS="$TOKEN" \
+  "$IMAGE:serve-sklearn" >"$LOGS/serve-sklearn-run.log" 2>&1 || true
 serve_checks "serve-sklearn"
 podman logs "$CTR" >"$LOGS/serve-sklearn.log" 2>&1 || true
 podman rm -f "$CTR" >/dev/null 2>&1 || true

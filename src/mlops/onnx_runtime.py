@@ -34,9 +34,17 @@ def cpu_count() -> int:
     return max(1, cpus)
 
 
+def telemetry_off() -> None:
+    """ONNX Runtime (1.2x+, Linux too) writes a device id under ~/.cache/Microsoft and sends
+    usage events unless ORT_DISABLE_TELEMETRY is set before it is first imported; a user who
+    sets it otherwise keeps their choice."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
 def session(data: bytes, threads: int, where: Path) -> Any:
     """One InferenceSession: `threads` intra-op threads that sleep rather than spin when idle
     (a spinning pool would take the cores from the event loop or the reader between calls)."""
+    telemetry_off()
     try:
         import onnxruntime
     except ImportError as exc:
