@@ -61,9 +61,11 @@ def json_text(payload: Any) -> str:
 def plain_json(value: Any) -> Any:
     """numpy scalars and nested dicts to plain JSON-able Python values, floats rounded to 6
     decimals for stable diffs (metrics.json, the gate's comparison)."""
+    import numpy as np  # loaded by every caller already; files.py itself stays numpy-free
+
     if isinstance(value, dict):
         return {str(k): plain_json(v) for k, v in value.items()}
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+    if isinstance(value, np.generic):  # numpy scalars only, as evaluate's helper did
         value = value.item()
     if isinstance(value, float):
         return round(value, 6)
