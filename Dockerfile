@@ -137,6 +137,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     OMP_NUM_THREADS=1 \
     DO_NOT_TRACK=1 \
     ORT_DISABLE_TELEMETRY=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
     MPLCONFIGDIR=/tmp/matplotlib
 # Files and folders a command creates are group-writable (umask 0002), so every uid of group 0
 # can carry on with them; exec keeps the command as PID 1, receiving SIGTERM and SIGHUP itself.

@@ -18,6 +18,8 @@ SRC := src/mlops
 export DO_NOT_TRACK := 1
 # ONNX Runtime writes a device id and sends usage events unless this is set before its import.
 export ORT_DISABLE_TELEMETRY := 1
+# MLflow (3.2 on) sends usage events unless this is "true": its DO_NOT_TRACK check wants "true", not 1.
+export MLFLOW_DISABLE_TELEMETRY := true
 # One OpenMP/BLAS thread: identical model bytes on any machine; no thrashing on 2-core runners.
 export OMP_NUM_THREADS := 1
 

@@ -426,3 +426,29 @@ def test_champion_served_by_mlflow_models_serve_answers_as_the_api(inside, serve
     assert len(predictions) == len(labels) == 200
     assert predictions == labels
     assert 0 < sum(labels) < len(labels)  # both classes among the rows compared
+
+
+def test_connect_turns_mlflow_telemetry_off_outside_ci(tmp_path):
+    """MLflow sends usage events unless MLFLOW_DISABLE_TELEMETRY or DO_NOT_TRACK is "true"; it
+    stays quiet on its own only under CI markers, so the child gets none of them."""
+    script = (
+        "import sys; from mlops import tracking; "
+        "tracking.connect(sys.argv[1]) if len(sys.argv) > 1 else None; "
+        "from mlflow.telemetry.utils import is_telemetry_disabled; print(is_telemetry_disabled())"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DO_NOT_TRACK": "1"}
+
+    def disabled(*argv: str) -> str:
+        found = subprocess.run(
+            [sys.executable, "-c", script, *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert found.returncode == 0, found.stderr
+        return found.stdout.strip().splitlines()[-1]
+
+    assert disabled() == "False"  # what a user's machine does without the project's switch
+    assert disabled(tracking.EMBEDDED_URI) == "True"

@@ -52,6 +52,8 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # our own log line says where it went
+    # usage events to MLflow unless "true" (DO_NOT_TRACK=1, as Evidently takes it, is not enough)
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 PROBE_SECONDS = 3.0
 PLOTS = ("confusion_matrix.png", "roc_curve.png", "precision_recall.png", "feature_importance.png")
