@@ -1,8 +1,10 @@
 """Run the CLI with one fault at one write (tests/test_faults.py): `faults_probe.py MODE AT ARGV`.
 
 Every os.replace / os.rename inside the working directory is a write's commit, counted from 1.
-MODE kill: SIGKILL right after write AT; enospc: write AT fails with ENOSPC (a full disk) before
-it happens; trace: append each write's path to $FAULT_TRACE; none: no fault.
+AT names the write: its number, or its destination relative to the working directory.
+MODE kill: SIGKILL right after write AT; kill-before: right before it; enospc: write AT fails with
+ENOSPC (a full disk) before it happens; trace: append each write's path to $FAULT_TRACE; none: no
+fault.
 `faults_probe.py serve`: the same runs from a fork server, without re-importing per run.
 """
 
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 
-def hooked(real: Callable, mode: str, at: int, count: list[int]) -> Callable:
+def hooked(real: Callable, mode: str, at: int | str, count: list[int]) -> Callable:
     root = os.getcwd() + os.sep
 
     def call(src, dst, *args, **kwargs):
@@ -23,20 +25,24 @@ def hooked(real: Callable, mode: str, at: int, count: list[int]) -> Callable:
         if not where.startswith(root):  # a library's cache elsewhere: not the project's write
             return real(src, dst, *args, **kwargs)
         count[0] += 1
+        path = os.path.relpath(where, root)
         if mode == "trace":
             with open(os.environ["FAULT_TRACE"], "a", encoding="utf-8") as trace:
-                trace.write(os.path.relpath(where, root) + "\n")
-        if count[0] == at and mode == "enospc":
+                trace.write(path + "\n")
+        chosen = count[0] == at if isinstance(at, int) else path == at
+        if chosen and mode == "enospc":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        if chosen and mode == "kill-before":
+            os.kill(os.getpid(), signal.SIGKILL)
         done = real(src, dst, *args, **kwargs)
-        if count[0] == at and mode == "kill":
+        if chosen and mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         return done
 
     return call
 
 
-def run(mode: str, at: int, argv: list[str]) -> int:
+def run(mode: str, at: int | str, argv: list[str]) -> int:
     count = [0]
     os.replace = hooked(os.replace, mode, at, count)
     os.rename = hooked(os.rename, mode, at, count)
@@ -113,7 +119,8 @@ def serve() -> int:
 def main() -> int:
     if sys.argv[1] == "serve":
         return serve()
-    return run(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    at = sys.argv[2]
+    return run(sys.argv[1], int(at) if at.isdigit() else at, sys.argv[3:])
 
 
 if __name__ == "__main__":

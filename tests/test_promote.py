@@ -19,6 +19,8 @@ from helpers import edit_params, run_cli, run_module
 from mlops import files, promote, registry, runlog
 from mlops.errors import CheckFailed, InputError
 
+FAULTS_PROBE = Path(__file__).parent / "faults_probe.py"  # SIGKILL before or after a named write
+
 
 def report() -> dict:
     return json.loads(Path("reports/promotion.json").read_text())
@@ -376,20 +378,25 @@ def assert_consistent(models: Path, allowed: set[str]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("point", "expected"),
+    ("mode", "write", "expected"),
     [
-        ("version-staged", "v1"),
-        ("version-renamed", "v1"),
-        ("registry-staged", "v1"),
-        ("registry-written", "v2"),
+        ("kill-before", "models/v2", "v1"),  # new version complete in its temp dir, not visible
+        ("kill", "models/v2", "v1"),  # models/v2 in place, registry.json still the old one
+        ("kill-before", "models/registry.json", "v1"),  # new registry in its temp file
+        ("kill", "models/registry.json", "v2"),  # registry.json replaced: the promotion is done
     ],
 )
-def test_sigkill_at_each_point_of_a_promotion(project, config, point, expected):
-    assert point in registry.KILL_POINTS
+def test_sigkill_at_each_point_of_a_promotion(project, config, mode, write, expected):
     promote.run(config)
     train_candidate(config, **BETTER)
-    killed = run_module(project, "promote", env={registry.KILL_ENV: point})
-    assert killed.returncode == -signal.SIGKILL
+    killed = subprocess.run(
+        [sys.executable, str(FAULTS_PROBE), mode, write, "promote"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert assert_consistent(project / "models", {"v1", "v2"}) == expected
     # the next run finishes the job and cleans what the killed one left behind
     result = promote.run(config)

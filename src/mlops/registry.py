@@ -16,9 +16,6 @@ a promotion first writes its run-log line and reports into models/runs.pending.j
 journal), then the version and registry.json, then the reports and the line, and removes the
 journal. A kill (or a full disk) after registry.json leaves the journal; the next command
 (mlops.runlog.recover) finishes it when registry.json names its version and drops it when not.
-
-Test hook: MLOPS_TEST_KILL_AT=<point> makes the process SIGKILL itself at that named point of
-the write sequence (see KILL_POINTS). It exists only to prove the crash safety in tests.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -63,20 +59,6 @@ SUMMARY_METRICS = (
 MODEL_FILE = model_file.MODEL_FILE  # registry entries before skops name none: model.joblib
 ONNX_FILE = "model.onnx"  # as in mlops.onnx_export: the version's model as ONNX, when it has one
 METADATA_FILE = "metadata.json"
-KILL_ENV = "MLOPS_TEST_KILL_AT"
-KILL_POINTS = (
-    "version-staged",  # new version complete in its temp dir, nothing visible yet
-    "version-renamed",  # models/vN in place, registry.json still the old one
-    "registry-staged",  # new registry.json written to its temp file, not renamed
-    "registry-written",  # registry.json replaced: the promotion is done
-    "run-logged",  # runs.jsonl appended, its journal not yet removed
-)
-
-
-def checkpoint(point: str) -> None:
-    """Test hook: SIGKILL this process at the named point when MLOPS_TEST_KILL_AT says so."""
-    if os.environ.get(KILL_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def now() -> str:
@@ -147,10 +129,8 @@ def write_registry(models_dir: Path, registry: dict[str, Any]) -> None:
 
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
-        checkpoint("registry-staged")
 
     files.atomic_write(Path(models_dir) / REGISTRY_FILE, write)
-    checkpoint("registry-written")
 
 
 @contextmanager
@@ -362,7 +342,6 @@ def install_version(
             _write_onnx(stage / ONNX_FILE, onnx, metadata.get("onnx_sha256"))
         files.write_json(stage / METADATA_FILE, metadata)
         _fsync_dir(stage)
-        checkpoint("version-staged")
         target = models_dir / version
         if target.exists():  # an orphan of an interrupted promotion, not in the registry
             _remove_tree(target)
@@ -371,7 +350,6 @@ def install_version(
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    checkpoint("version-renamed")
 
 
 def _write_onnx(path: Path, data: bytes, expected: str | None) -> None:

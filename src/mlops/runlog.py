@@ -17,7 +17,7 @@ from typing import Any
 from mlops import files, tables
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.registry import MODELS_DIR, PENDING_RUN, checkpoint, locked, read_registry
+from mlops.registry import MODELS_DIR, PENDING_RUN, locked, read_registry
 
 log = logging.getLogger(__name__)
 RUNS_FILE = Path("models/runs.jsonl")
@@ -121,7 +121,6 @@ def recover_locked(models_dir: Path, registry: dict[str, Any], late: bool = True
                 files.write_text(Path(name), text)
         if append_locked(item, Path(models_dir) / RUNS_FILE.name):
             log.info("run logged to %s (%s)", RUNS_FILE, item["decision"])
-        checkpoint("run-logged")
         if late:
             log.warning("%s's promotion was interrupted after registry.json: finished it", version)
     pending.unlink()

@@ -13,7 +13,8 @@ defaults), driven in alternating rounds at concurrency 8; then the memory of the
 (RSS) after 10,000 and after 100,000 logged requests, and the writer's own rows/s.
 
 API tokens (`auth_ratio`): two servers side by side, without tokens and with them (every request
-carrying its bearer token), sequential single rows in alternating rounds: p50 and p99 of each.
+carrying its bearer token), one connection to each, the same row sent to both in turn: p50 and p99
+of each.
 Model loading (`load_seconds`): the production model from skops bytes (with the trusted-type
 check) vs the same model from joblib bytes, best of several loads each.
 """
@@ -98,30 +99,48 @@ def summary(latencies: list[float], errors: int, seconds: float) -> dict:
     }
 
 
+class Connection:
+    """One kept-alive loopback connection: send a request, read the whole answer."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.conn.makefile("rb")
+
+    def ask(self, request: bytes) -> int:
+        """The status of one answer (its body read and dropped)."""
+        self.conn.sendall(request)
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = self.reader.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            head += line
+        status, length = _status_and_length(head)
+        self.reader.read(length)
+        return status
+
+    def close(self) -> None:
+        self.reader.close()
+        self.conn.close()
+
+
 def sequential(port: int, requests: list[bytes], seconds: float) -> dict:
     """One connection, one request at a time (blocking socket: no client-side event loop cost)."""
     latencies: list[float] = []
     errors = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = conn.makefile("rb")
+    connection = Connection(port)
+    try:
         started = time.perf_counter()
         end = started + seconds
         i = 0
         while (now := time.perf_counter()) < end:
-            conn.sendall(requests[i % len(requests)])
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                line = reader.readline()
-                if not line:
-                    raise ConnectionError("server closed the connection")
-                head += line
-            status, length = _status_and_length(head)
-            reader.read(length)
+            errors += connection.ask(requests[i % len(requests)]) != 200
             latencies.append(time.perf_counter() - now)
-            errors += status != 200
             i += 1
         elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
     return summary(latencies, errors, elapsed)
 
 
@@ -250,30 +269,34 @@ def drive_pair(plan: dict) -> dict:
 
 
 def drive_auth(plan: dict) -> dict:
-    """Tokens off and on, side by side: sequential single rows in alternating rounds."""
-    seconds, rounds = plan["seconds"], plan["rounds"]
+    """Tokens off and on, side by side request by request: one connection to each server, the
+    same row sent to both in turn (which goes first alternates), so both see the same machine."""
+    seconds = plan["seconds"]
     requests = {
         "off": [http_request("/predict", body.encode()) for body in plan["bodies"]],
         "on": [http_request("/predict", body.encode(), plan["token"]) for body in plan["bodies"]],
     }
-    ports = {"off": plan["ports"][0], "on": plan["ports"][1]}
-    for side, port in ports.items():
-        sequential(port, requests[side], 0.05 * seconds)
-    phases: dict[str, list[dict]] = {"off": [], "on": []}
-    share = 0.5 * seconds / rounds
-    for number in range(rounds):
-        for side in ("off", "on") if number % 2 == 0 else ("on", "off"):
-            phases[side].append(sequential(ports[side], requests[side], share))
-    # p50 and p99 over every round's latencies would need them all; the median round is robust.
-    return {
-        side: {
-            "requests": sum(p["requests"] for p in found),
-            "errors": sum(p["errors"] for p in found),
-            "p50_ms": float(np.median([p["p50_ms"] for p in found])),
-            "p99_ms": float(np.median([p["p99_ms"] for p in found])),
-        }
-        for side, found in phases.items()
-    }
+    connections = {"off": Connection(plan["ports"][0]), "on": Connection(plan["ports"][1])}
+    latencies: dict[str, list[float]] = {"off": [], "on": []}
+    errors = {"off": 0, "on": 0}
+    try:
+        warm_up = time.perf_counter() + 0.05 * seconds
+        i = 0
+        started = time.perf_counter()
+        end = started + seconds
+        while (now := time.perf_counter()) < end:
+            for side in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                asked = time.perf_counter()
+                status = connections[side].ask(requests[side][i % len(requests[side])])
+                if now >= warm_up:
+                    latencies[side].append(time.perf_counter() - asked)
+                    errors[side] += status != 200
+            i += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        for connection in connections.values():
+            connection.close()
+    return {side: summary(latencies[side], errors[side], elapsed) for side in latencies}
 
 
 def drive_memory(plan: dict) -> dict:
@@ -706,7 +729,7 @@ def runtimes(
     return found
 
 
-def auth(root: Path, params: Path, tmp: Path, bodies: list[str], *, seconds: float, rounds: int):
+def auth(root: Path, params: Path, tmp: Path, bodies: list[str], *, seconds: float):
     """Tokens off vs on, side by side: p50/p99 of each and on/off (goal: within 5%)."""
     ports = (free_port(), free_port())
     with contextlib.ExitStack() as servers:
@@ -715,7 +738,7 @@ def auth(root: Path, params: Path, tmp: Path, bodies: list[str], *, seconds: flo
             running_server(root, params, ports[1], tmp / "auth-on.log", tokens=BENCH_TOKEN)
         )
         plan = {"mode": "auth", "ports": ports, "bodies": bodies, "token": BENCH_TOKEN}
-        pair = client({**plan, "seconds": seconds, "rounds": rounds}, seconds * 3 + 60)
+        pair = client({**plan, "seconds": seconds}, seconds * 3 + 60)
     off, on = pair["off"], pair["on"]
     p50 = round(on["p50_ms"] / off["p50_ms"], 3) if off["p50_ms"] else None
     p99 = round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None
@@ -808,7 +831,7 @@ def measure(
             plan["server_pid"], plan["naive_pid"] = pid, naive_pid
             result = client(plan, seconds * 3 + 60)
         server_log = (tmp / "server.log").read_text(encoding="utf-8").splitlines()
-        tokens = auth(root, params, tmp, plan["bodies"], seconds=seconds, rounds=rounds)
+        tokens = auth(root, params, tmp, plan["bodies"], seconds=seconds)
         loading = load_seconds(root)
         logged = inference_log(
             config,
