@@ -180,6 +180,8 @@ USER 10001:0
 # ---- mlflow: the tracking server and UI, its store in /mlflow (compose's `mlflow` service) ----
 FROM runtime AS mlflow
 COPY --from=mlflow-deps /app/.venv /app/.venv
+# No GenAI job runner: seven more processes at start that this project never gives work.
+ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 RUN mkdir -p /mlflow \
     && chgrp 0 /mlflow \
     && chmod 2775 /mlflow

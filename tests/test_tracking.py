@@ -335,6 +335,7 @@ def test_mlflow_ui_syncs_into_the_embedded_store_and_serves_it(promoted_dir, tmp
     root = shutil.copytree(promoted_dir, tmp_path / "project")
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "DO_NOT_TRACK": "1"}
+    env.pop(tracking.JOBS_ENV, None)  # the command's own default: no job runners
     command = [sys.executable, "-m", "mlops", "mlflow-ui", "--port", str(port)]
     with (tmp_path / "ui.log").open("wb") as output:
         ui = subprocess.Popen(
@@ -357,11 +358,22 @@ def test_mlflow_ui_syncs_into_the_embedded_store_and_serves_it(promoted_dir, tmp
         assert champion(mlflow) == "v1"
         with urllib.request.urlopen(base, timeout=10) as page:  # the UI itself
             assert b"<html" in page.read().lower()
+        assert not [line for line in group_commands(ui.pid) if "huey" in line]
     finally:
         os.killpg(ui.pid, signal.SIGKILL)
         ui.wait()
     assert (root / "mlruns" / "mlflow.db").is_file()
     assert "[mlflow-ui] MLflow UI on http://127.0.0.1:" in (tmp_path / "ui.log").read_text()
+
+
+def group_commands(group: int) -> list[str]:
+    """The command lines of the processes in a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == group:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
 
 
 def test_champion_served_by_mlflow_models_serve_answers_as_the_api(inside, server, tmp_path):

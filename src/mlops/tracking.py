@@ -56,6 +56,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 PROBE_SECONDS = 3.0
+JOBS_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 PLOTS = ("confusion_matrix.png", "roc_curve.png", "precision_recall.png", "feature_importance.png")
 TEST_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
 _DOWN: dict[str, str] = {}  # tracking URI -> why, once warned in this process (one line per run)
@@ -809,5 +810,9 @@ def ui_command(config: Config, host: str | None = None, port: int | None = None)
         "--workers",
         "1",
     ]
+    # MLflow 3's server starts seven job-runner processes (GenAI jobs this project never queues)
+    # unless told not to: about 10 s more to start and their memory, for nothing.
+    env = {**os.environ}
+    env.setdefault(JOBS_ENV, "false")
     with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(command, check=False)
+        subprocess.run(command, check=False, env=env)
