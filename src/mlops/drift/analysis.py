@@ -102,27 +102,34 @@ def unseen_categories(batch: Batch) -> dict[str, dict[str, Any]]:
     return found
 
 
-def decide_exactly(
-    columns: dict[str, dict[str, Any]],
-    reference: pd.DataFrame,
-    batch: Batch,
-    config: Config,
-    *,
-    sampled: bool,
-) -> dict[str, dict[str, Any]]:
-    """Where a sample was judged, every column whose test has an all-row form is decided by the
-    all-row statistics and says `exact: true`; unsampled, Evidently saw every row, so all are
-    exact. Returns the columns whose sample verdict the exact one overruled, with both."""
-    overruled = {}
-    for name, column in columns.items():
+def exact_scores(
+    reference: pd.DataFrame, batch: Batch, config: Config, features: list[str]
+) -> dict[str, float]:
+    """Each column's drift score over every row of the batch, where its test has an all-row form
+    (mlops.drift.exact) and the column has values; computed while Evidently is still importing."""
+    tests = evidently_run.column_tests(config, features)
+    found = {}
+    for name in features:
         numeric = name not in config.categorical
         stats = batch.numeric[name] if numeric else batch.categorical[name]
-        column["exact"] = not sampled or (
-            exact.supported(column["method"], numeric) and stats.rows > stats.missing
-        )
+        method = tests[name].method
+        if exact.supported(method, numeric) and stats.rows > stats.missing:
+            found[name] = round(exact.score(method, reference[name], stats), 6)
+    return found
+
+
+def decide_exactly(
+    columns: dict[str, dict[str, Any]], scores: dict[str, float], *, sampled: bool
+) -> dict[str, dict[str, Any]]:
+    """Where a sample was judged, every column with an all-row score (exact_scores) is decided by
+    it and says `exact: true`; unsampled, Evidently saw every row, so all are exact. Returns the
+    columns whose sample verdict the exact one overruled, with both."""
+    overruled = {}
+    for name, column in columns.items():
+        column["exact"] = not sampled or name in scores
         if not sampled or not column["exact"]:
             continue
-        found = round(exact.score(column["method"], reference[name], stats), 6)
+        found = scores[name]
         is_drifted = bool(evidently_run.drifted(column["method"], found, column["threshold"]))
         if is_drifted != column["drifted"]:
             overruled[name] = {
@@ -413,6 +420,7 @@ def analyse(
     )
     reference = _with_predictions(reference, said["test"].take(rows_of_test))
     current = _with_predictions(current, said["current"])
+    scores = exact_scores(full_reference, whole, config, features) if sampled else {}
     predicted = time.perf_counter()
 
     created = datetime.now(UTC)
@@ -431,7 +439,7 @@ def analyse(
 
     shares = importance_shares(model_info.get("feature_importance"), features)
     columns = found["columns"]
-    overruled = decide_exactly(columns, full_reference, whole, config, sampled=sampled)
+    overruled = decide_exactly(columns, scores, sampled=sampled)
     said["every"] = said["current"] if pending is None else pending.result()
     perf = performance(config, estimator, said["every"], y)
     resampled: dict[tuple[str, int], float] = {}
