@@ -462,7 +462,14 @@ def check(model: Any, metadata: dict, frame: Any, config: Any) -> dict[str, Any]
     {passed, supported, max_difference, row, labels_differ, note, data}: data holds the ONNX
     bytes when supported; passed is True for an unsupported model (scikit-learn serves it).
     """
-    from mlops.predictions import matrix_model, model_matrix, model_positive, predict
+    from mlops.predictions import (
+        decide,
+        matrix_model,
+        model_matrix,
+        model_positive,
+        positive_column,
+        predict,
+    )
 
     try:
         data = build(model, metadata)
@@ -479,7 +486,8 @@ def check(model: Any, metadata: dict, frame: Any, config: Any) -> dict[str, Any]
 
     exported = OnnxModel(data, names, list(model.classes_), Path(ONNX_FILE), threads=1)
     proba = exported.predict_proba(x)
-    onnx_labels = labels(proba, np.asarray(model.classes_), positive)
+    classes = np.asarray(model.classes_)
+    onnx_labels = decide(proba, classes, positive_column(classes, positive))[0]
     difference = np.abs(proba - sk)
     largest = float(difference.max()) if difference.size else 0.0
     worst = int(np.unravel_index(np.argmax(difference), difference.shape)[0]) if len(x) else 0
@@ -492,11 +500,3 @@ def check(model: Any, metadata: dict, frame: Any, config: Any) -> dict[str, Any]
         "labels_differ": labels_differ,
         "data": data,
     }
-
-
-def labels(proba: np.ndarray, classes: np.ndarray, positive: Any) -> np.ndarray:
-    """Labels from probabilities as mlops.predictions.predict decides them."""
-    if positive is None:
-        return classes[proba.argmax(axis=1)]
-    column = list(classes).index(positive)
-    return np.where(proba[:, column] >= 0.5, positive, classes[1 - column])

@@ -40,14 +40,32 @@ def model_matrix(frame: Any, metadata: dict, config: Config) -> np.ndarray:
     )
 
 
+POSITIVE_AT = 0.5  # a binary model calls its positive class at this probability or more
+
+
+def decide(
+    proba: np.ndarray, classes: np.ndarray, positive: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, the probability each was chosen with): with `positive` (the positive class's
+    column) the positive label at POSITIVE_AT or more, else the most probable class. The one label
+    rule of evaluation, drift, scoring and the API."""
+    if positive is None:
+        top = proba.argmax(axis=1)
+        return classes[top], proba[np.arange(len(proba)), top]
+    chosen = proba[:, positive]
+    return classes[np.where(chosen >= POSITIVE_AT, positive, 1 - positive)], chosen
+
+
 def predict(model: Any, x: np.ndarray, positive: Any) -> tuple[np.ndarray, np.ndarray]:
     """(predicted labels, class probabilities): binary models call `positive` (default: their
-    second class) at a probability of 0.5 or more; multiclass models their most probable class."""
+    second class) as decide() does; multiclass models their most probable class."""
     proba = model.predict_proba(x)
-    if len(model.classes_) == 2 and positive is None:
-        positive = model.classes_[1]
-    if positive is None:
-        return model.classes_[proba.argmax(axis=1)], proba
-    column = list(model.classes_).index(positive)
-    negative = model.classes_[1 - column]
-    return np.where(proba[:, column] >= 0.5, positive, negative), proba
+    classes = np.asarray(model.classes_)
+    return decide(proba, classes, positive_column(classes, positive))[0], proba
+
+
+def positive_column(classes: np.ndarray, positive: Any) -> int | None:
+    """The positive class's column (a binary model's second class by default); None: multiclass."""
+    if len(classes) == 2 and positive is None:
+        return 1
+    return None if positive is None else list(classes).index(positive)

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from mlops import encoding
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.predictions import matrix_model, takes_raw_frame
+from mlops.predictions import decide, matrix_model, takes_raw_frame
 from mlops.serve.schema import example_instance, request_model
 
 log = logging.getLogger("mlops.serve")
@@ -227,12 +227,7 @@ class Batcher:
             return
         self.calls += 1
         self.rows += len(x)
-        if loaded.positive is None:  # multiclass: the most probable class
-            top = proba.argmax(axis=1)
-            labels, chosen = loaded.classes[top], proba[np.arange(len(proba)), top]
-        else:  # binary: the positive label at a probability of 0.5 or more (as evaluate scores)
-            chosen = proba[:, loaded.positive]
-            labels = loaded.classes[np.where(chosen >= 0.5, loaded.positive, 1 - loaded.positive)]
+        labels, chosen = decide(proba, loaded.classes, loaded.positive)
         start = 0
         for rows, future in pending:
             end = start + len(rows)
