@@ -103,16 +103,16 @@ def unseen_categories(batch: Batch) -> dict[str, dict[str, Any]]:
 
 
 def exact_scores(
-    reference: pd.DataFrame, batch: Batch, config: Config, features: list[str]
+    reference: pd.DataFrame, batch: Batch, config: Config, tests: dict[str, ColumnPolicy]
 ) -> dict[str, float]:
-    """Each column's drift score over every row of the batch, where its test has an all-row form
-    (mlops.drift.exact) and the column has values; computed while Evidently is still importing."""
-    tests = evidently_run.column_tests(config, features)
+    """Each column's drift score over every row of the batch, where its test (tests: the
+    resolved column_tests) has an all-row form (mlops.drift.exact) and the column has values;
+    computed while Evidently is still importing."""
     found = {}
-    for name in features:
+    for name, test in tests.items():
         numeric = name not in config.categorical
         stats = batch.numeric[name] if numeric else batch.categorical[name]
-        method = tests[name].method
+        method = test.method
         if exact.supported(method, numeric) and stats.rows > stats.missing:
             found[name] = round(exact.score(method, reference[name], stats), 6)
     return found
@@ -420,7 +420,8 @@ def analyse(
     )
     reference = _with_predictions(reference, said["test"].take(rows_of_test))
     current = _with_predictions(current, said["current"])
-    scores = exact_scores(full_reference, whole, config, features) if sampled else {}
+    tests = evidently_run.column_tests(config, features)
+    scores = exact_scores(full_reference, whole, config, tests) if sampled else {}
     predicted = time.perf_counter()
 
     created = datetime.now(UTC)
@@ -443,7 +444,6 @@ def analyse(
     said["every"] = said["current"] if pending is None else pending.result()
     perf = performance(config, estimator, said["every"], y)
     resampled: dict[tuple[str, int], float] = {}
-    tests = evidently_run.column_tests(config, features)
     size_aware(
         columns,
         reference,
