@@ -296,11 +296,12 @@ def test_artifacts_are_named_by_commit_and_expire():
 def test_shared_setup_action():
     (path,) = ACTIONS
     action = yaml.safe_load(path.read_text())
-    setup, install = action["runs"]["steps"]
+    setup, cache, install = action["runs"]["steps"]
     assert setup["uses"].startswith("actions/setup-python@")
     assert setup["with"]["python-version"] == "3.11"
-    assert setup["with"]["cache"] == "pip"
-    assert "requirements-dev.lock" in setup["with"]["cache-dependency-path"]
+    assert cache["uses"].startswith("actions/cache@")  # uv's downloads, as `make venv` uses uv
+    assert cache["with"]["path"] == "~/.cache/uv"
+    assert "requirements-dev.lock" in cache["with"]["key"]
     assert install["run"] == "make venv"
     local = [s for _, s in steps() if s.get("uses", "").startswith("./.github/actions/setup")]
     assert len(local) >= 5  # every job that runs project code uses it
