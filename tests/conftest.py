@@ -65,7 +65,7 @@ def untraced(function: Callable) -> Callable:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def evidently_untraced() -> Iterator[None]:
+def libraries_untraced() -> Iterator[None]:
     """Under coverage only (a trace function is set): UNTRACED's functions without it."""
     if sys.gettrace() is None:
         yield
