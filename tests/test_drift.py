@@ -284,6 +284,42 @@ def test_cli_exit_codes_labels_absent_and_production_model(project, config, caps
     assert len(list(history.SNAPSHOTS.glob("*-alert.json"))) == 2
 
 
+def test_production_is_judged_with_its_onnx_file_as_with_its_model_file(project, config):
+    """drift.runtime auto judges production through model.onnx (no unpickling; the gate held it to
+    the model file's labels and 1e-5); sklearn gives the same verdicts and figures."""
+    promote.run(config)
+    by_onnx = drift.run(config)
+    assert by_onnx["model"]["runtime"] == "onnx"
+    edit_params(project / "params.yaml", lambda p: p["drift"].update(runtime="sklearn"))
+    by_sklearn = drift.run(load_config())
+    assert by_sklearn["model"]["runtime"] == "sklearn"
+    for key in ("status", "dataset_drift", "drifted_columns", "columns", "alerts"):
+        assert by_onnx[key] == by_sklearn[key], key
+    for key in ("score", "drifted"):
+        assert by_onnx["prediction_drift"][key] == pytest.approx(
+            by_sklearn["prediction_drift"][key], abs=1e-5
+        )
+    assert_close(by_onnx["performance"], by_sklearn["performance"], "performance")
+    assert [c["status"] for c in by_onnx["chunks"]] == [c["status"] for c in by_sklearn["chunks"]]
+
+
+def assert_close(found: object, expected: object, where: str, tolerance: float = 1e-5) -> None:
+    """The same structure, numbers within tolerance, everything else equal."""
+    if isinstance(expected, dict):
+        assert isinstance(found, dict), where
+        assert found.keys() == expected.keys(), where
+        for key, value in expected.items():
+            assert_close(found[key], value, f"{where}.{key}", tolerance)
+    elif isinstance(expected, list):
+        assert isinstance(found, list), where
+        for i, (a, b) in enumerate(zip(found, expected, strict=True)):
+            assert_close(a, b, f"{where}[{i}]", tolerance)
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert found == pytest.approx(expected, abs=tolerance), where
+    else:
+        assert found == expected, where
+
+
 def test_demo_drifts_real_data_and_expects_the_alert(project, config):
     result = demo.demo_command(config)
     assert result["status"] == "alert"

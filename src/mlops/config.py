@@ -228,6 +228,8 @@ class DriftConfig(Section):
     # The batch is read in chunks of this many rows; `dask` runs one task per file on a cluster.
     chunk_rows: Annotated[int, Field(ge=1_000, le=10_000_000)] = 200_000
     engine: Literal["local", "dask"] = "local"
+    # auto: production's model.onnx with ONNX Runtime when it has one (parity-checked at promotion)
+    runtime: Literal["auto", "onnx", "sklearn"] = "auto"
 
     @model_validator(mode="after")
     def _kinds(self) -> DriftConfig:

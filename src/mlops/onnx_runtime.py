@@ -150,16 +150,17 @@ def read_verified(path: Path, expected: str) -> bytes:
 
 
 def production(
-    models_dir: Path, config: Config, threads: int | None = None
+    models_dir: Path, config: Config, runtime: str, setting: str, threads: int | None = None
 ) -> tuple[OnnxModel, dict] | None:
-    """(OnnxModel, metadata) of production for `make score` (score.runtime), or None when
-    scikit-learn scores it; the session is opened and checked here."""
+    """(OnnxModel, metadata) of production for `make score` or `make drift` (runtime: the value
+    of `setting`, score.runtime or drift.runtime), or None when scikit-learn answers; the session
+    is opened and checked here."""
     from mlops import registry
 
     version = registry.production_version(models_dir)
     if version is None:
         return None
-    found = version_files(Path(models_dir), version, config.score.runtime, "score.runtime")
+    found = version_files(Path(models_dir), version, runtime, setting)
     if found is None:
         return None
     path, metadata = found

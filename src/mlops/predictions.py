@@ -26,7 +26,10 @@ def takes_raw_frame(metadata: dict) -> bool:
 
 def matrix_model(model: Any, metadata: dict) -> Any:
     """What scores model_matrix(): the pipeline after its raw-columns step (the whole model for
-    versions trained before it, which took the coded matrix themselves)."""
+    versions trained before it, which took the coded matrix themselves, and for an OnnxModel of
+    mlops.onnx_runtime, which scores the coded matrix itself)."""
+    if getattr(model, "runtime", None) == "onnx":
+        return model
     return model[1:] if takes_raw_frame(metadata) else model
 
 

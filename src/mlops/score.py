@@ -46,8 +46,7 @@ def predictions_frame(
 
     positive = model_positive(model, metadata)
     matrix = model_matrix(frame, metadata, config)
-    # An OnnxModel (mlops.onnx_runtime) scores the coded matrix itself, on its own threads.
-    scorer = model if getattr(model, "runtime", None) == "onnx" else matrix_model(model, metadata)
+    scorer = matrix_model(model, metadata)  # an OnnxModel scores on its own threads
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
         labels, proba = predict(scorer, matrix, positive)
     classes = model.classes_.tolist()
@@ -170,9 +169,9 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
     out = Path(out or "reports/scores")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: a file, not a folder (OUT names the folder to write into)")
-    found = onnx_runtime.production(registry.MODELS_DIR, config) or registry.load_production(
-        registry.MODELS_DIR
-    )
+    found = onnx_runtime.production(
+        registry.MODELS_DIR, config, config.score.runtime, "score.runtime"
+    ) or registry.load_production(registry.MODELS_DIR)
     if found is None:
         raise InputError("score: no production model yet (promote one: make promote)")
     model, metadata = found
