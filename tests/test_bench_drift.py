@@ -11,8 +11,9 @@ from mlops.config import Config
 
 def test_measure_small(config):
     """The whole benchmark at 3,000 rows: drift and the scipy baseline agree on the shift (one
-    run of each: every drift run pays a fresh interpreter's Evidently import)."""
-    result = bench.measure(config, rows=3_000, model_rows=2_000, repeats=1)
+    run of each, and none through the model file: every drift run pays a fresh interpreter's
+    Evidently import; that run is the same command with drift.runtime sklearn)."""
+    result = bench.measure(config, rows=3_000, model_rows=2_000, repeats=1, sklearn=False)
     assert result["rows"] == 3_000
     assert result["columns"] == {"numeric": 15, "categorical": 5}
     assert result["shifted_columns"] == ["num_00", "num_01", "num_02"]
@@ -21,11 +22,14 @@ def test_measure_small(config):
     assert result["goals"]["flags_exactly_the_shifted_columns"] is True
     assert result["goals"]["same_decisions_as_full_data"] is True
     assert result["sampled"] is False
+    assert result["model_runtime"] == "onnx"  # production, through its model.onnx
     for key in ("drift_seconds", "drift_cpu_seconds", "baseline_seconds", "cpu_ratio"):
         assert result[key] > 0
     # Medians of the runs, each run listed.
     assert result["repeats"] == 1
     assert result["runs"]["drift_seconds"] == [result["drift_seconds"]]
+    assert result["sklearn_seconds"] is result["sklearn_ratio"] is None
+    assert result["runs"]["sklearn_seconds"] == []
     assert result["runs"]["baseline_seconds"] == [result["baseline_seconds"]]
 
 

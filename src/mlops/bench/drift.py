@@ -1,6 +1,9 @@
 """Drift at scale: `python -m mlops drift` on a synthetic 1M x 20 reference and current batch,
 against a plain numpy/scipy computation of the same stat tests on the full data.
 
+Drift judges production, as after `make all`: through its model.onnx (drift.runtime auto), and
+for comparison through its model file (drift.runtime sklearn, `sklearn_*`).
+
 Both run in fresh interpreters, so each peak RSS is that process's own. The drift time is the
 whole command (interpreter start, Evidently import, reading, predictions, report, history); the
 baseline time is its computation alone, on data already in memory.
@@ -17,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from mlops.drift.evidently_run import drifted as is_drifted
 log = logging.getLogger(__name__)
 ROWS = 1_000_000
 MODEL_ROWS = 20_000  # the model only needs to exist: train it on a small synthetic sample
+SKLEARN_PARAMS = "params-sklearn.yaml"  # the same params, drift.runtime sklearn
 GOAL_PEAK_MIB = 1_536
 REPEATS = 3
 # Fresh interpreters that print their own peak RSS (MiB) and CPU seconds as their last line.
@@ -133,23 +138,39 @@ def bench_params(config: Config, model_rows: int = MODEL_ROWS) -> dict:
     params["data"]["source"] = "synthetic"
     params["synthetic"].update(rows=model_rows, current_rows=model_rows // 4)
     params["drift"]["columns"] = {}  # overrides name the project's columns, not synthetic ones
+    # The model only needs to be production: the small splits pass validation, any accuracy the
+    # gate.
+    params["schema"]["min_rows"] = min(params["schema"]["min_rows"], model_rows // 4)
+    params["promotion"].update(min_accuracy=0.0, min_roc_auc=None, min_recall=None)
     return params
 
 
 def prepare(root: Path, config: Config, rows: int, model_rows: int = MODEL_ROWS) -> Config:
-    """A project directory: a model trained on a small synthetic sample, two frames to compare."""
+    """A project directory: production trained on a small synthetic sample (with its model.onnx),
+    two frames to compare."""
     from mlops import synthetic
 
     params = bench_params(config, model_rows)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["drift"]["runtime"] = "sklearn"
+    (root / SKLEARN_PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
     bench = Config.model_validate(params)
     processed = root / bench.data.processed_dir
     processed.mkdir(parents=True)
-    for split, size, seed in (("train", model_rows, 1), ("test", model_rows // 4, 2)):
+    splits = (
+        ("train", model_rows, 1),
+        ("test", model_rows // 4, 2),
+        ("current", model_rows // 4, 3),
+    )
+    for split, size, seed in splits:
         frame = synthetic.generate(bench, size, shifted=False, seed=bench.seed + seed)
         frame.to_parquet(processed / f"{split}.parquet", index=False)
+    stages = ["validate", "train", "evaluate", "promote"]  # in one process, as `make all` runs them
     subprocess.run(
-        [sys.executable, "-m", "mlops", "train"], cwd=root, check=True, capture_output=True
+        [sys.executable, "-m", "mlops", "stages", "--stamps", ".make", *stages],
+        cwd=root,
+        check=True,
+        capture_output=True,
     )
     reference = synthetic.generate(bench, rows, shifted=False, seed=bench.seed + 101)
     reference.to_parquet(processed / "train.parquet", index=False)
@@ -226,12 +247,22 @@ def tree_peaks_kib(pid: int) -> dict[int, int]:
     return found
 
 
+def median_of(values: Iterable[float]) -> float | None:
+    """The median, rounded to 0.01; None when there is nothing."""
+    found = list(values)
+    return round(statistics.median(found), 2) if found else None
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 
 
 def measure(
-    config: Config, rows: int = ROWS, model_rows: int = MODEL_ROWS, repeats: int = REPEATS
+    config: Config,
+    rows: int = ROWS,
+    model_rows: int = MODEL_ROWS,
+    repeats: int = REPEATS,
+    sklearn: bool = True,
 ) -> dict:
     """Drift vs baseline times, their ratio, flagged columns and peak memory.
 
@@ -241,17 +272,23 @@ def measure(
     from mlops import synthetic
 
     drift_runs: list[dict] = []
+    sklearn_runs: list[dict] = []
     baseline_runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         root = Path(tmp)
         bench = prepare(root, config, rows, model_rows)
         shifted = synthetic.shifted_columns(bench)
         for _ in range(repeats):
+            if sklearn:
+                argv = ("--params", SKLEARN_PARAMS, "drift")
+                sklearn_runs.append(child(root, CHILD, *argv, ok=(0, 1)))
             drift_runs.append(child(root, CHILD, "drift", ok=(0, 1)))
             baseline_runs.append(child(root, BASELINE))  # its own "seconds": the computation
         report = json.loads((root / "reports" / "drift.json").read_text())
     drift_seconds = statistics.median(run["seconds"] for run in drift_runs)
     drift_cpu = statistics.median(run["cpu_seconds"] for run in drift_runs)
+    sklearn_seconds = median_of(run["seconds"] for run in sklearn_runs)
+    sklearn_cpu = median_of(run["cpu_seconds"] for run in sklearn_runs)
     scipy_seconds = statistics.median(run["seconds"] for run in baseline_runs)
     scipy_cpu = statistics.median(run["cpu_seconds"] for run in baseline_runs)
     peak = max(run["peak_rss_mib"] for run in drift_runs)
@@ -267,6 +304,7 @@ def measure(
         },
         "repeats": repeats,
         # medians over the repeats; every run is listed below
+        "model_runtime": report["model"]["runtime"],
         "drift_seconds": drift_seconds,
         "drift_cpu_seconds": round(drift_cpu, 2),
         "drift_analysis_seconds": report["seconds"],
@@ -283,8 +321,13 @@ def measure(
         "ratio": ratio(drift_seconds, scipy_seconds),
         "cpu_ratio": ratio(drift_cpu, scipy_cpu),
         "analysis_ratio": ratio(report["seconds"], scipy_seconds),
+        # the same command judging production through its model file (drift.runtime sklearn)
+        "sklearn_seconds": sklearn_seconds,
+        "sklearn_cpu_seconds": sklearn_cpu,
+        "sklearn_ratio": None if sklearn_seconds is None else ratio(sklearn_seconds, scipy_seconds),
         "runs": {
             "drift_seconds": [run["seconds"] for run in drift_runs],
+            "sklearn_seconds": [run["seconds"] for run in sklearn_runs],
             "baseline_seconds": [run["seconds"] for run in baseline_runs],
         },
     }
@@ -296,12 +339,15 @@ def measure(
         "peak_under_1_5_gb": result["drift_peak_rss_mib"] < GOAL_PEAK_MIB,
     }
     log.info(
-        "drift on %d rows (median of %d): %.1fs, %.1f CPU-s (baseline %.1fs, %.1f CPU-s; "
-        "ratios %.2f, %.2f), peak %.0f MiB, flagged %s",
+        "drift on %d rows (median of %d, %s): %.1fs, %.1f CPU-s (model file: %s s, %s CPU-s; "
+        "baseline %.1fs, %.1f CPU-s; ratios %.2f, %.2f), peak %.0f MiB, flagged %s",
         rows,
         repeats,
+        result["model_runtime"],
         result["drift_seconds"],
         result["drift_cpu_seconds"],
+        result["sklearn_seconds"],
+        result["sklearn_cpu_seconds"],
         result["baseline_seconds"],
         result["baseline_cpu_seconds"],
         result["ratio"] or float("nan"),
