@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from threadpoolctl import threadpool_limits
@@ -49,10 +51,15 @@ UNTRACED = (
     ("matplotlib.figure", "Figure", "savefig"),
     ("skops.io", None, "dumps"),
     ("skops.io", None, "loads"),
+    ("sklearn.pipeline", "Pipeline", "fit"),
+    ("sklearn.pipeline", "Pipeline", "predict"),
+    ("sklearn.pipeline", "Pipeline", "predict_proba"),
+    ("sklearn.model_selection._search", "BaseSearchCV", "fit"),
 )
 
 
 def untraced(function: Callable) -> Callable:
+    @functools.wraps(function)  # its __name__ too: scikit-learn's scorers dispatch on it
     def call(*args, **kwargs):
         tracer = sys.gettrace()
         sys.settrace(None)
@@ -79,12 +86,19 @@ def libraries_untraced() -> Iterator[None]:
                 patch.setattr(imported, name, untraced(getattr(imported, name)))
                 continue
             cls = getattr(imported, owner)
-            raw = cls.__dict__[name]
-            if isinstance(raw, classmethod):
-                patch.setattr(cls, name, classmethod(untraced(raw.__func__)))
-            else:
-                patch.setattr(cls, name, untraced(raw))
+            patch.setattr(cls, name, Untraced(cls.__dict__[name]))
         yield
+
+
+class Untraced:
+    """A class attribute (method, classmethod, or a descriptor such as scikit-learn's
+    available_if) whose calls run untraced."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Callable:
+        return untraced(self.raw.__get__(instance, owner))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
