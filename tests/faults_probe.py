@@ -60,6 +60,7 @@ PRELOAD = (
     "mlops.score",
     "mlops.drift.stage",
     "mlops.onnx_runtime",
+    "onnxruntime",  # drift and score judge production through its model.onnx
     "skops.io",
     # drift's Evidently (with plotly, litestar, nltk: 1,300 modules), 4 of its 6 s a run
     "evidently",
