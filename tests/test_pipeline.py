@@ -79,13 +79,13 @@ def claimed_files(result: subprocess.CompletedProcess) -> list[str]:
 
 
 STAGES = ["data", "validate", "train", "evaluate", "promote", "drift"]
-# Latest stage first: each case leaves the project up to date for the next one.
+# Latest stage first: each case leaves the project up to date for the next one. The last stage,
+# the gate's own rule, a stage's secondary output and the first stage, for real (about 15 s each);
+# tests/test_stages.py reads every stamp rule's prerequisites from make's database.
 OUTPUTS = [
     ("reports/drift.html", ["drift"]),
     ("reports/promotion.json", ["promote", "drift"]),
     ("reports/roc_curve.png", ["evaluate", "promote", "drift"]),
-    ("models/candidate/metadata.json", ["train", "evaluate", "promote", "drift"]),
-    ("reports/validation.json", ["validate", "train", "evaluate", "promote", "drift"]),
     ("data/processed/current.parquet", STAGES),
 ]
 

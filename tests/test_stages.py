@@ -5,6 +5,7 @@ plots commands work on them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import yaml
@@ -51,6 +52,24 @@ def test_make_reads_the_table(tmp_path):
     ).stdout
     for stage in stages.STAGES:
         assert f"{stage.name.upper()}_OUT := {' '.join(stage.outs)}" in printed
+    # The stamp rules (written by hand in the Makefile): each stage's stamp follows the one
+    # before and its params, code and outputs, so a change or a deleted output re-runs it and
+    # what follows (tests/test_pipeline.py deletes outputs of four stages for real).
+    rules = {
+        line.split(":")[0]: line.split(":", 1)[1].split()
+        for line in printed.splitlines()
+        if re.match(r"^\.make/[a-z]+\.ok:", line)
+    }
+    previous = None
+    for stage in stages.STAGES:
+        prerequisites = rules[f".make/{stage.name}.ok"]
+        if previous is not None:
+            assert f".make/{previous}.ok" in prerequisites, stage.name
+        assert f".make/params/{stage.name}.json" in prerequisites, stage.name
+        assert set(stage.outs) <= set(prerequisites), stage.name
+        for name in stage.code:
+            assert any(p.startswith(f"src/mlops/{name}") for p in prerequisites), name
+        previous = stage.name
 
 
 def test_dvc_repro_on_a_fresh_clone_makes_the_same_model_and_experiments_work(
