@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops import workdirs
+from mlops import layout, workdirs
 from mlops.errors import CheckFailed, InputError
 from mlops.storage import local_or_url
 
-RUN_LOG = Path("reports/run.log")
+RUN_LOG = layout.RUN_LOG
 log = logging.getLogger("mlops")
 
 # command: (module, entry function, one-line help). Every entry takes the Config first.

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn import metrics
 from sklearn.pipeline import Pipeline
 
-from mlops import __version__, files, tracking
+from mlops import __version__, files, layout, tracking
 from mlops.config import Config
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
 from mlops.train import load_candidate
 
 log = logging.getLogger(__name__)
-REPORT = Path("reports/metrics.json")
+REPORT = layout.METRICS
 
 
 def score(model: Pipeline, x: np.ndarray, y: np.ndarray, positive: Any = None) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -18,10 +17,10 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from mlops import files
+from mlops import files, layout
 from mlops.config import Config
 
-REPORTS = Path("reports")
+REPORTS = layout.REPORTS
 
 
 def _save(figure: plt.Figure, name: str) -> None:

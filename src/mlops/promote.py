@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
 from typing import Any
 
-from mlops import files, parity, registry, runlog, tracking
+from mlops import files, layout, parity, registry, runlog, tracking
 from mlops.config import Config
 from mlops.errors import CheckFailed, InputError
 from mlops.train import CANDIDATE_DIR, METADATA_FILE, MODEL_FILE
 
 log = logging.getLogger(__name__)
-REPORT_JSON = Path("reports/promotion.json")
-REPORT_MD = Path("reports/promotion.md")
-METRICS_REPORT = Path("reports/metrics.json")
-VALIDATION_REPORT = Path("reports/validation.json")
+REPORT_JSON = layout.PROMOTION_JSON
+REPORT_MD = layout.PROMOTION_MD
+METRICS_REPORT = layout.METRICS
+VALIDATION_REPORT = layout.VALIDATION
 # Metrics are rounded to 6 digits in metrics.json; a threshold met to within this counts as met.
 EPSILON = 1e-9
 UNFORCEABLE = ("raw_rows_parity", "onnx_parity")  # force never overrides these

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops import files, model_file, tables
+from mlops import files, layout, model_file, tables
 from mlops.config import Config
 from mlops.errors import InputError
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-MODELS_DIR = Path("models")
+MODELS_DIR = layout.MODELS
 REGISTRY_FILE = "registry.json"
 PENDING_RUN = "runs.pending.json"  # the journal: a promotion's run-log line and reports
 VERSION_NAME = re.compile(r"^v([1-9][0-9]*)$")

@@ -27,13 +27,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mlops import files, model_file, registry
+from mlops import files, layout, model_file, registry
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.registry import METADATA_FILE, MODEL_FILE, MODELS_DIR, ONNX_FILE
 
 log = logging.getLogger(__name__)
-PROMOTION_REPORT = Path("reports/promotion.json")
+PROMOTION_REPORT = layout.PROMOTION_JSON
 CARD_FILE = "MODEL_CARD.md"
 USAGE_FILE = "MODEL.md"
 TAG_FILE = "TAG"

@@ -14,13 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlops import files, tables
+from mlops import files, layout, tables
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.registry import MODELS_DIR, PENDING_RUN, locked, read_registry
 
 log = logging.getLogger(__name__)
-RUNS_FILE = Path("models/runs.jsonl")
+RUNS_FILE = layout.RUNS
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
 
 

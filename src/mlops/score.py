@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import batches, cluster, files, onnx_runtime, registry, storage
+from mlops import batches, cluster, files, layout, onnx_runtime, registry, storage
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.predictions import matrix_model, model_matrix, model_positive, predict
@@ -166,7 +166,7 @@ def run(config: Config, current: Path | str | None = None, out: Path | str | Non
                 raise InputError(f"{out}: cannot write there ({storage.reason(exc)})") from None
         log.info("uploaded to %s", out)
         return summary
-    out = Path(out or "reports/scores")
+    out = Path(out or layout.SCORES)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: a file, not a folder (OUT names the folder to write into)")
     found = onnx_runtime.production(

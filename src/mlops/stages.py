@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops import layout
 from mlops.config import STAGE_SECTIONS
 
 DVC_YAML = Path("dvc.yaml")
@@ -27,44 +28,41 @@ class Stage:
     plots: tuple[str, ...] = ()  # outputs dvc shows with `dvc plots`
 
 
-PROCESSED = tuple(
-    f"data/processed/{name}"
-    for name in ("train.parquet", "test.parquet", "current.parquet", "manifest.json")
-)
-CANDIDATE = ("models/candidate/model.skops", "models/candidate/metadata.json")
-PLOTS = tuple(
-    f"reports/{name}.png"
-    for name in ("confusion_matrix", "roc_curve", "precision_recall", "feature_importance")
-)
+PROCESSED = tuple(str(layout.PROCESSED / name) for name in layout.SPLITS)
+CANDIDATE = tuple(str(layout.CANDIDATE / name) for name in ("model.skops", "metadata.json"))
+PLOTS = tuple(str(path) for path in layout.PLOTS)
+VALIDATION, METRICS = str(layout.VALIDATION), str(layout.METRICS)
+PROMOTION = (str(layout.PROMOTION_JSON), str(layout.PROMOTION_MD))
+DRIFT = tuple(str(layout.DRIFT.with_suffix(suffix)) for suffix in (".html", ".json", ".md"))
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data.py", "synthetic.py", "files.py"), PROCESSED, after=("data/raw",)),
-    Stage("validate", ("validate.py",), ("reports/validation.json",), after=PROCESSED),
+    Stage("validate", ("validate.py",), (VALIDATION,), after=PROCESSED),
     Stage(
         "train",
         ("train.py", "model_file.py"),
         CANDIDATE,
-        after=(*PROCESSED, "reports/validation.json"),
+        after=(*PROCESSED, VALIDATION),
     ),
     Stage(
         "evaluate",
         ("evaluate.py", "plots.py"),
-        ("reports/metrics.json", *PLOTS),
+        (METRICS, *PLOTS),
         after=(*PROCESSED, *CANDIDATE),
-        metrics=("reports/metrics.json",),
+        metrics=(METRICS,),
         plots=PLOTS,
     ),
     Stage(
         "promote",
         ("promote.py", "registry.py", "parity.py", "onnx_export.py"),
-        ("reports/promotion.json", "reports/promotion.md"),
-        after=("reports/metrics.json",),
+        PROMOTION,
+        after=(METRICS,),
     ),
     Stage(
         "drift",
         ("drift/",),
-        ("reports/drift.html", "reports/drift.json", "reports/drift.md"),
-        after=(*PROCESSED, "reports/promotion.json"),
+        DRIFT,
+        after=(*PROCESSED, PROMOTION[0]),
     ),
 )
 

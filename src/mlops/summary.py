@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops import layout
 from mlops.config import Config
 from mlops.errors import InputError
 from mlops.files import write_text
 
 MARKER = "<!-- mlops-ci-report -->"
-REPORTS = Path("reports")
-REGISTRY = Path("models/registry.json")
+REPORTS = layout.REPORTS
+REGISTRY = layout.REGISTRY
 # Metrics compared candidate vs production, in this order (higher is better except log_loss).
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
 LOWER_IS_BETTER = {"log_loss"}

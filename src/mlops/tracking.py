@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlops import files
+from mlops import files, layout
 from mlops.config import Config
 from mlops.errors import InputError
 
@@ -622,13 +622,13 @@ def history_content(entry: dict[str, Any]) -> tuple[str, dict[str, float], dict[
 
 # --- the stages' hooks and the commands ----------------------------------------------------------
 
-REPORTS = Path("reports")
-HISTORY_LOG = REPORTS / "history" / "drift.jsonl"
-CANDIDATE_DIR = Path("models/candidate")  # as in mlops.train (not imported: scikit-learn)
+REPORTS = layout.REPORTS
+HISTORY_LOG = layout.DRIFT_HISTORY / "drift.jsonl"
+CANDIDATE_DIR = layout.CANDIDATE
 
 
 def candidate_artifacts() -> tuple[Path, ...]:
-    return (*(REPORTS / name for name in PLOTS), REPORTS / "validation.json")
+    return (*(REPORTS / name for name in PLOTS), layout.VALIDATION)
 
 
 def prepare(config: Config) -> None:
@@ -710,7 +710,7 @@ def sync_into(client: MlflowClient, config: Config, *, drift: bool = True) -> in
     registry_data = registry.read_registry(registry.MODELS_DIR)
     candidate = CANDIDATE_DIR / METADATA_FILE
     candidate_sha = files.read_json(candidate).get("model_sha256") if candidate.is_file() else None
-    metrics_file = REPORTS / "metrics.json"
+    metrics_file = layout.METRICS
     scored = files.read_json(metrics_file) if metrics_file.is_file() else {}
     by_sha = {entry["sha256"]: name for name, entry in registry_data["versions"].items()}
     latest: dict[str, dict[str, Any]] = {}  # a model gated twice: its run shows the last decision
@@ -752,7 +752,7 @@ def read_history() -> list[dict[str, Any]]:
 
 
 def sync_drift(mirror: Mirror) -> None:
-    latest_file = REPORTS / "drift.json"
+    latest_file = layout.DRIFT.with_suffix(".json")
     latest = files.read_json(latest_file) if latest_file.is_file() else None
     latest_key = drift_content(latest)[0] if latest else None
     for entry in read_history():

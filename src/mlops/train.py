@@ -7,7 +7,6 @@ import platform
 import subprocess
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from mlops import files, model_file
+from mlops import files, layout, model_file
 from mlops.config import Config
 from mlops.encoding import encoder_categories
 from mlops.errors import InputError
@@ -27,7 +26,7 @@ from mlops.estimators import SPECS, Preprocessing, estimator_class
 from mlops.predictions import RAW_FRAME
 
 log = logging.getLogger(__name__)
-CANDIDATE_DIR = Path("models/candidate")
+CANDIDATE_DIR = layout.CANDIDATE
 MODEL_FILE = model_file.MODEL_FILE
 METADATA_FILE = "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops import files
+from mlops import files, layout
 from mlops.config import Config
 from mlops.errors import CheckFailed
 
 log = logging.getLogger(__name__)
-REPORT = Path("reports/validation.json")
+REPORT = layout.VALIDATION
 SPLITS = ("train", "test", "current")
 EXAMPLES = 5
 

@@ -10,6 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
+from mlops import layout
+
 IMAGE_UID = 10001  # the Dockerfile's user
 # Every command appends to reports/run.log; these also write into the folders listed.
 WRITES: dict[str, tuple[str, ...]] = {
@@ -22,7 +24,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "release-import": ("models",),
     "schema": ("models",),  # archives a registry of other columns (mlops.lineage)
 }
-RUN_LOG = Path("reports/run.log")
+RUN_LOG = layout.RUN_LOG
 # Commands that write nothing in reports/ (score only where OUT says): reports/run.log is appended
 # when it can be, a warning when not (a read-only reports/ must not block them).
 READ_ONLY = ("models", "runs", "score", "serve", "release-export", "params-stamps", "summary")
@@ -41,7 +43,7 @@ def targets(args: argparse.Namespace) -> list[Path]:
     if getattr(args, "output", None):
         paths.append(Path(args.output).parent)
     if args.command == "score":
-        paths.append(Path(args.out or "reports/scores"))
+        paths.append(Path(args.out or layout.SCORES))
     if args.command == "schema":  # rewrites the params file in place (a temp file beside it)
         paths.append(Path(args.into).parent)
     return paths

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops import files
+from mlops import files, layout
 from mlops.drift.analysis import chunk_name
 from mlops.drift.markdown import model_name
 from mlops.drift.performance import METRICS
 
-REPORTS = Path("reports")
-HISTORY_DIR = REPORTS / "history"
+REPORTS = layout.REPORTS
+HISTORY_DIR = layout.DRIFT_HISTORY
 HISTORY_LOG = HISTORY_DIR / "drift.jsonl"
 HISTORY_PAGE = REPORTS / "drift_history.html"
 SNAPSHOTS = HISTORY_DIR / "snapshots"

@@ -7,14 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from mlops import files
+from mlops import files, layout
 from mlops.config import Config
 from mlops.drift import stream
 from mlops.drift.labels import read as read_labels
 from mlops.drift.stream import Batch
 from mlops.errors import InputError
 
-METRICS = Path("reports/metrics.json")
+METRICS = layout.METRICS
 
 
 def load_current(
