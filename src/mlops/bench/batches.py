@@ -47,29 +47,6 @@ def write_batch(folder: Path, bench: Config, rows: int, files: int) -> None:
         del frame
 
 
-def promote_candidate(root: Path) -> None:
-    """The trained candidate as production v1 (what `make score` uses), without the gate, with
-    its model.onnx as the gate would store it."""
-    import contextlib
-    import hashlib
-
-    from mlops import onnx_export, registry, train
-
-    candidate = root / "models/candidate"
-    with contextlib.chdir(root):  # the candidate as the gate loads it (sha256 checked)
-        model, metadata = train.load_candidate()
-    onnx = onnx_export.build(model, metadata)
-    registry.add_version(
-        root / "models",
-        candidate / "model.skops",
-        {**metadata, "onnx_sha256": hashlib.sha256(onnx).hexdigest()},
-        expected_production=None,
-        kind="forced",
-        why="benchmark: the trained candidate, no gate",
-        onnx=onnx,
-    )
-
-
 def _same_labels(sklearn: Path, onnx: Path) -> bool:
     """Both runs' predictions.parquet give every row the same label."""
     import pyarrow.parquet as pq
@@ -112,9 +89,8 @@ def measure(
 
     with tempfile.TemporaryDirectory(prefix="bench-batches-") as tmp:
         root = Path(tmp)
-        bench = prepare(root, config, reference_rows)
+        bench = prepare(root, config, reference_rows)  # production v1, with its model.onnx
         (root / bench.data.processed_dir / "current.parquet").unlink()
-        promote_candidate(root)
         started = time.perf_counter()
         write_batch(root / "batch", bench, rows, files)
         written = time.perf_counter() - started
