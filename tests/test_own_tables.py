@@ -19,6 +19,7 @@ from mlops import data, evaluate, predictions, serve, train
 from mlops.config import load_config
 from mlops.errors import InputError
 from mlops.model_file import load_model
+from mlops.serve.schema import PredictResponse
 from owndata import SECTORS, private_copy
 
 
@@ -139,6 +140,7 @@ def test_multiclass_trains_scores_and_serves(plans):
         answer = client.post("/predict", json=body)
         assert answer.status_code == 200, answer.text
         [prediction] = answer.json()["predictions"]
+        PredictResponse.model_validate_json(answer.content)  # multiclass: still the declared model
         assert set(prediction["probabilities"]) == {"basic", "plus", "pro"}
         assert sum(prediction["probabilities"].values()) == pytest.approx(1)
         assert prediction["probability"] == max(prediction["probabilities"].values())

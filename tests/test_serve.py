@@ -31,6 +31,7 @@ from mlops.config import Config, load_config
 from mlops.encoding import feature_matrix
 from mlops.errors import InputError
 from mlops.predictions import predict
+from mlops.serve.schema import PredictResponse
 
 MODELS = Path("models")
 
@@ -219,6 +220,7 @@ def test_predict_equals_in_process_predictions(client):
     answer = client.post("/predict", json={"instances": rows})
     assert answer.status_code == 200, answer.text
     body = answer.json()
+    PredictResponse.model_validate_json(answer.content)  # the declared response model, exactly
     assert body["model_version"] == "v1"
     assert answer.headers["x-model-version"] == "v1"
     assert [p["label"] for p in body["predictions"]] == labels

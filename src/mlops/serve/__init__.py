@@ -2,8 +2,9 @@
 
 schema: the request model generated from params.yaml; model: verified loading, reloads and
 batching; logs: JSON log lines and the access log; metrics: GET /metrics (Prometheus);
-inference_log: every scored row as Parquet; app: the routes and the server; oip: the Open
-Inference Protocol (V2) routes.
+inference_log: every scored row as Parquet; deps: what the routes are given; routes: /health,
+/ready, /metadata, /metrics and /predict; oip: the Open Inference Protocol (V2) routes; app: the
+set-up, lifespan and server.
 """
 
 from mlops.serve.app import create_app, make_server, serve_command

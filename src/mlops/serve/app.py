@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
@@ -21,31 +20,25 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
 from mlops.config import Config
 from mlops.errors import InputError
-from mlops.serve import onnx_model
-from mlops.serve.guard import Guard, check_binding, load_tokens, public
+from mlops.serve import onnx_model, routes
+from mlops.serve.deps import Serving
+from mlops.serve.guard import Guard, check_binding, load_tokens
 from mlops.serve.inference_log import InferenceLog
 from mlops.serve.logs import AccessLog, log_config
 from mlops.serve.metrics import Metrics
 from mlops.serve.model import Batcher, ModelSlot
 from mlops.serve.oip import add_oip_routes
-from mlops.serve.schema import (
-    PredictResponse,
-    ValidationErrorResponse,
-    error_items,
-    request_model,
-)
+from mlops.serve.routes import failure
+from mlops.serve.schema import request_model
 
 log = logging.getLogger("mlops.serve")
-JSON_TYPE = "application/json"
 
 
 def create_app(
@@ -67,30 +60,14 @@ def create_app(
     slot = ModelSlot(config, models_dir)
     slot.threads = onnx_model.serving_threads()
     batcher = Batcher(slot)
-    # --- monitoring: GET /metrics and the inference log. Every scoring route calls answered().
+    # Monitoring: GET /metrics and the inference log (Serving.answered, for every scoring route).
     inference = InferenceLog(config) if config.serve.inference_log.enabled else None
     if inference is not None:
         inference.check()
     monitor = Metrics(slot, inference)
-
-    def answered(
-        x: np.ndarray,
-        labels: np.ndarray,
-        probability: np.ndarray,
-        proba: np.ndarray,
-        version: str,
-        request_id: str,
-    ) -> None:
-        """One scored request: x as the Batcher took it, its answer, the X-Request-ID."""
-        monitor.scored(labels)
-        if inference is not None:
-            classes = slot.current.classes if slot.current is not None else ()
-            inference.record(x, labels, probability, proba, classes, version, request_id)
-
-    # --- end of monitoring set-up
-    payload_model = request_model(config)
     names = [f"f{i}" for i in range(len(config.features))]
     row_values = attrgetter(*names) if len(names) > 1 else lambda row: (getattr(row, names[0]),)
+    parts = Serving(config, slot, batcher, monitor, inference, request_model(config), row_values)
     # Generous: a max_batch request with long numbers or the longest category is far below this.
     longest = max((len(str(v)) for vs in config.categorical.values() for v in vs), default=0)
     field_bytes = 64 + longest + max((len(name) for name in config.features), default=0)
@@ -163,18 +140,11 @@ def create_app(
         docs_url="/docs" if config.serve.docs else None,
         redoc_url=None,
     )
-    app.state.slot, app.state.batcher, app.state.tokens = slot, batcher, bool(tokens)
-    app.state.answered, app.state.metrics, app.state.inference_log = answered, monitor, inference
+    app.state.serving, app.state.tokens = parts, bool(tokens)  # deps.serving gives it to routes
+    app.state.slot, app.state.batcher, app.state.inference_log = slot, batcher, inference
     # Guard inside AccessLog: a refused request is logged (without its headers) and counted too.
     app.add_middleware(Guard, tokens=tokens, body_limit=body_limit)
     app.add_middleware(AccessLog, slot=slot, observe=monitor.observe)
-
-    def failure(
-        status: int, field: str, reason: str, kind: str, extra: dict | None = None
-    ) -> JSONResponse:
-        """Every error of the API: {"detail": [{"field", "reason", "type"}]} (as a 422)."""
-        body = {**(extra or {}), "detail": [{"field": field, "reason": reason, "type": kind}]}
-        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -186,137 +156,10 @@ def create_app(
         answer.headers.update(exc.headers or {})
         return answer
 
-    def unavailable() -> JSONResponse:
-        """503: the reason without file paths (the server log has them)."""
-        reason = public(slot.problem)
-        extra = {"status": "not ready", "reason": reason}  # what probes and people read
-        return failure(503, "model", reason, "not_ready", extra)
-
-    @app.get("/health", summary="The process is up")
-    async def health() -> dict:
-        return {"status": "ok"}
-
-    @app.get(
-        "/ready",
-        summary="A verified production model is loaded (503 otherwise)",
-        responses={503: {"description": "no verified production model"}},
-    )
-    async def ready() -> Response:
-        if slot.current is None:
-            return unavailable()
-        return JSONResponse({"status": "ready", "model_version": slot.current.version})
-
-    @app.get(
-        "/metadata",
-        summary="Model version, metrics, training data hash and the feature schema",
-        responses={503: {"description": "no verified production model"}},
-    )
-    async def metadata() -> Response:
-        loaded = slot.current
-        if loaded is None:
-            return unavailable()
-        meta = loaded.metadata
-        schema: list[dict[str, Any]] = [
-            {"name": name, "type": "categorical", "allowed": list(values)}
-            for name, values in config.categorical.items()
-        ] + [
-            {"name": name, "type": "numeric", "min": bounds.min, "max": bounds.max}
-            for name, bounds in config.numeric.items()
-        ]
-        for feature in schema:
-            feature["nullable"] = config.max_missing(feature["name"]) > 0
-        classes = loaded.classes.tolist()
-        labels: dict[str, Any] = {"classes": classes}
-        if loaded.positive is not None:
-            labels = {
-                "negative": classes[1 - loaded.positive],
-                "positive": classes[loaded.positive],
-            }
-        body = {
-            "model_version": loaded.version,
-            "model_sha256": meta.get("model_sha256"),
-            "data_sha256": meta.get("data_sha256"),
-            "estimator": meta.get("estimator"),
-            "created_at": meta.get("created_at"),
-            "metrics": meta.get("metrics", {}),
-            "target": config.schema.target,
-            "labels": labels,
-            "max_batch": config.serve.max_batch,
-            "features": schema,
-        }
-        return JSONResponse(body, headers={"x-model-version": loaded.version})
-
-    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
-    async def metrics() -> Response:
-        body, content_type = monitor.exposition()
-        return Response(body, media_type=content_type)
-
-    def bad_request(items: list[dict[str, str]]) -> JSONResponse:
-        return JSONResponse({"detail": items}, status_code=422)
-
-    @app.post(
-        "/predict",
-        summary="Predict labels and probabilities for 1 to max_batch rows",
-        response_model=PredictResponse,
-        responses={
-            422: {"model": ValidationErrorResponse, "description": "bad request: field, reason"},
-            503: {"description": "no verified production model"},
-        },
-    )
-    async def predict(request: Request) -> Response:
-        # The body is parsed and validated in one pass by pydantic-core (the schema in /docs is
-        # the same model, added by openapi() below): faster than FastAPI's own body handling.
-        content_type = request.headers.get("content-type", "")
-        if content_type.partition(";")[0].strip().lower() != JSON_TYPE:
-            reason = f'expected {{"instances": [...]}} as Content-Type: {JSON_TYPE}'
-            return bad_request([{"field": "body", "reason": reason, "type": "content_type"}])
-        body = await request.body()
-        if not body.strip():
-            reason = f'empty body: expected {{"instances": [...]}} as Content-Type: {JSON_TYPE}'
-            return bad_request([{"field": "body", "reason": reason, "type": "missing"}])
-        try:
-            payload: Any = payload_model.model_validate_json(body)
-        except ValidationError as exc:
-            return bad_request(error_items(exc.errors(include_input=False)))
-        if slot.current is None:
-            return unavailable()
-        x = np.array([row_values(row) for row in payload.instances], dtype=np.float64)
-        try:
-            labels, probability, proba, version = await batcher.predict(x)
-        except Exception:  # a bug or a broken model, never the request: log it, answer JSON
-            log.exception("prediction failed (model %s)", slot.version)
-            return failure(500, "", "prediction failed; see the server log", "internal")
-        answered(x, labels, probability, proba, version, getattr(request.state, "request_id", ""))
-        predictions = [
-            {"label": label, "probability": p}
-            for label, p in zip(labels.tolist(), probability.tolist(), strict=True)
-        ]
-        if proba.shape[1] > 2:  # multiclass: every class's probability too
-            names = [str(label) for label in slot.current.classes.tolist()]
-            for prediction, row in zip(predictions, proba.tolist(), strict=True):
-                prediction["probabilities"] = dict(zip(names, row, strict=True))
-        content = json.dumps(
-            {"predictions": predictions, "model_version": version}, separators=(",", ":")
-        )
-        return Response(content, media_type=JSON_TYPE, headers={"x-model-version": version})
+    routes.add_routes(app)
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's schema, plus the generated request model as /predict's body."""
-        spec = app.openapi_schema
-        if spec is None:
-            spec = FastAPI.openapi(app)  # cached in app.openapi_schema: completed here once
-            request_schema = payload_model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            schemas.update(request_schema.pop("$defs", {}))
-            schemas[payload_model.__name__] = request_schema
-            reference = {"$ref": f"#/components/schemas/{payload_model.__name__}"}
-            spec["paths"]["/predict"]["post"]["requestBody"] = {
-                "required": True,
-                "content": {JSON_TYPE: {"schema": reference}},
-            }
-        return spec
+        return routes.document(app, parts.payload_model)
 
     app.openapi = openapi  # type: ignore[method-assign]
     # The Open Inference Protocol (V2) routes: the same rules, coding and batching as /predict.

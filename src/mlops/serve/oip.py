@@ -317,7 +317,7 @@ def add_oip_routes(
         if version is not None and served != version:  # production changed meanwhile
             return error(404, version_not_found(version, served))
         request_id = getattr(request.state, "request_id", "")
-        request.app.state.answered(x, labels, probability, proba, served, request_id)
+        request.app.state.serving.answered(x, labels, probability, proba, served, request_id)
         rows = len(x)
         tensors = {
             "label": {
