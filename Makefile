@@ -259,7 +259,7 @@ mutate: $(INSTALLED) ## Mutation-test the gate, drift verdict, validation and re
 # module-scoped fixture (a `make all`, a server) is built once, and the session's read-only
 # projects and the candidate fits are built once per run (tests/conftest.py `shared`,
 # tests/candidates.py). Modules are handed out heaviest first (conftest HEAVY_FIRST), not by test
-# count. About 18 to 19 minutes on this project's 2-core development machine (1,016 tests, 2,000
+# count. About 18 minutes on this project's 2-core development machine (1,015 tests, 2,000
 # worker-seconds: MLflow, DVC, the fault probes and the pipeline runs take half of them).
 TEST_WORKERS ?= auto
 test: $(INSTALLED) ## Run the test suite with coverage (fail-under in pyproject.toml)
