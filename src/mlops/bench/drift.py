@@ -152,9 +152,9 @@ def prepare(root: Path, config: Config, rows: int, model_rows: int = MODEL_ROWS)
 
     params = bench_params(config, model_rows)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    params["drift"]["runtime"] = "sklearn"
-    (root / SKLEARN_PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
     bench = Config.model_validate(params)
+    sklearn = {**params, "drift": {**params["drift"], "runtime": "sklearn"}}
+    (root / SKLEARN_PARAMS).write_text(yaml.safe_dump(sklearn, sort_keys=False))
     processed = root / bench.data.processed_dir
     processed.mkdir(parents=True)
     splits = (
