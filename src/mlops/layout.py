@@ -24,6 +24,7 @@ PROMOTION_JSON = REPORTS / "promotion.json"
 PROMOTION_MD = REPORTS / "promotion.md"
 DRIFT = REPORTS / "drift"  # drift.{html,json,md}
 DRIFT_HISTORY = REPORTS / "history"
+DRIFT_LOG = DRIFT_HISTORY / "drift.jsonl"  # one line per drift run
 RUN_LOG = REPORTS / "run.log"  # one line per command, for people
 SCORES = REPORTS / "scores"  # `make score`'s default OUT
 

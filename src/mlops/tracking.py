@@ -623,7 +623,7 @@ def history_content(entry: dict[str, Any]) -> tuple[str, dict[str, float], dict[
 # --- the stages' hooks and the commands ----------------------------------------------------------
 
 REPORTS = layout.REPORTS
-HISTORY_LOG = layout.DRIFT_HISTORY / "drift.jsonl"
+HISTORY_LOG = layout.DRIFT_LOG
 CANDIDATE_DIR = layout.CANDIDATE
 
 

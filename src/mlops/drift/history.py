@@ -17,7 +17,7 @@ from mlops.drift.performance import METRICS
 
 REPORTS = layout.REPORTS
 HISTORY_DIR = layout.DRIFT_HISTORY
-HISTORY_LOG = HISTORY_DIR / "drift.jsonl"
+HISTORY_LOG = layout.DRIFT_LOG
 HISTORY_PAGE = REPORTS / "drift_history.html"
 SNAPSHOTS = HISTORY_DIR / "snapshots"
 
